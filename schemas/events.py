@@ -1,0 +1,236 @@
+"""Input events: what webshops publish, one JSON object per message or line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _require_rfc3339_text(value: Any) -> Any:
+    # pydantic would accept a bare number as a Unix time; the contract says RFC 3339 text
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text)]
+"""RFC 3339 with an explicit offset; a naive timestamp is an error."""
+
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A non-negative amount: a JSON number or a decimal string such as ``"12.50"``."""
+
+Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class _Event(BaseModel):
+    """Fields common to every input event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+    event_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    occurred_at: Timestamp
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
+    session_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_id_required(self) -> _Event:
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("customer_id or anonymous_id: at least one of the two ids is required")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The partition key: ``customer_id``, else ``anonymous_id``."""
+        return self.customer_id or self.anonymous_id  # type: ignore[return-value]
+
+
+PageType = Literal["home", "category", "product", "search", "cart", "checkout", "other"]
+
+
+class PageView(_Event):
+    """A page was shown to a visitor or customer."""
+
+    type: Literal["page_view"]
+    page_type: PageType
+    product_id: Id | None = None
+    category: StrictStr | None = None
+    price: Money | None = None
+    search_query: StrictStr | None = None
+    url: StrictStr | None = None
+    referrer: StrictStr | None = None
+    utm_source: StrictStr | None = None
+    utm_medium: StrictStr | None = None
+    utm_campaign: StrictStr | None = None
+    referred_by: Id | None = None
+
+
+class _CartChange(_Event):
+    product_id: Id
+    category: StrictStr | None = None
+    quantity: Annotated[int, Field(ge=1)] = 1
+    unit_price: Money | None = None
+    list_price: Money | None = None
+
+
+class CartAdd(_CartChange):
+    """Units of a product were put in the cart."""
+
+    type: Literal["cart_add"]
+
+
+class CartRemove(_CartChange):
+    """Units of a product were taken out of the cart."""
+
+    type: Literal["cart_remove"]
+
+
+class CheckoutStarted(_Event):
+    """The visitor opened the checkout."""
+
+    type: Literal["checkout_started"]
+    cart_value: Money | None = None
+
+
+class OrderLine(BaseModel):
+    """One product line of an order or a return."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    product_id: Id
+    category: StrictStr | None = None
+    quantity: Annotated[int, Field(ge=1)] = 1
+    unit_price: Money
+    list_price: Money | None = None
+
+
+class OrderPlaced(_Event):
+    """An order was placed."""
+
+    type: Literal["order_placed"]
+    order_id: Id
+    lines: Annotated[list[OrderLine], Field(min_length=1)]
+    total: Money | None = None
+    currency: Currency = "EUR"
+    coupon_code: StrictStr | None = None
+
+    @property
+    def order_value(self) -> float:
+        """``total`` when given, else the sum of the lines."""
+        if self.total is not None:
+            return self.total
+        return sum(line.unit_price * line.quantity for line in self.lines)
+
+
+class OrderCancelled(_Event):
+    """An order was cancelled before fulfilment."""
+
+    type: Literal["order_cancelled"]
+    order_id: Id
+
+
+class OrderReturned(_Event):
+    """Goods of an order were returned: ``lines``, or only a ``refund_total``."""
+
+    type: Literal["order_returned"]
+    order_id: Id
+    lines: list[OrderLine] | None = None
+    refund_total: Money | None = None
+
+    @model_validator(mode="after")
+    def _lines_or_refund(self) -> OrderReturned:
+        if not self.lines and self.refund_total is None:
+            raise ValueError("lines or refund_total: a return needs the returned lines or a refund_total")
+        return self
+
+    @property
+    def refund_value(self) -> float:
+        """``refund_total`` when given, else the value of the returned lines."""
+        if self.refund_total is not None:
+            return self.refund_total
+        return sum(line.unit_price * line.quantity for line in self.lines or ())
+
+
+InputEvent = Annotated[
+    PageView | CartAdd | CartRemove | CheckoutStarted | OrderPlaced | OrderCancelled | OrderReturned,
+    Field(discriminator="type"),
+]
+"""Any input event, discriminated on ``type``."""
+
+EVENT_TYPES: dict[str, type[_Event]] = {
+    "page_view": PageView,
+    "cart_add": CartAdd,
+    "cart_remove": CartRemove,
+    "checkout_started": CheckoutStarted,
+    "order_placed": OrderPlaced,
+    "order_cancelled": OrderCancelled,
+    "order_returned": OrderReturned,
+}
+
+_ADAPTER: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
+
+
+class InvalidEvent(ValueError):
+    """An input that is not a valid contract event; ``reason`` names the field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        # the discriminated union puts the type name first in the location: drop it
+        if err["loc"] and err["loc"][0] in EVENT_TYPES:
+            loc = ".".join(str(p) for p in err["loc"][1:])
+        msg = err["msg"]
+        if err["type"] == "union_tag_invalid":
+            loc, msg = "type", f"unknown event type; expected one of {', '.join(EVENT_TYPES)}"
+        elif err["type"] == "union_tag_not_found":
+            loc, msg = "type", "missing; every event needs a type"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc and not msg.startswith(loc) else msg)
+    return "; ".join(parts)
+
+
+def parse_event(data: bytes | str) -> InputEvent:
+    """Validate one JSON document as an input event.
+
+    Raises :class:`InvalidEvent` naming the field(s) at fault.
+    """
+    try:
+        return _ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from None
+
+
+def parse_event_obj(obj: Any) -> InputEvent:
+    """Validate an already-decoded JSON object as an input event."""
+    try:
+        return _ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from None
+
+
+def event_time_ms(event: InputEvent) -> int:
+    """Event time as integer milliseconds since the Unix epoch."""
+    return (event.occurred_at - _EPOCH) // _MS

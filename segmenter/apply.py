@@ -1,0 +1,312 @@
+"""Folding one event into a customer's state, and the moments it reveals.
+
+``fold(state, event, t, ctx)`` updates the bounded state and returns the
+moments (``detected`` changes) the event itself causes: ``impulse_buy`` on an
+order. ``cart_abandoned`` is caused by time passing: see :func:`abandon_due`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.events import (
+    CartAdd,
+    CartRemove,
+    CheckoutStarted,
+    InputEvent,
+    OrderCancelled,
+    OrderPlaced,
+    OrderReturned,
+    PageView,
+)
+from segmenter.rules.context import Ctx
+from segmenter.state import (
+    F_AFTER_SEARCH,
+    F_PRIOR_BROWSE,
+    F_SESSION,
+    F_T,
+    O_CANCELLED,
+    O_ID,
+    O_VALUE,
+    CustomerState,
+    cap,
+    cap_dict,
+)
+
+Moment = tuple[str, dict[str, Any], str]  # (segment, evidence, reason)
+BROWSE_PAGES = ("product", "category")
+
+
+def touch_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> None:
+    """Start a new session when the shop's session id changes or after the idle timeout."""
+    new = (
+        s.sessions == 0
+        or (session_id is not None and session_id != s.session_id)
+        or (session_id is None and t - s.session_last_ms >= c.session_ms)
+    )
+    if new:
+        s.sessions += 1
+        s.session_id = session_id
+        s.session_start_ms = t
+        s.session_first_page = None
+        s.session_first_product = None
+        s.session_products = []
+        s.session_browse_pages = 0
+        s.last_page_type = None
+    if t > s.session_last_ms:
+        s.session_last_ms = t
+
+
+def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
+    """Apply ``event`` (at event time ``t``) to ``s``; return the moments it causes."""
+    r = c.rules
+    if s.first_seen_ms is None:
+        s.first_seen_ms = t
+    if t > s.last_event_ms:
+        s.last_event_ms = t
+    if event.customer_id is not None:
+        s.customer_id = event.customer_id
+    if event.anonymous_id is not None:
+        s.anonymous_id = event.anonymous_id
+    touch_session(s, event.session_id, t, c)
+
+    if isinstance(event, PageView):
+        _page_view(s, event, t, c)
+    elif isinstance(event, CartAdd | CartRemove):
+        add = isinstance(event, CartAdd)
+        if add:
+            s.cart[event.product_id] = s.cart.get(event.product_id, 0) + event.quantity
+            cap_dict(s.cart, 100)
+        else:
+            left = s.cart.get(event.product_id, 0) - event.quantity
+            if left > 0:
+                s.cart[event.product_id] = left
+            else:
+                s.cart.pop(event.product_id, None)
+        s.cart_events.append([t, 1 if add else -1])
+        cap(s.cart_events, r.max_cart_events_kept)
+        s.cart_active_ms = t if s.cart else None
+    elif isinstance(event, CheckoutStarted):
+        if s.cart:
+            s.cart_active_ms = t
+    elif isinstance(event, OrderPlaced):
+        return _order(s, event, t, c)
+    elif isinstance(event, OrderCancelled | OrderReturned):
+        _return(s, event, t, c)
+    return []
+
+
+def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
+    r = c.rules
+    s.page_views += 1
+    if e.referred_by is not None and s.referred_by is None and e.referred_by != s.key:
+        s.referred_by = e.referred_by
+        s.first_touch_ms = t
+    if s.session_first_page is None:
+        s.session_first_page = e.page_type
+        s.session_first_product = e.product_id
+    if e.page_type == "product" and e.product_id is not None:
+        s.product_views += 1
+        pid = e.product_id
+        if pid not in s.session_products and len(s.session_products) <= r.directed_max_products:
+            s.session_products.append(pid)
+        if pid not in s.first_views:
+            s.first_views[pid] = [
+                t,
+                s.sessions,
+                1 if s.last_page_type == "search" else 0,
+                1 if s.session_browse_pages > 0 else 0,
+            ]
+            cap_dict(s.first_views, r.max_first_views_kept)
+        s.recent_views.append([t, pid, e.category, s.sessions])
+        cap(s.recent_views, r.max_product_views_kept)
+        s.fan_views.append([t, e.category])
+        cap(s.fan_views, r.fan_last_views)
+    if e.page_type in BROWSE_PAGES:
+        s.session_browse_pages += 1
+    s.last_page_type = e.page_type
+
+
+def _is_full_price(unit: float, listed: float | None, coupon: bool) -> bool:
+    return not coupon and (listed is None or unit >= listed)
+
+
+def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
+    r = c.rules
+    if any(o[O_ID] == e.order_id for o in s.orders):
+        return []  # the same order placed again under a new event id: counted once
+    coupon = e.coupon_code is not None
+    units = full = 0
+    impulse_products: list[str] = []
+    for line in e.lines:
+        q = line.quantity
+        units += q
+        if _is_full_price(line.unit_price, line.list_price, coupon):
+            full += q
+        fv = s.first_views.get(line.product_id)
+        if (
+            fv is not None
+            and fv[F_SESSION] == s.sessions
+            and 0 <= t - fv[F_T] <= c.impulse_ms
+            and fv[F_PRIOR_BROWSE]
+            and not fv[F_AFTER_SEARCH]
+        ):
+            impulse_products.append(line.product_id)
+        for _ in range(min(q, r.fan_last_units)):
+            s.fan_units.append([t, line.category])
+        if line.category is not None and line.category not in s.ordered_categories:
+            s.ordered_categories.append(line.category)
+    cap(s.fan_units, r.fan_last_units)
+    cap(s.ordered_categories, 64)
+    ordered = {line.product_id for line in e.lines}
+    directed = (
+        t - s.session_start_ms <= c.directed_ms
+        and len(s.session_products) <= r.directed_max_products
+        and (
+            s.session_first_page == "search"
+            or (s.session_first_page == "product" and s.session_first_product in ordered)
+        )
+    )
+    record = [
+        t,
+        e.order_id,
+        e.order_value,
+        units,
+        full,
+        units - full,
+        1 if impulse_products else 0,
+        1 if directed else 0,
+        0,
+    ]
+    _insert_by_time(s.orders, record)
+    cap(s.orders, r.max_orders_kept)
+    s.orders_total += 1
+    if s.first_order_ms is None:
+        s.first_order_ms = t
+    s.cart.clear()
+    s.cart_active_ms = None
+    if not impulse_products:
+        return []
+    first = s.first_views[impulse_products[0]]
+    ev = {
+        "order_id": e.order_id,
+        "impulse_products": impulse_products[:10],
+        "minutes_from_first_view": round((t - first[F_T]) / 60_000, 1),
+    }
+    reason = (
+        f"Ordered {impulse_products[0]} {ev['minutes_from_first_view']} minutes after first seeing it while browsing."
+    )
+    return [("impulse_buy", ev, reason)]
+
+
+def _insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
+    i = len(records)
+    while i > 0 and records[i - 1][0] > record[0]:
+        i -= 1
+    records.insert(i, record)
+
+
+def _return(s: CustomerState, e: OrderCancelled | OrderReturned, t: int, c: Ctx) -> None:
+    order = next((o for o in s.orders if o[O_ID] == e.order_id), None)
+    if isinstance(e, OrderCancelled):
+        if order is not None and order[O_CANCELLED]:
+            return  # cancelled twice
+        value = order[O_VALUE] if order is not None else 0.0
+        if order is not None:
+            order[O_CANCELLED] = 1
+            s.orders_total = max(0, s.orders_total - 1)
+    else:
+        value = e.refund_value
+    s.returns.append([t, value, e.order_id])
+    cap(s.returns, c.rules.max_returns_kept)
+
+
+def abandon_due(s: CustomerState, c: Ctx) -> int | None:
+    """When the current cart counts as abandoned, if it is still waiting."""
+    if s.cart_active_ms is None or not s.cart:
+        return None
+    return s.cart_active_ms + c.abandon_ms
+
+
+def abandon(s: CustomerState, at: int, c: Ctx) -> Moment:
+    """Record the abandonment of the current cart at ``at``."""
+    items = sum(s.cart.values())
+    s.abandoned.append(at)
+    cap(s.abandoned, 16)
+    s.cart_active_ms = None
+    minutes = c.rules.cart_abandon_minutes
+    ev = {"items": items, "products": sorted(s.cart)[:10], "minutes_without_order": minutes}
+    return "cart_abandoned", ev, f"{items} item(s) left in the cart with no order for {minutes:g} minutes."
+
+
+def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
+    """Absorb an anonymous visitor's history into a customer's state."""
+    r = c.rules
+    if other.first_seen_ms is None:
+        return
+    into.first_seen_ms = (
+        other.first_seen_ms if into.first_seen_ms is None else min(into.first_seen_ms, other.first_seen_ms)
+    )
+    into.last_event_ms = max(into.last_event_ms, other.last_event_ms)
+    into.page_views += other.page_views
+    into.product_views += other.product_views
+    into.sessions += other.sessions
+    if other.session_last_ms >= into.session_last_ms:
+        # the visitor's session is the current one (a login in mid-session): carry it over,
+        # renumbering session numbers so "same session" still matches
+        into.session_id = other.session_id
+        into.session_start_ms = other.session_start_ms
+        into.session_last_ms = other.session_last_ms
+        into.session_first_page = other.session_first_page
+        into.session_first_product = other.session_first_product
+        into.session_products = list(other.session_products)
+        into.session_browse_pages = other.session_browse_pages
+        into.last_page_type = other.last_page_type
+        shift = into.sessions - other.sessions
+        for pid, fv in other.first_views.items():
+            old = into.first_views.get(pid)
+            if old is None or fv[F_T] < old[F_T]:
+                into.first_views[pid] = [fv[F_T], fv[F_SESSION] + shift, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
+    else:
+        for pid, fv in other.first_views.items():
+            old = into.first_views.get(pid)
+            if old is None or fv[F_T] < old[F_T]:
+                into.first_views[pid] = [fv[F_T], -1, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
+    cap_dict(into.first_views, r.max_first_views_kept)
+    into.recent_views = sorted(into.recent_views + other.recent_views, key=lambda v: v[0])
+    cap(into.recent_views, r.max_product_views_kept)
+    into.fan_views = sorted(into.fan_views + other.fan_views, key=lambda v: v[0])
+    cap(into.fan_views, r.fan_last_views)
+    into.fan_units = sorted(into.fan_units + other.fan_units, key=lambda v: v[0])
+    cap(into.fan_units, r.fan_last_units)
+    for pid, q in other.cart.items():
+        into.cart[pid] = into.cart.get(pid, 0) + q
+    if other.cart_active_ms is not None:
+        into.cart_active_ms = max(into.cart_active_ms or 0, other.cart_active_ms)
+    into.cart_events = sorted(into.cart_events + other.cart_events, key=lambda v: v[0])
+    cap(into.cart_events, r.max_cart_events_kept)
+    into.abandoned = sorted(into.abandoned + other.abandoned)
+    cap(into.abandoned, 16)
+    known = {o[O_ID] for o in into.orders}
+    for o in other.orders:
+        if o[O_ID] not in known:
+            _insert_by_time(into.orders, list(o))
+            if not o[O_CANCELLED]:
+                into.orders_total += 1
+    cap(into.orders, r.max_orders_kept)
+    into.returns = sorted(into.returns + other.returns, key=lambda v: v[0])
+    cap(into.returns, r.max_returns_kept)
+    for cat in other.ordered_categories:
+        if cat not in into.ordered_categories:
+            into.ordered_categories.append(cat)
+    cap(into.ordered_categories, 64)
+    if into.referred_by is None and other.referred_by is not None:
+        into.referred_by, into.first_touch_ms = other.referred_by, other.first_touch_ms
+    if other.first_order_ms is not None:
+        into.first_order_ms = min(into.first_order_ms or other.first_order_ms, other.first_order_ms)
+    for eid in other.seen_ids:
+        into.seen_ids[eid] = None
+    cap_dict(into.seen_ids, r.max_event_ids_kept)
+
+
+__all__ = ["Moment", "abandon", "abandon_due", "fold", "merge"]

@@ -1,0 +1,63 @@
+"""Segment changes as the core produces them, and their deterministic ids."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ENTERED = "entered"
+EXITED = "exited"
+DETECTED = "detected"
+
+
+def format_ms(ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 in UTC, e.g. ``2019-10-01T00:00:00+00:00``."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+
+
+def change_id(key: str, segment: str, change: str, occurred_at_ms: int, trigger: str | None) -> str:
+    """Deterministic id: the same input always yields the same id, whatever ran it."""
+    text = f"{key}\x1f{segment}\x1f{change}\x1f{occurred_at_ms}\x1f{trigger or ''}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(slots=True)
+class Change:
+    """One change of one customer's segments (the ``segments.changes`` record)."""
+
+    key: str
+    customer_id: str | None
+    anonymous_id: str | None
+    segment: str
+    change: str
+    occurred_at_ms: int
+    reason: str
+    evidence: dict[str, Any]
+    trigger_event_id: str | None
+
+    @property
+    def change_id(self) -> str:
+        """See :func:`change_id`."""
+        return change_id(self.key, self.segment, self.change, self.occurred_at_ms, self.trigger_event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's field order: ``change_id`` first, ``trigger_event_id`` last."""
+        return {
+            "change_id": self.change_id,
+            "customer_id": self.customer_id,
+            "anonymous_id": self.anonymous_id,
+            "segment": self.segment,
+            "change": self.change,
+            "occurred_at": format_ms(self.occurred_at_ms),
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "trigger_event_id": self.trigger_event_id,
+        }
+
+    def to_json(self) -> bytes:
+        """One JSON object, no trailing newline; same change, same bytes."""
+        return orjson.dumps(self.to_dict())

@@ -1,0 +1,299 @@
+"""Applying events, routed messages and the passing of time to customer states.
+
+:class:`Segmenter` is the functional core both shells run: it takes the state
+of one key and an input (an event, a routed message, or "advance to T") and
+returns an :class:`Outcome`: the new state to store, the segment changes to
+publish and the messages to route to other keys. It never stores anything.
+
+:class:`Engine` is the embedded shell of ``segmenter replay``: states in a
+dict, deadlines in a :class:`~segmenter.clock.DeadlineIndex`, routed messages
+through an in-process FIFO.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.events import InputEvent, event_time_ms, parse_event_obj
+from segmenter.apply import Moment, abandon, abandon_due, fold, merge
+from segmenter.changes import DETECTED, ENTERED, EXITED, Change
+from segmenter.clock import DeadlineIndex
+from segmenter.config import Rules
+from segmenter.routing import APPLY, CREDIT, LINK, MERGE, Routed
+from segmenter.rules import lifecycle, traits
+from segmenter.rules.context import Ctx
+from segmenter.state import CustomerState, cap, cap_dict
+
+Verdicts = dict[str, tuple[bool, dict[str, Any]]]
+
+ALL = frozenset(traits.FAMILIES)
+# the rule families an event of each type can change (time passing re-evaluates ALL)
+AFFECTS: dict[str, frozenset[str]] = {
+    "page_view": frozenset({"views", "referral", "fan"}),
+    "cart_add": frozenset({"carts"}),
+    "cart_remove": frozenset({"carts"}),
+    "checkout_started": frozenset(),
+}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one input did: ``state`` to store under the key (``None``: unchanged), changes, messages."""
+
+    state: CustomerState | None
+    changes: list[Change] = field(default_factory=list)
+    routed: list[Routed] = field(default_factory=list)
+
+
+def _event_body(event: InputEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json", exclude_none=True)
+
+
+class Segmenter:
+    """The segmentation rules applied to one key's state at a time (pure, stateless itself)."""
+
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.rules = rules or Rules()
+        self.ctx = Ctx.of(self.rules)
+
+    # ----------------------------------------------------------------- inputs
+    def on_event(self, state: CustomerState | None, event: InputEvent) -> Outcome:
+        """Apply an input event to the state of ``event.key``."""
+        key = event.key
+        s = state if state is not None else CustomerState(key)
+        anon = event.anonymous_id
+        if s.linked_to is not None:
+            # this visitor was merged into a customer: the history lives there now
+            return Outcome(None, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
+        if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
+            if event.event_id in s.seen_ids:
+                return Outcome(None)
+            # fetch the anonymous history first, so this event is judged with it
+            return Outcome(None, routed=[Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
+        return self._apply(s, event)
+
+    def on_routed(self, state: CustomerState | None, msg: Routed) -> Outcome:
+        """Apply a message routed to ``msg.key`` (see :mod:`segmenter.routing`)."""
+        body = msg.body
+        if msg.kind == LINK:
+            return self._link(state, msg.key, body)
+        if msg.kind == MERGE:
+            s = state if state is not None else CustomerState(msg.key)
+            if body.get("state") is not None:
+                merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
+            anon = body["anonymous_id"]
+            if anon not in s.linked_anons:
+                s.linked_anons.append(anon)
+                cap(s.linked_anons, 8)
+            out = self._apply(s, parse_event_obj(body["event"]))
+            out.state = s  # the merge changed it even if the event was a duplicate
+            return out
+        if msg.kind == APPLY:
+            s = state if state is not None else CustomerState(msg.key)
+            return self._apply(s, parse_event_obj(body["event"]))
+        if msg.kind == CREDIT:
+            return self._credit(state, msg.key, body)
+        raise ValueError(f"unknown routed message kind {msg.kind!r}")
+
+    def advance(self, state: CustomerState, until_ms: int) -> Outcome:
+        """Fire every deadline of ``state`` due at or before ``until_ms``, each at its own time."""
+        return Outcome(state, self._fire(state, until_ms))
+
+    # -------------------------------------------------------------- internals
+    def _apply(self, s: CustomerState, event: InputEvent) -> Outcome:
+        eid = event.event_id
+        if eid in s.seen_ids:
+            return Outcome(None)
+        t = event_time_ms(event)
+        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        s.seen_ids[eid] = None
+        cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
+        had_ordered = s.first_order_ms is not None
+        moments = fold(s, event, t, self.ctx)
+        now = max(s.clock_ms, t)
+        self._moments(s, moments, now, eid, changes)
+        self._evaluate(s, now, eid, changes, AFFECTS.get(event.type, ALL))
+        routed = []
+        if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
+            routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
+        s.due_ms = self._next_due(s, now)
+        return Outcome(s, changes, routed)
+
+    def _link(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
+        customer = body["customer_id"]
+        reply = {"anonymous_id": key, "state": None, "event": body["event"]}
+        if state is None or state.linked_to is not None or state.first_seen_ms is None:
+            s = state if state is not None else CustomerState(key, anonymous_id=key)
+            if s.linked_to is None:
+                s.linked_to = customer
+            return Outcome(s, routed=[Routed(customer, MERGE, reply)])
+        s = state
+        event = parse_event_obj(body["event"])
+        t = max(s.clock_ms, event_time_ms(event))
+        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        reply["state"] = orjson.loads(s.to_bytes())
+        for segment in list(s.members):
+            reason = f"Linked to customer {customer}: this visitor's history now counts for them."
+            changes.append(self._change(s, segment, EXITED, t, reason, {"linked_to": customer}, event.event_id))
+        left = CustomerState(key, anonymous_id=key, linked_to=customer, first_seen_ms=s.first_seen_ms)
+        left.last_event_ms = left.clock_ms = t
+        return Outcome(left, changes, [Routed(customer, MERGE, reply)])
+
+    def _credit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
+        s = state if state is not None else CustomerState(key, customer_id=key)
+        referred = body["referred"]
+        if referred in s.credited or referred == key:
+            return Outcome(None)
+        at = int(body["at_ms"])
+        changes = self._fire(s, at) if s.due_ms is not None and s.due_ms <= at else []
+        s.credited.append(referred)
+        cap(s.credited, 16)
+        now = max(s.clock_ms, at)
+        self._evaluate(s, now, body.get("event_id"), changes, frozenset({"referral"}))
+        s.due_ms = self._next_due(s, now)
+        return Outcome(s, changes)
+
+    def _fire(self, s: CustomerState, until: int) -> list[Change]:
+        out: list[Change] = []
+        while s.due_ms is not None and s.due_ms <= until:
+            t = max(s.due_ms, s.clock_ms)
+            due_cart = abandon_due(s, self.ctx)
+            if due_cart is not None and due_cart <= t:
+                self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
+            self._evaluate(s, t, None, out)
+            s.due_ms = self._next_due(s, t)
+        return out
+
+    def _next_due(self, s: CustomerState, t: int) -> int | None:
+        times: list[int] = []
+        if s.first_seen_ms is not None and s.linked_to is None:
+            lifecycle.deadlines(s, self.ctx, times)
+        traits.deadlines(s, t, self.ctx, times)
+        cart = abandon_due(s, self.ctx)
+        if cart is not None:
+            times.append(cart)
+        later = [x for x in times if x > t]
+        return min(later) if later else None
+
+    def _change(
+        self, s: CustomerState, segment: str, kind: str, t: int, reason: str, ev: dict[str, Any], trigger: str | None
+    ) -> Change:
+        return Change(s.key, s.customer_id, s.anonymous_id, segment, kind, t, reason, ev, trigger)
+
+    def _moments(self, s: CustomerState, moments: list[Moment], t: int, trigger: str | None, out: list[Change]) -> None:
+        for segment, ev, reason in moments:
+            out.append(self._change(s, segment, DETECTED, t, reason, ev, trigger))
+
+    def verdicts(self, s: CustomerState, t: int, families: frozenset[str] = ALL) -> Verdicts:
+        """Segments decided at ``t`` among ``families``: ``{segment: (member, evidence)}``.
+
+        A segment is listed when it holds or was held: one that is held but not
+        listed is not decided by these families and keeps its membership.
+        """
+        c = self.ctx
+        members = s.members
+        out: Verdicts = {}
+        if s.first_seen_ms is not None and s.linked_to is None:
+            stage, ev = lifecycle.stage(s, t, c)
+            out[stage] = (True, ev)
+            for segment in members:
+                if segment in lifecycle.REASONS and segment != stage:
+                    out[segment] = (False, ev)
+        if "orders" in families and s.orders:
+            figures = traits.order_figures(s, t, c)
+            for name, fn in traits.ORDER_TRAITS.items():
+                was = name in members
+                if fn(figures, c, was):
+                    out[name] = (True, figures)
+                elif was:
+                    out[name] = (False, figures)
+        for name, (family, rule) in traits.STATE_TRAITS.items():
+            if family not in families:
+                continue
+            was = name in members
+            member, ev = rule(s, t, c, was)
+            if member or was:
+                out[name] = (member, ev)
+        if "fan" in families and (s.fan_views or s.fan_units):
+            out.update(traits.category_fans(s, t, c, members))
+        return out
+
+    def _evaluate(
+        self, s: CustomerState, t: int, trigger: str | None, out: list[Change], families: frozenset[str] = ALL
+    ) -> None:
+        verdicts = self.verdicts(s, t, families)
+        members = s.members
+        stage = next((seg for seg, (m, _) in verdicts.items() if m and seg in lifecycle.REASONS), None)
+        for segment, (member, ev) in verdicts.items():
+            if member or segment not in members:
+                continue
+            del members[segment]
+            if segment in lifecycle.REASONS and stage is not None:
+                ev = verdicts[stage][1]
+                reason = f"Now {stage}: " + _reason(stage, ev)
+            else:
+                reason = "No longer holds: " + _reason(segment, ev)
+            out.append(self._change(s, segment, EXITED, t, reason, ev, trigger))
+        for segment, (member, ev) in verdicts.items():
+            if member and segment not in members:
+                members[segment] = t
+                out.append(self._change(s, segment, ENTERED, t, _reason(segment, ev), ev, trigger))
+        if t > s.clock_ms:
+            s.clock_ms = t
+
+
+def _reason(segment: str, ev: dict[str, Any]) -> str:
+    template = lifecycle.REASONS.get(segment) or traits.REASONS.get(
+        traits.FAN if segment.startswith(traits.FAN) else segment
+    )
+    if template is None:
+        return f"{segment}: {ev}"
+    try:
+        return template.format(**ev)
+    except (KeyError, ValueError):
+        return f"{segment}: " + ", ".join(f"{k}={v}" for k, v in ev.items())
+
+
+class Engine:
+    """The embedded shell: every key's state in memory, time advanced by the input itself."""
+
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.segmenter = Segmenter(rules)
+        self.states: dict[str, CustomerState] = {}
+        self.index = DeadlineIndex()
+        self.watermark: int | None = None
+        self._queue: deque[Routed] = deque()
+
+    def feed(self, event: InputEvent) -> list[Change]:
+        """Advance time to the event, apply it, deliver what it routes; return the changes."""
+        out = self.advance_to(event_time_ms(event))
+        self._absorb(event.key, self.segmenter.on_event(self.states.get(event.key), event), out)
+        self._drain(out)
+        return out
+
+    def advance_to(self, t_ms: int) -> list[Change]:
+        """Fire every deadline due at or before ``t_ms`` (cost proportional to what is due)."""
+        if self.watermark is None or t_ms > self.watermark:
+            self.watermark = t_ms
+        out: list[Change] = []
+        for key in self.index.pop_due(t_ms):
+            self._absorb(key, self.segmenter.advance(self.states[key], t_ms), out)
+        self._drain(out)
+        return out
+
+    def _absorb(self, key: str, outcome: Outcome, out: list[Change]) -> None:
+        if outcome.state is not None:
+            self.states[key] = outcome.state
+            self.index.schedule(key, outcome.state.due_ms)
+        out.extend(outcome.changes)
+        self._queue.extend(outcome.routed)
+
+    def _drain(self, out: list[Change]) -> None:
+        queue = self._queue
+        while queue:
+            msg = queue.popleft()
+            self._absorb(msg.key, self.segmenter.on_routed(self.states.get(msg.key), msg), out)

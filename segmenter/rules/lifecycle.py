@@ -1,0 +1,128 @@
+"""Lifecycle stages: exactly one per customer or visitor after their first event.
+
+Precedence (SEGMENTS.md): ``lapsed``, ``inactive``, ``at_risk``,
+``new_customer``, ``active_customer``; visitors without an order are
+``passer_by`` or ``window_shopper`` until ``lapsed``. A visitor who is not
+engaged enough for ``window_shopper`` is a ``passer_by`` (a single session of
+4-7 page views without a cart included), so the stage is always defined.
+
+Time thresholds take effect *at* the deadline: a customer whose last order
+was exactly 1.5 expected gaps ago is ``at_risk`` from that millisecond on, and
+a first order is "new" for the 30 days before that instant.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from segmenter.rules.context import Ctx
+from segmenter.state import O_CANCELLED, O_T, CustomerState
+
+STAGES = ("passer_by", "window_shopper", "new_customer", "active_customer", "at_risk", "inactive", "lapsed")
+DAY = 86_400_000.0
+
+
+def _days(ms: float) -> float:
+    return round(ms / DAY, 1)
+
+
+def order_times(s: CustomerState) -> list[int]:
+    """Times of the placed, not cancelled, orders kept."""
+    return [o[O_T] for o in s.orders if not o[O_CANCELLED]]
+
+
+def expected_gap_ms(times: list[int], c: Ctx) -> tuple[float, bool]:
+    """The customer's rhythm: median of the latest gaps, or the shop default; and whether it is their own."""
+    r = c.rules
+    gaps = [b - a for a, b in itertools.pairwise(times)][-r.order_gap_history :]
+    if len(gaps) < r.min_gaps_for_rhythm:
+        return float(c.default_gap_ms), False
+    gaps.sort()
+    n = len(gaps)
+    mid = n // 2
+    median = gaps[mid] if n % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+    return float(max(median, 1)), True
+
+
+def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
+    """The one lifecycle stage at time ``t`` and the figures that decide it."""
+    r = c.rules
+    idle = t - s.last_event_ms
+    if idle >= c.lapsed_ms:
+        return "lapsed", {"days_without_event": _days(idle), "lapsed_after_days": r.lapsed_days}
+    if s.orders_total == 0:
+        engaged = (
+            s.sessions >= r.window_shopper_min_sessions
+            or s.product_views >= r.window_shopper_min_product_views
+            or bool(s.cart_events)
+            or bool(s.abandoned)
+        )
+        ev: dict[str, Any] = {
+            "sessions": s.sessions,
+            "page_views": s.page_views,
+            "product_views": s.product_views,
+            "cart_adds": sum(1 for e in s.cart_events if e[1] > 0),
+        }
+        return ("window_shopper" if engaged else "passer_by"), ev
+    times = order_times(s)
+    last = times[-1] if times else s.last_event_ms
+    since = t - last
+    gap, own = expected_gap_ms(times, c)
+    ev = {
+        "orders": s.orders_total,
+        "days_since_last_order": _days(since),
+        "expected_gap_days": _days(gap),
+        "gap_from": "own rhythm" if own else "shop default",
+    }
+    if since >= r.inactive_gap_factor * gap:
+        ev["inactive_after_days"] = _days(r.inactive_gap_factor * gap)
+        return "inactive", ev
+    if since >= r.at_risk_gap_factor * gap:
+        ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
+        return "at_risk", ev
+    if s.orders_total == 1 and since < c.new_ms:
+        ev["new_for_days"] = r.new_customer_days
+        return "new_customer", ev
+    return "active_customer", ev
+
+
+def deadlines(s: CustomerState, c: Ctx, out: list[int]) -> None:
+    """Times at which the stage can change without an event."""
+    r = c.rules
+    out.append(s.last_event_ms + c.lapsed_ms)
+    if s.orders_total == 0:
+        return
+    times = order_times(s)
+    if not times:
+        return
+    last = times[-1]
+    gap, _ = expected_gap_ms(times, c)
+    if s.orders_total == 1:
+        out.append(last + c.new_ms)
+    out.append(last + _ceil(r.at_risk_gap_factor * gap))
+    out.append(last + _ceil(r.inactive_gap_factor * gap))
+
+
+def _ceil(x: float) -> int:
+    i = int(x)
+    return i if i == x else i + 1
+
+
+REASONS = {
+    "passer_by": "Visited without engaging: {page_views} page views in {sessions} session(s), no cart.",
+    "window_shopper": (
+        "Engaged without ordering: {sessions} session(s), {product_views} product views, {cart_adds} cart add(s)."
+    ),
+    "new_customer": "Placed a first order {days_since_last_order} days ago.",
+    "active_customer": (
+        "Ordered {days_since_last_order} days ago, within their rhythm of one order every {expected_gap_days} days."
+    ),
+    "at_risk": (
+        "Last order {days_since_last_order} days ago, later than 1.5x their expected gap of {expected_gap_days} days."
+    ),
+    "inactive": (
+        "Last order {days_since_last_order} days ago, far beyond their expected gap of {expected_gap_days} days."
+    ),
+    "lapsed": "No activity of any kind for {days_without_event} days.",
+}

@@ -1,0 +1,306 @@
+"""Traits: any number at a time, each held while its condition holds.
+
+Each trait is a function ``(state, t, ctx, was_member) -> (member, evidence)``
+evaluated at time ``t``; share-based traits use ``was_member`` for hysteresis
+(exit only ``share_exit_margin`` below the entry threshold). ``deadlines``
+lists when a window sliding past an old record can change a trait without a
+new event. ``REASONS`` turn the evidence into one human sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from segmenter.rules.context import Ctx
+from segmenter.state import (
+    O_CANCELLED,
+    O_DIRECTED,
+    O_DISC,
+    O_FULL,
+    O_IMPULSE,
+    O_T,
+    O_UNITS,
+    O_VALUE,
+    V_CATEGORY,
+    V_PRODUCT,
+    V_SESSION,
+    V_T,
+    CustomerState,
+)
+
+Verdict = tuple[bool, dict[str, Any]]
+FAN = "category_fan:"
+
+
+def _window_orders(s: CustomerState, t: int, window_ms: int) -> list[list[Any]]:
+    start = t - window_ms
+    return [o for o in s.orders if not o[O_CANCELLED] and start < o[O_T] <= t]
+
+
+def _placed(s: CustomerState) -> list[list[Any]]:
+    return [o for o in s.orders if not o[O_CANCELLED]]
+
+
+def _share_ok(share: float, threshold: float, was: bool, margin: float) -> bool:
+    return share >= (threshold - margin if was else threshold)
+
+
+def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
+    """Window figures shared by loyal, best, low_order_value and discount_hunter."""
+    orders = _window_orders(s, t, c.order_window_ms)
+    units = sum(o[O_UNITS] for o in orders)
+    spend = sum(o[O_VALUE] for o in orders)
+    return {
+        "orders": len(orders),
+        "spend": round(spend, 2),
+        "units": units,
+        "full_price_share": round(sum(o[O_FULL] for o in orders) / units, 3) if units else 0.0,
+        "discount_share": round(sum(o[O_DISC] for o in orders) / units, 3) if units else 0.0,
+        "average_order_value": round(spend / len(orders), 2) if orders else 0.0,
+        "window_days": c.rules.order_window_days,
+    }
+
+
+def loyal(f: dict[str, Any], c: Ctx, was: bool) -> bool:
+    return bool(f["orders"] >= c.rules.loyal_min_orders)
+
+
+def best(f: dict[str, Any], c: Ctx, was: bool) -> bool:
+    r = c.rules
+    return (
+        f["orders"] >= r.loyal_min_orders
+        and f["spend"] >= r.best_min_spend
+        and _share_ok(f["full_price_share"], r.best_min_full_price_share, was, r.share_exit_margin)
+    )
+
+
+def low_order_value(f: dict[str, Any], c: Ctx, was: bool) -> bool:
+    r = c.rules
+    return bool(f["orders"] >= r.low_value_min_orders and f["average_order_value"] < r.low_value_max_average)
+
+
+def discount_hunter(f: dict[str, Any], c: Ctx, was: bool) -> bool:
+    r = c.rules
+    return f["orders"] >= r.discount_min_orders and _share_ok(
+        f["discount_share"], r.discount_min_share, was, r.share_exit_margin
+    )
+
+
+ORDER_TRAITS: dict[str, Callable[[dict[str, Any], Ctx, bool], bool]] = {
+    "loyal_customer": loyal,
+    "best_customer": best,
+    "low_order_value": low_order_value,
+    "discount_hunter": discount_hunter,
+}
+
+
+def impulse_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    r = c.rules
+    last = _placed(s)[-r.impulse_buyer_last_orders :]
+    n = sum(o[O_IMPULSE] for o in last)
+    return n >= r.impulse_buyer_min_orders, {"impulse_orders": n, "of_last_orders": len(last)}
+
+
+def need_based_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    r = c.rules
+    last = _placed(s)[-r.need_based_last_orders :]
+    n = sum(o[O_DIRECTED] for o in last)
+    return n >= r.need_based_min_orders, {"directed_orders": n, "of_last_orders": len(last)}
+
+
+def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    r = c.rules
+    start = t - c.researcher_ms
+    products: dict[str, set[str]] = {}
+    sessions: dict[str, set[int]] = {}
+    for v in s.recent_views:
+        cat = v[V_CATEGORY]
+        if cat is None or v[V_T] <= start or v[V_T] > t:
+            continue
+        products.setdefault(cat, set()).add(v[V_PRODUCT])
+        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    best_cat, best_n, best_sessions = None, 0, 0
+    for cat, prods in products.items():
+        if cat in s.ordered_categories:
+            continue
+        n = len(prods)
+        if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
+            best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
+    ev = {
+        "category": best_cat,
+        "distinct_products": best_n,
+        "sessions": best_sessions,
+        "window_days": r.researcher_window_days,
+    }
+    return best_cat is not None, ev
+
+
+def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    r = c.rules
+    start = t - c.hesitant_ms
+    abandoned = sum(1 for a in s.abandoned if start < a <= t)
+    adds = removes = 0
+    for e in s.cart_events:
+        if start < e[0] <= t:
+            if e[1] > 0:
+                adds += 1
+            else:
+                removes += 1
+    member = abandoned >= r.hesitant_min_abandoned or (
+        adds >= r.hesitant_min_adds and removes >= r.hesitant_min_remove_ratio * adds
+    )
+    return member, {
+        "abandoned_carts": abandoned,
+        "cart_adds": adds,
+        "cart_removes": removes,
+        "window_days": r.hesitant_window_days,
+    }
+
+
+def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    r = c.rules
+    start = t - c.dissatisfied_ms
+    back = [x for x in s.returns if start < x[0] <= t]
+    if not back:
+        return False, {"returns_and_cancellations": 0, "window_days": r.dissatisfied_window_days}
+    returned = sum(x[1] for x in back)
+    ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t)
+    share = returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0)
+    member = len(back) >= r.dissatisfied_min_returns or (returned > 0 and share >= r.dissatisfied_min_value_share)
+    return member, {
+        "returns_and_cancellations": len(back),
+        "returned_value": round(returned, 2),
+        "ordered_value": round(ordered, 2),
+        "returned_share": round(min(share, 99.0), 3),
+        "window_days": r.dissatisfied_window_days,
+    }
+
+
+def referred_end(s: CustomerState, c: Ctx) -> int | None:
+    if s.referred_by is None or s.first_touch_ms is None:
+        return None
+    start = s.first_order_ms if s.first_order_ms is not None else s.first_touch_ms
+    return start + c.referred_ms
+
+
+def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    end = referred_end(s, c)
+    member = end is not None and t < end
+    ev = {"referred_by": s.referred_by, "has_ordered": s.first_order_ms is not None, "days": c.rules.referred_days}
+    return member, ev
+
+
+def advocate(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
+    n = len(s.credited)
+    return n >= c.rules.advocate_min_referred, {"referred_customers_who_ordered": n}
+
+
+FAMILIES = ("orders", "views", "carts", "returns", "referral", "fan")
+"""Rule families: an event re-evaluates only the families it can change."""
+
+STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Verdict]]] = {
+    "impulse_buyer": ("orders", impulse_buyer),
+    "need_based_buyer": ("orders", need_based_buyer),
+    "researcher": ("views", researcher),
+    "hesitant": ("carts", hesitant),
+    "dissatisfied": ("returns", dissatisfied),
+    "referred_customer": ("referral", referred_customer),
+    "advocate": ("referral", advocate),
+}
+
+
+def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> dict[str, Verdict]:
+    """``category_fan:<category>`` verdicts for every category in view or currently a member."""
+    r = c.rules
+    views = [v[1] for v in s.fan_views[-r.fan_last_views :] if v[1] is not None]
+    units = [u[1] for u in s.fan_units[-r.fan_last_units :] if u[1] is not None]
+    view_counts: dict[str, int] = {}
+    for cat in views:
+        view_counts[cat] = view_counts.get(cat, 0) + 1
+    unit_counts: dict[str, int] = {}
+    for cat in units:
+        unit_counts[cat] = unit_counts.get(cat, 0) + 1
+    cats = set(view_counts) | set(unit_counts) | {m[len(FAN) :] for m in members if m.startswith(FAN)}
+    out: dict[str, Verdict] = {}
+    nv, nu = len(views), len(units)
+    for cat in cats:
+        was = FAN + cat in members
+        vshare = view_counts.get(cat, 0) / nv if nv else 0.0
+        ushare = unit_counts.get(cat, 0) / nu if nu else 0.0
+        by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
+        by_units = nu > 0 and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
+        if by_views or by_units or was:
+            out[FAN + cat] = (
+                by_views or by_units,
+                {
+                    "category": cat,
+                    "view_share": round(vshare, 3),
+                    "of_last_views": nv,
+                    "unit_share": round(ushare, 3),
+                    "of_last_units": nu,
+                },
+            )
+    return out
+
+
+def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
+    """Times at which a window slides past a record that a trait counts."""
+    members = s.members
+    if s.orders:
+        # an order leaving the 365-day window can end loyal/best/low_order_value/discount_hunter
+        # and, leaving the 90-day window, change dissatisfied's share
+        for o in s.orders:
+            end = o[O_T] + c.order_window_ms
+            if end > t:
+                out.append(end)
+                break
+    if s.returns:
+        for x in s.returns:
+            if x[0] + c.dissatisfied_ms > t:
+                out.append(x[0] + c.dissatisfied_ms)
+                break
+        for o in s.orders:
+            end = o[O_T] + c.dissatisfied_ms
+            if end > t:
+                out.append(end)
+                break
+    if "researcher" in members:
+        for v in s.recent_views:
+            if v[V_T] + c.researcher_ms > t:
+                out.append(v[V_T] + c.researcher_ms)
+                break
+    if s.cart_events or s.abandoned:
+        for e in s.cart_events:
+            if e[0] + c.hesitant_ms > t:
+                out.append(e[0] + c.hesitant_ms)
+                break
+        for a in s.abandoned:
+            if a + c.hesitant_ms > t:
+                out.append(a + c.hesitant_ms)
+                break
+    end = referred_end(s, c)
+    if end is not None and end > t:
+        out.append(end)
+
+
+REASONS: dict[str, str] = {
+    "loyal_customer": "{orders} orders in the last {window_days} days.",
+    "best_customer": (
+        "{orders} orders worth {spend} in the last {window_days} days, {full_price_share:.0%} of units at full price."
+    ),
+    "low_order_value": "{orders} orders in the last {window_days} days averaging {average_order_value}.",
+    "discount_hunter": "{orders} orders in the last {window_days} days, {discount_share:.0%} of units on discount.",
+    "impulse_buyer": "{impulse_orders} of the last {of_last_orders} orders contained an impulse buy.",
+    "need_based_buyer": "{directed_orders} of the last {of_last_orders} orders were directed purchases.",
+    "researcher": (
+        "Viewed {distinct_products} distinct products of {category} over {sessions} sessions in {window_days} days."
+    ),
+    "hesitant": (
+        "In {window_days} days: {abandoned_carts} abandoned cart(s), {cart_adds} cart adds and {cart_removes} removes."
+    ),
+    "dissatisfied": "{returns_and_cancellations} return(s) or cancellation(s) in the last {window_days} days.",
+    "referred_customer": "Arrived through a referral by {referred_by}.",
+    "advocate": "{referred_customers_who_ordered} customers they referred have placed an order.",
+    FAN: "{view_share:.0%} of the last {of_last_views} product views and {unit_share:.0%} of the last {of_last_units} ordered units in {category}.",
+}

@@ -1,0 +1,19 @@
+"""One module per ``segmenter`` subcommand, each with ``register(subparsers)``.
+
+A module's ``register`` adds its parser and sets ``func`` (``args -> exit code``).
+Heavy imports (faust, aiokafka, redis) happen inside ``func``, so ``segmenter
+replay`` starts fast.
+"""
+
+COMMANDS = (
+    "replay",
+    "segments",
+    "import_",
+    "schema",
+    "worker",
+    "produce",
+    "who",
+    "members",
+    "lag",
+)
+"""Subcommand modules in the order ``segmenter --help`` lists them."""

@@ -23,7 +23,7 @@ from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.clock import DeadlineIndex
 from segmenter.config import Rules
-from segmenter.routing import APPLY, CREDIT, LINK, MERGE, Routed
+from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState, cap, cap_dict
@@ -97,6 +97,8 @@ class Segmenter:
             return self._apply(s, parse_event_obj(body["event"]))
         if msg.kind == CREDIT:
             return self._credit(state, msg.key, body)
+        if msg.kind == EVENT:
+            return self.on_event(state, parse_event_obj(body["event"]))
         raise ValueError(f"unknown routed message kind {msg.kind!r}")
 
     def advance(self, state: CustomerState, until_ms: int) -> Outcome:

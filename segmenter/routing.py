@@ -16,6 +16,8 @@ Kinds:
 * ``apply``: an event of an anonymous id already merged, forwarded to its customer.
 * ``credit``: a referred customer placed their first order; the referrer's key
   counts them (``advocate``).
+* ``event``: an input event that reached a partition other than its key's
+  (a producer keyed it differently); it is handled as if it had arrived there.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ LINK = "link"
 MERGE = "merge"
 APPLY = "apply"
 CREDIT = "credit"
-KINDS = (LINK, MERGE, APPLY, CREDIT)
+EVENT = "event"
+KINDS = (LINK, MERGE, APPLY, CREDIT, EVENT)
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,260 @@
+"""The Faust application: topics, the customer table, the segmenting agent, the ticker.
+
+One agent (``concurrency=1``: faust#606) consumes the three input topics,
+the routing topic and the ticks topic, all co-partitioned with the table, as
+raw bytes (a decode error inside Faust would be committed and skipped). Each
+batch (``take_events``) is split by partition and run through
+:class:`~streams.processor.Processor` under an event of that partition, so
+table reads and writes go to the partition that owns the key (faust reads
+the partition from the current event). Per batch: publish changes, routed
+messages and dead letters and wait for Kafka's acknowledgement; apply the
+changes to Redis; then write each changed customer state once. Only then is
+the batch acked (``take_events`` acks after the loop body).
+
+Time: a timer produces, for every partition this worker *actively* owns, a
+tick carrying the partition's event-time watermark (advanced with the wall
+clock when the partition is idle); the agent applies the tick in-stream,
+firing what is due. Timers never write tables (robinhood/faust#216).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+from faust.types import TP, EventT
+
+from segmenter.engine import Segmenter
+from streams import metrics
+from streams.processor import BatchResult, Merger, Processor, Record, tick_message
+from streams.settings import Settings
+from streams.store import Store
+
+log = logging.getLogger("segmenter.worker")
+
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.05
+
+
+def partitioner_for(n: int) -> Callable[[str], int]:
+    """The producer's default partitioner (murmur2, as Java and aiokafka): key -> partition."""
+
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % n
+
+    return partition
+
+
+def broker_url(bootstrap: str) -> str:
+    """``host:port,host:port`` as Faust's ``kafka://host:port;host:port``."""
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+def _fatal(reason: str) -> None:
+    # at-least-once: exit without committing; the supervisor restarts us and the batch is replayed
+    log.critical("fatal: %s; exiting without committing so the batch is processed again", reason)
+    logging.shutdown()
+    os._exit(70)
+
+
+@dataclass
+class Worker:
+    """The Faust app with its topics, table and processor (what tests and the CLI drive)."""
+
+    settings: Settings
+    app: faust.App
+    processor: Processor
+    store: Store | None
+    table: Any
+    topics: dict[str, Any]
+    merger: Merger
+    fatal: Callable[[str], None] = _fatal
+    batches: int = 0
+    metrics: Any = None
+
+    def ready(self) -> bool:
+        """Assigned partitions recovered and consuming (for /readyz)."""
+        recovery = self.app.tables.recovery
+        return bool(self.app.started and not self.app.rebalancing and recovery.completed.is_set())
+
+
+def create_worker(
+    settings: Settings, *, store: Store | None = None, fatal: Callable[[str], None] | None = None
+) -> Worker:
+    """Build the app; nothing connects until it starts."""
+    t = settings.topics
+    n = settings.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=broker_url(settings.kafka_bootstrap),
+        store="memory://" if settings.store == "memory" else "rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=n,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=settings.web_port != 0,
+        web_port=settings.web_port or 6066,
+        web_bind="0.0.0.0",
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_every=BATCH_MAX * 5,
+        broker_commit_interval=1.0,
+    )
+    source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
+    topics = {
+        "changes": app.topic(t.changes, key_type=bytes, value_type=bytes, partitions=n),
+        "dead_letter": app.topic(t.dead_letter, key_type=bytes, value_type=bytes, partitions=n),
+        "routing": app.topic(t.routing, key_type=bytes, value_type=bytes, partitions=n),
+        "ticks": app.topic(t.ticks, key_type=bytes, value_type=bytes, partitions=n),
+    }
+    table = app.Table(
+        "customers",
+        default=None,
+        partitions=n,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    processor = Processor(
+        Segmenter(settings.load_rules()),
+        partitioner_for(n),
+        input_topics=t.inputs(),
+        routing_topic=t.routing,
+        ticks_topic=t.ticks,
+    )
+    worker = Worker(settings, app, processor, store, table, topics, Merger(t.inputs()))
+    if fatal is not None:
+        worker.fatal = fatal
+
+    def caught_up(topic: str, partition: int, last: int | None) -> bool:
+        tp = TP(topic, partition)
+        consumer: Any = app.consumer
+        high = consumer.highwater(tp)
+        if high is None:
+            return False
+        if last is None:
+            committed = consumer._committed_offset.get(tp)
+            return bool(high == 0 or (committed is not None and committed >= high))
+        return bool(last + 1 >= high)
+
+    @app.agent(source, concurrency=1, name="segment")
+    async def segment(stream: Any) -> None:
+        # noack: events held by the merger stay unacked, so offsets are never committed past them
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            ready: list[Record] = []
+            for ev in events:
+                m = ev.message
+                worker.merger.add(Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, handle=ev), ready)
+            worker.merger.release(caught_up, ready)
+            if ready:
+                await handle_batch(worker, ready)
+                for rec in ready:
+                    await stream.ack(rec.handle)
+
+    idle_after = max(2 * settings.tick_interval_seconds, 1.0)
+
+    @app.timer(interval=settings.tick_interval_seconds)
+    async def ticker() -> None:
+        # a tick for a partition whose deadline index is not built yet makes the agent build it
+        wall_ms = int(time.time() * 1000)
+        for tp in sorted(app.assignor.assigned_actives()):
+            if tp.topic != t.ticks:
+                continue
+            w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
+            if w is not None:
+                await topics["ticks"].send(value=tick_message(w), partition=tp.partition)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
+        processor.forget(gone)
+        worker.merger.forget(gone)
+        log.info(
+            "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked if tp.topic == t.ticks)}
+        )
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(_app: Any, assigned: set[TP], **_: Any) -> None:
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == t.ticks)}
+        )
+
+    metrics.install(worker)
+    return worker
+
+
+def _owned_partitions(worker: Worker) -> set[int]:
+    ticks = worker.settings.topics.ticks
+    return {tp.partition for tp in worker.app.assignor.assigned_actives() if tp.topic == ticks}
+
+
+async def handle_batch(worker: Worker, records: list[Record]) -> None:
+    """Records in order: process per partition, publish and wait, serve to Redis, then store states."""
+    proc, table = worker.processor, worker.table
+    by_partition: dict[int, list[Record]] = {}
+    for rec in records:
+        by_partition.setdefault(rec.partition, []).append(rec)
+    missing = {p for p in by_partition if p not in proc.indexes}
+    if missing:
+        started = time.monotonic()
+        rebuild = {p for p in _owned_partitions(worker) | missing if p not in proc.indexes}
+        n = proc.rebuild_indexes(lambda: list(table.data.items()), rebuild)
+        log.info(
+            "recovery done: deadline index rebuilt",
+            extra={"partitions": sorted(rebuild), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
+        )
+
+    def load(key: str) -> bytes | None:
+        value: bytes | None = table.get(key.encode())
+        return value
+
+    results: list[tuple[EventT, BatchResult]] = []
+    for recs in by_partition.values():
+        # faust picks the table partition from the current event: make it one of this partition
+        anchor = recs[-1].handle
+        _current_event.set(weakref.ref(anchor))
+        results.append((anchor, proc.process(recs, load)))
+    try:
+        await _publish(worker, [r for _, r in results])
+    except Exception as exc:
+        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
+        raise
+    for anchor, res in results:
+        _current_event.set(weakref.ref(anchor))
+        for states in res.states.values():
+            for key, state in states.items():
+                table[key.encode()] = state.to_bytes()
+        metrics.observe_batch(worker, res)
+    worker.batches += 1
+
+
+async def _publish(worker: Worker, results: list[BatchResult]) -> None:
+    topics = worker.topics
+    futures = []
+    for res in results:
+        for change in res.changes:
+            futures.append(await topics["changes"].send(key=change.key.encode(), value=change.to_json()))
+        for msg in res.routed:
+            futures.append(await topics["routing"].send(key=msg.key.encode(), value=msg.to_json()))
+        for key, letter in res.dead_letters:
+            futures.append(await topics["dead_letter"].send(key=key, value=letter))
+            log.warning("dead-lettered a message", extra={"dead_letter": letter.decode()[:500]})
+    if futures:
+        await asyncio.gather(*futures)
+    if worker.store is not None:
+        changes = [c.to_dict() for res in results for c in res.changes]
+        if changes:
+            await worker.store.apply_many(changes)

@@ -1,0 +1,326 @@
+"""One batch of Kafka records through the segmentation core, independent of Faust.
+
+The Faust agent (``streams/app.py``) hands each batch of records here and
+gets back what to publish and what to store. Keeping this free of Faust makes
+the failure table testable with plain records:
+
+| input                                   | outcome                                                 |
+|-----------------------------------------|---------------------------------------------------------|
+| bytes that are not a contract event      | dead letter (``stage=decode``) with the reason; go on  |
+| a valid event the rules fail on (a bug)  | dead letter (``stage=process``), logged with position  |
+| an event on the wrong partition for its key | re-routed to its key through the routing topic      |
+| a routed message or tick that is not ours | dead letter (``stage=decode``)                         |
+
+Ordering: states are read once per batch and written once per key per
+batch; the agent publishes changes, routed messages and dead letters, waits
+until Kafka has them, and only then writes the states. A crash before the
+state write replays the batch and emits the same changes again (same
+``change_id``s); a crash after it finds the events in the state's dedup window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from schemas.dead_letter import DeadLetter
+from schemas.events import InputEvent, InvalidEvent, event_time_ms, parse_event
+from segmenter.changes import Change
+from segmenter.clock import DeadlineIndex
+from segmenter.engine import Outcome, Segmenter
+from segmenter.routing import EVENT, Routed
+from segmenter.state import CustomerState
+
+log = logging.getLogger("segmenter.processor")
+
+Partitioner = Callable[[str], int]
+"""Partition of a key (the producer's default partitioner: murmur2 of the UTF-8 key)."""
+
+
+@dataclass(slots=True)
+class Record:
+    """The parts of a Kafka record the processor needs (``event``: parsed already, if it was)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    event: InputEvent | None = None
+    handle: Any = None  # the shell's own object for this record (the Faust event to ack)
+
+
+@dataclass
+class BatchResult:
+    """What a batch produced: to publish first, then to store."""
+
+    changes: list[Change] = field(default_factory=list)
+    routed: list[Routed] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, DeadLetter JSON)
+    states: dict[int, dict[str, CustomerState]] = field(default_factory=dict)  # partition -> key -> state
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    e2e_latency_s: list[float] = field(default_factory=list)  # event time -> processed, per change trigger
+
+
+def tick_message(watermark_ms: int) -> bytes:
+    """The value of a tick: advance this partition's deadlines to ``watermark_ms``."""
+    return orjson.dumps({"watermark_ms": watermark_ms})
+
+
+def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
+    raw = rec.value or b""
+    try:
+        text, b64 = raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        import base64
+
+        text, b64 = raw.decode("utf-8", "backslashreplace"), base64.b64encode(raw).decode()
+    letter = DeadLetter(
+        reason=reason,
+        stage=stage,
+        original=text,
+        original_base64=b64,
+        source_topic=rec.topic,
+        source_partition=rec.partition,
+        source_offset=rec.offset,
+        key=rec.key.decode("utf-8", "backslashreplace") if rec.key is not None else None,
+        failed_at=datetime.now(tz=UTC),
+    )
+    return rec.key, letter.model_dump_json().encode()
+
+
+def _reason_class(reason: str) -> str:
+    # a bounded label for metrics: the field named first ("lines.0.quantity: ..." -> "lines.quantity")
+    head = reason.split(":", 1)[0].strip()
+    return ".".join(p for p in head.split(".") if not p.isdigit())[:40] or "other"
+
+
+class Processor:
+    """Per-worker processing: the core, the deadline indexes and the watermarks of owned partitions."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        partitioner: Partitioner,
+        *,
+        input_topics: Sequence[str],
+        routing_topic: str,
+        ticks_topic: str,
+    ) -> None:
+        self.segmenter = segmenter
+        self.partitioner = partitioner
+        self.input_topics = frozenset(input_topics)
+        self.routing_topic = routing_topic
+        self.ticks_topic = ticks_topic
+        self.indexes: dict[int, DeadlineIndex] = {}
+        self.watermarks: dict[int, int] = {}  # event time, per partition, from input events
+        self.last_input_wall: dict[int, float] = {}
+
+    # ----------------------------------------------------------------- time
+    def tick_watermark(self, partition: int, wall_ms: int, idle_after_s: float, wallclock: bool) -> int | None:
+        """The watermark a tick for ``partition`` should carry now, or ``None`` (nothing to advance to)."""
+        w = self.watermarks.get(partition)
+        if wallclock:
+            last = self.last_input_wall.get(partition)
+            if last is None or time.monotonic() - last >= idle_after_s:
+                w = wall_ms if w is None else max(w, wall_ms)
+        return w
+
+    def rebuild_indexes(self, states: Callable[[], Any], partitions: set[int]) -> int:
+        """Rebuild the deadline indexes of ``partitions`` from the stored states (after an assignment)."""
+        for p in partitions:
+            self.indexes[p] = DeadlineIndex()
+        n = 0
+        for key, value in states():
+            k = key.decode() if isinstance(key, bytes) else str(key)
+            p = self.partitioner(k)
+            if p not in partitions or value is None:
+                continue
+            due = CustomerState.from_bytes(value).due_ms
+            if due is not None:
+                self.indexes[p].schedule(k, due)
+                n += 1
+        return n
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is known of revoked partitions."""
+        for p in partitions:
+            self.indexes.pop(p, None)
+            self.watermarks.pop(p, None)
+            self.last_input_wall.pop(p, None)
+
+    # ---------------------------------------------------------------- batch
+    def process(self, records: Sequence[Record], load: Callable[[str], bytes | None]) -> BatchResult:
+        """Run ``records`` through the core; ``load(key)`` reads a stored state."""
+        res = BatchResult()
+        cache: dict[str, CustomerState | None] = {}
+        now_wall = time.time()
+
+        def state_of(key: str) -> CustomerState | None:
+            if key not in cache:
+                raw = load(key)
+                cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
+            return cache[key]
+
+        def absorb(p: int, key: str, out: Outcome) -> None:
+            if out.state is not None:
+                cache[key] = out.state
+                res.states.setdefault(p, {})[key] = out.state
+                self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
+            res.changes.extend(out.changes)
+            res.routed.extend(out.routed)
+
+        for rec in records:
+            p = rec.partition
+            try:
+                if rec.topic == self.ticks_topic:
+                    self._tick(rec, state_of, absorb, res)
+                elif rec.topic == self.routing_topic:
+                    msg = Routed.from_json(rec.value or b"")
+                    absorb(p, msg.key, self.segmenter.on_routed(state_of(msg.key), msg))
+                else:
+                    self._event(rec, state_of, absorb, res, now_wall)
+            except InvalidEvent as exc:
+                res.invalid_by_reason[_reason_class(exc.reason)] = (
+                    res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
+                )
+                res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
+            except ValueError as exc:  # not JSON, or a routed message / tick of the wrong shape
+                reason = f"not a valid message: {exc}"
+                res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
+                res.dead_letters.append(_dead_letter(rec, "decode", reason))
+            except Exception as exc:
+                log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
+                res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
+        return res
+
+    def _event(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult, now_wall: float) -> None:
+        event = rec.event if rec.event is not None else parse_event(rec.value or b"")
+        res.events_by_type[event.type] = res.events_by_type.get(event.type, 0) + 1
+        p = rec.partition
+        t = event_time_ms(event)
+        if t > self.watermarks.get(p, -(2**62)):
+            self.watermarks[p] = t
+        self.last_input_wall[p] = time.monotonic()
+        key = event.key
+        if self.partitioner(key) != p:
+            # produced with another key: move it to its key's partition, where its state lives
+            res.routed.append(Routed(key, EVENT, {"event": event.model_dump(mode="json", exclude_none=True)}))
+            return
+        before = len(res.changes)
+        absorb(p, key, self.segmenter.on_event(state_of(key), event))
+        lat = now_wall - t / 1000
+        res.e2e_latency_s.extend(lat for _ in range(len(res.changes) - before))
+
+    def _tick(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult) -> None:
+        obj = orjson.loads(rec.value or b"")
+        if not isinstance(obj, dict) or not isinstance(obj.get("watermark_ms"), int):
+            raise ValueError("a tick needs an integer watermark_ms")
+        p = rec.partition
+        index = self.indexes.get(p)
+        if index is None:
+            return
+        for key in index.pop_due(obj["watermark_ms"]):
+            s = state_of(key)
+            if s is not None:
+                absorb(p, key, self.segmenter.advance(s, obj["watermark_ms"]))
+
+
+class Merger:
+    """Per partition, hands input records on in event-time order across the input topics.
+
+    Kafka orders records within a partition of one topic, not across topics:
+    a worker catching up on a backlog reads a partition of ``shop.page_views``
+    and of ``shop.orders`` at different speeds, so a customer's order could
+    be judged before the page views that led to it. Like Kafka Streams'
+    timestamp synchronisation, the merger holds each topic's records of a
+    partition in a FIFO and releases the head with the earliest event time
+    (ties: page views, then carts, then orders), but only while every other
+    input topic of that partition either has a record waiting or has been
+    read up to its high watermark (nothing earlier can still come). Held
+    records are not acked, so a crash loses nothing. ``max_wait_s`` bounds
+    the wait for a topic whose high watermark is unknown or stuck.
+
+    Records of other topics (routing, ticks) and records that are not valid
+    events pass straight through, in arrival order.
+    """
+
+    def __init__(self, input_topics: Sequence[str], max_wait_s: float = 2.0, max_held: int = 50_000) -> None:
+        self.rank = {t: i for i, t in enumerate(input_topics)}
+        self.max_wait_s = max_wait_s
+        self.max_held = max_held
+        self.held: dict[int, dict[str, list[tuple[int, Record]]]] = {}
+        self.last_offset: dict[tuple[str, int], int] = {}
+        self.waiting_since: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return sum(len(q) for parts in self.held.values() for q in parts.values())
+
+    def add(self, rec: Record, out: list[Record]) -> None:
+        """Take a record in; pass-through records go straight to ``out``."""
+        self.last_offset[(rec.topic, rec.partition)] = rec.offset
+        if rec.topic not in self.rank:
+            out.append(rec)
+            return
+        try:
+            rec.event = parse_event(rec.value or b"")
+        except ValueError:
+            out.append(rec)  # invalid: the processor dead-letters it; holding it would gain nothing
+            return
+        parts = self.held.setdefault(rec.partition, {t: [] for t in self.rank})
+        parts[rec.topic].append((event_time_ms(rec.event), rec))
+
+    def release(self, caught_up: Callable[[str, int, int | None], bool], out: list[Record]) -> None:
+        """Move every record that is safe to hand on to ``out``, in order, per partition.
+
+        ``caught_up(topic, partition, last_offset_received)`` says whether that
+        topic-partition has nothing more to read right now.
+        """
+        now = time.monotonic()
+        for p, parts in self.held.items():
+            pos = dict.fromkeys(parts, 0)
+            total = sum(len(q) for q in parts.values())
+            while True:
+                head_topic, head_key = None, None
+                blocked = False
+                for topic, q in parts.items():
+                    i = pos[topic]
+                    if i < len(q):
+                        k = (q[i][0], self.rank[topic])
+                        if head_key is None or k < head_key:
+                            head_topic, head_key = topic, k
+                    elif not caught_up(topic, p, self.last_offset.get((topic, p))):
+                        blocked = True
+                if head_topic is None:
+                    self.waiting_since.pop(p, None)
+                    break
+                if blocked:
+                    since = self.waiting_since.setdefault(p, now)
+                    if now - since < self.max_wait_s and total < self.max_held:
+                        break
+                else:
+                    self.waiting_since.pop(p, None)
+                out.append(parts[head_topic][pos[head_topic]][1])
+                pos[head_topic] += 1
+            for topic, i in pos.items():
+                if i:
+                    del parts[topic][:i]
+
+    def forget(self, partitions: set[int]) -> list[Record]:
+        """Drop what is held for revoked partitions (their records were not acked: another worker reads them)."""
+        dropped = []
+        for p in partitions:
+            for q in self.held.pop(p, {}).values():
+                dropped.extend(r for _, r in q)
+            self.waiting_since.pop(p, None)
+        self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in partitions}
+        return dropped

@@ -1,0 +1,23 @@
+"""Every Prometheus metric the worker exposes, by name: the dashboard may only query these.
+
+``tests/unit/streams/test_dashboard.py`` checks the Grafana dashboard against
+this tuple (histograms' ``_bucket``/``_sum``/``_count`` and counters' series
+are derived from the base names here).
+"""
+
+from __future__ import annotations
+
+METRIC_NAMES: tuple[str, ...] = (
+    "segmenter_events_total",
+    "segmenter_invalid_events_total",
+    "segmenter_dlq_total",
+    "segmenter_segment_changes_total",
+    "segmenter_consumer_lag_messages",
+    "segmenter_consumer_lag_seconds",
+    "segmenter_event_e2e_latency_seconds",
+    "segmenter_ingest_latency_seconds",
+    "segmenter_customers",
+    "segmenter_deadline_queue_size",
+    "segmenter_redis_write_errors_total",
+    "segmenter_timer_lateness_seconds",
+)

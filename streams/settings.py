@@ -38,10 +38,7 @@ class Topics(BaseModel):
     def prefixed(self, prefix: str) -> Topics:
         """Every name with ``prefix`` in front (idempotent: a name that has it keeps it)."""
         return Topics(
-            **{
-                name: value if value.startswith(prefix) else prefix + value
-                for name, value in self.model_dump().items()
-            }
+            **{name: value if value.startswith(prefix) else prefix + value for name, value in self.model_dump().items()}
         )
 
     def for_event_type(self, event_type: str) -> str | None:
@@ -93,9 +90,7 @@ class Settings(BaseSettings):
     def _known_rule_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - set(Rules.model_fields))
         if unknown:
-            raise ValueError(
-                f"unknown threshold(s) {', '.join(unknown)}; see `segmenter segments` for the names"
-            )
+            raise ValueError(f"unknown threshold(s) {', '.join(unknown)}; see `segmenter segments` for the names")
         return value
 
     @model_validator(mode="after")

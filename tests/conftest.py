@@ -88,3 +88,18 @@ async def redis_space(services: Services, unique_id: str) -> AsyncIterator[Redis
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The environment that makes ``segmenter ...`` commands use ``settings``."""
+    for name in list(os.environ):
+        if name.startswith("SEGMENTER_") and name != "SEGMENTER_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SEGMENTER_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+    monkeypatch.setenv("SEGMENTER_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("SEGMENTER_TOPIC_PREFIX", settings.topic_prefix)
+    monkeypatch.setenv("SEGMENTER_APP_ID", settings.app_id)
+    monkeypatch.setenv("SEGMENTER_REDIS_PREFIX", settings.redis_prefix)
+    monkeypatch.setenv("SEGMENTER_PARTITIONS", str(settings.partitions))
+    return settings

@@ -94,9 +94,7 @@ def test_topic_for_event_type(event_type: str, topic: str | None) -> None:
         ("SEGMENTER_LOG_FORMAT", "xml"),
     ],
 )
-def test_invalid_values_are_rejected(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str
-) -> None:
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
@@ -155,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from(args)
     except ValidationError as exc:
         return fail(f"invalid configuration: {exc}")
+    for path in args.paths:
+        if path != "-" and not os.path.isfile(path):
+            return fail(f"no such file: {path}")  # before any topic is created
     quiet_kafka_logs()
     started = time.monotonic()
     try:

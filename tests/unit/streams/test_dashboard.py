@@ -77,3 +77,13 @@ def test_prometheus_scrapes_the_worker_web_port() -> None:
     config = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
     assert f'"worker:{Settings().web_port}"' in config
     assert "metrics_path: /metrics" in config
+
+
+def test_the_worker_exposes_exactly_these_metrics() -> None:
+    from streams.metrics import Metrics
+
+    exposed = {
+        family.name + "_total" if family.type == "counter" else family.name
+        for family in Metrics().registry.collect()
+    }
+    assert exposed == set(METRIC_NAMES)

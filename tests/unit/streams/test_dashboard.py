@@ -83,7 +83,6 @@ def test_the_worker_exposes_exactly_these_metrics() -> None:
     from streams.metrics import Metrics
 
     exposed = {
-        family.name + "_total" if family.type == "counter" else family.name
-        for family in Metrics().registry.collect()
+        family.name + "_total" if family.type == "counter" else family.name for family in Metrics().registry.collect()
     }
     assert exposed == set(METRIC_NAMES)

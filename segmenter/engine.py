@@ -38,6 +38,7 @@ AFFECTS: dict[str, frozenset[str]] = {
     "cart_remove": frozenset({"carts"}),
     "checkout_started": frozenset(),
 }
+CREDIT_ONLY = frozenset({"credit"})
 
 
 @dataclass(slots=True)
@@ -69,11 +70,14 @@ class Segmenter:
         if s.linked_to is not None:
             # this visitor was merged into a customer: the history lives there now
             return Outcome(None, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
+        if s.linking is not None:
+            return self._hold(s, event)
         if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
             if event.event_id in s.seen_ids:
                 return Outcome(None)
-            # fetch the anonymous history first, so this event is judged with it
-            return Outcome(None, routed=[Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
+            # fetch the anonymous history first, so this event (and the ones after it) are judged with it
+            s.linking = anon
+            return Outcome(s, routed=[Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
         return self._apply(s, event)
 
     def on_routed(self, state: CustomerState | None, msg: Routed) -> Outcome:
@@ -82,19 +86,11 @@ class Segmenter:
         if msg.kind == LINK:
             return self._link(state, msg.key, body)
         if msg.kind == MERGE:
-            s = state if state is not None else CustomerState(msg.key)
-            if body.get("state") is not None:
-                merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
-            anon = body["anonymous_id"]
-            if anon not in s.linked_anons:
-                s.linked_anons.append(anon)
-                cap(s.linked_anons, 8)
-            out = self._apply(s, parse_event_obj(body["event"]))
-            out.state = s  # the merge changed it even if the event was a duplicate
-            return out
+            return self._merge(state if state is not None else CustomerState(msg.key), body)
         if msg.kind == APPLY:
             s = state if state is not None else CustomerState(msg.key)
-            return self._apply(s, parse_event_obj(body["event"]))
+            event = parse_event_obj(body["event"])
+            return self._hold(s, event) if s.linking is not None else self._apply(s, event)
         if msg.kind == CREDIT:
             return self._credit(state, msg.key, body)
         if msg.kind == EVENT:
@@ -102,7 +98,13 @@ class Segmenter:
         raise ValueError(f"unknown routed message kind {msg.kind!r}")
 
     def advance(self, state: CustomerState, until_ms: int) -> Outcome:
-        """Fire every deadline of ``state`` due at or before ``until_ms``, each at its own time."""
+        """Fire every deadline of ``state`` due at or before ``until_ms``, each at its own time.
+
+        A customer waiting for its anonymous history fires nothing yet: the
+        deadlines fire, at their own times, once the history has arrived.
+        """
+        if state.linking is not None:
+            return Outcome(None)
         return Outcome(state, self._fire(state, until_ms))
 
     # -------------------------------------------------------------- internals
@@ -124,6 +126,31 @@ class Segmenter:
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
         s.due_ms = self._next_due(s, now)
         return Outcome(s, changes, routed)
+
+    def _hold(self, s: CustomerState, event: InputEvent) -> Outcome:
+        # the anonymous history is on its way: keep the order of this customer's events
+        if event.event_id in s.seen_ids or any(b["event_id"] == event.event_id for b in s.pending):
+            return Outcome(None)
+        s.pending.append(_event_body(event))
+        return Outcome(s)
+
+    def _merge(self, s: CustomerState, body: dict[str, Any]) -> Outcome:
+        if body.get("state") is not None:
+            merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
+        anon = body["anonymous_id"]
+        if anon not in s.linked_anons:
+            s.linked_anons.append(anon)
+            cap(s.linked_anons, 8)
+        if s.linking == anon:
+            s.linking = None
+        out = self._apply(s, parse_event_obj(body["event"]))
+        out.state = s  # the merge changed it even if the event was a duplicate
+        held, s.pending = s.pending, []
+        for item in held:
+            more = self.on_event(s, parse_event_obj(item))
+            out.changes.extend(more.changes)
+            out.routed.extend(more.routed)
+        return out
 
     def _link(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
         customer = body["customer_id"]
@@ -154,9 +181,9 @@ class Segmenter:
         changes = self._fire(s, at) if s.due_ms is not None and s.due_ms <= at else []
         s.credited.append(referred)
         cap(s.credited, 16)
-        now = max(s.clock_ms, at)
-        self._evaluate(s, now, body.get("event_id"), changes, frozenset({"referral"}))
-        s.due_ms = self._next_due(s, now)
+        # at the credit's own time, whenever it arrives: advocate depends on nothing else
+        self._evaluate(s, at, body.get("event_id"), changes, CREDIT_ONLY)
+        s.due_ms = self._next_due(s, max(s.clock_ms, at))
         return Outcome(s, changes)
 
     def _fire(self, s: CustomerState, until: int) -> list[Change]:
@@ -199,7 +226,7 @@ class Segmenter:
         c = self.ctx
         members = s.members
         out: Verdicts = {}
-        if s.first_seen_ms is not None and s.linked_to is None:
+        if s.first_seen_ms is not None and s.linked_to is None and families is not CREDIT_ONLY:
             stage, ev = lifecycle.stage(s, t, c)
             out[stage] = (True, ev)
             for segment in members:

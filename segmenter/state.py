@@ -75,6 +75,8 @@ class CustomerState:
     credited: list[str] = field(default_factory=list)  # referred customers who ordered
     linked_anons: list[str] = field(default_factory=list)  # anonymous ids merged into this key
     linked_to: str | None = None  # this anonymous key was merged into that customer
+    linking: str | None = None  # an anonymous id whose history was asked for and has not arrived yet
+    pending: list[dict[str, Any]] = field(default_factory=list)  # events held until that history arrives
 
     seen_ids: dict[str, None] = field(default_factory=dict)  # latest event ids (ordered set)
     members: dict[str, int] = field(default_factory=dict)  # segment -> since (ms)

@@ -93,6 +93,7 @@ def create_worker(
     """Build the app; nothing connects until it starts."""
     t = settings.topics
     n = settings.partitions
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
@@ -174,7 +175,7 @@ def create_worker(
             if tp.topic != t.ticks:
                 continue
             w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
-            if w is not None:
+            if w is not None and processor.tick_needed(tp.partition, w):
                 await topics["ticks"].send(value=tick_message(w), partition=tp.partition)
 
     @app.on_partitions_revoked.connect

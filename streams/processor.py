@@ -135,6 +135,14 @@ class Processor:
                 w = wall_ms if w is None else max(w, wall_ms)
         return w
 
+    def tick_needed(self, partition: int, watermark_ms: int) -> bool:
+        """Whether a tick to ``watermark_ms`` would fire anything (or build a missing index)."""
+        index = self.indexes.get(partition)
+        if index is None:
+            return True
+        due = index.next_due()
+        return due is not None and due <= watermark_ms
+
     def rebuild_indexes(self, states: Callable[[], Any], partitions: set[int]) -> int:
         """Rebuild the deadline indexes of ``partitions`` from the stored states (after an assignment)."""
         for p in partitions:

@@ -196,7 +196,7 @@ def advocate(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     return n >= c.rules.advocate_min_referred, {"referred_customers_who_ordered": n}
 
 
-FAMILIES = ("orders", "views", "carts", "returns", "referral", "fan")
+FAMILIES = ("orders", "views", "carts", "returns", "referral", "credit", "fan")
 """Rule families: an event re-evaluates only the families it can change."""
 
 STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Verdict]]] = {
@@ -206,7 +206,7 @@ STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Ver
     "hesitant": ("carts", hesitant),
     "dissatisfied": ("returns", dissatisfied),
     "referred_customer": ("referral", referred_customer),
-    "advocate": ("referral", advocate),
+    "advocate": ("credit", advocate),
 }
 
 

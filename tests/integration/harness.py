@@ -1,0 +1,259 @@
+"""Driving a real worker against real Kafka and Redis, and comparing with ``segmenter replay``."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from schemas import parse_event
+from segmenter.engine import Engine
+from streams.processor import tick_message
+from streams.settings import Settings
+from streams.topics import co_partitioned, ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "data" / "sample"
+
+
+def read_lines(path: Path) -> list[bytes]:
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        return [line.rstrip(b"\n") for line in fh if line.strip()]
+
+
+def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "redis_url": redis_url,
+        "topic_prefix": f"t{run}.",
+        "app_id": f"segmenter-test-{run}",
+        "redis_prefix": f"t{run}:",
+        "store": "memory",
+        "data_dir": Path(f"/tmp/segmenter-tests/{run}"),
+        "web_port": 0,
+        "partitions": 4,
+        "tick_interval_seconds": 0.5,
+        "idle_wallclock_advance": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``segmenter worker`` use ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTER_")}
+    env.update(
+        SEGMENTER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        SEGMENTER_REDIS_URL=settings.redis_url,
+        SEGMENTER_TOPIC_PREFIX=settings.topic_prefix,
+        SEGMENTER_APP_ID=settings.app_id,
+        SEGMENTER_REDIS_PREFIX=settings.redis_prefix,
+        SEGMENTER_STORE=settings.store,
+        SEGMENTER_DATA_DIR=str(settings.data_dir),
+        SEGMENTER_WEB_PORT=str(settings.web_port),
+        SEGMENTER_PARTITIONS=str(settings.partitions),
+        SEGMENTER_TICK_INTERVAL_SECONDS=str(settings.tick_interval_seconds),
+        SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
+        SEGMENTER_LOG_FORMAT="json",
+    )
+    return env
+
+
+async def produce(settings: Settings, lines: Iterable[bytes]) -> int:
+    """What a webshop does: each event to the topic of its type, keyed by customer, else visitor.
+
+    A line that is not an event with a known type goes to the orders topic as it is.
+    """
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    n = 0
+    try:
+        for line in lines:
+            try:
+                obj = orjson.loads(line)
+                topic = settings.topics.for_event_type(obj.get("type", "")) or settings.topics.orders
+                key = obj.get("customer_id") or obj.get("anonymous_id")
+            except (orjson.JSONDecodeError, AttributeError):
+                topic, key = settings.topics.orders, None
+            await producer.send(topic, line, key=key.encode() if isinstance(key, str) else None)
+            n += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+async def send_final_ticks(settings: Settings, watermark_ms: int) -> None:
+    """Advance every partition to ``watermark_ms`` (replay fires deadlines up to its last event)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for p in range(settings.partitions):
+            await producer.send_and_wait(settings.topics.ticks, tick_message(watermark_ms), partition=p)
+    finally:
+        await producer.stop()
+
+
+async def group_lag(settings: Settings, topics: Iterable[str]) -> int:
+    """Messages not yet committed by the worker's consumer group on ``topics``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_caught_up(settings: Settings, timeout_s: float = 120.0, topics: Iterable[str] | None = None) -> None:
+    """Until the worker's group has committed everything on the co-partitioned topics."""
+    names = list(topics) if topics is not None else list(co_partitioned(settings))
+    deadline = time.monotonic() + timeout_s
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = await group_lag(settings, names)
+        if lag == 0:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"worker did not catch up within {timeout_s}s: {lag} messages behind")
+
+
+async def consume_all(settings: Settings, topic: str, idle_ms: int = 1500) -> list[Any]:
+    """Every record of ``topic`` from the beginning, until nothing arrives for ``idle_ms``."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=idle_ms)
+            if not batch:
+                break
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def changes_of(settings: Settings) -> list[dict[str, Any]]:
+    """Segment changes published by the worker, in per-partition order."""
+    return [orjson.loads(m.value) for m in await consume_all(settings, settings.topics.changes)]
+
+
+@dataclass
+class Expected:
+    """What ``segmenter replay`` says the same events give."""
+
+    changes: list[dict[str, Any]]
+    members: dict[str, set[str]] = field(default_factory=dict)  # key -> segments held at the end
+    last_event_ms: int = 0
+
+
+def replay_expected(lines: Iterable[bytes]) -> Expected:
+    engine = Engine()
+    changes: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            event = parse_event(line)
+        except ValueError:
+            continue
+        changes.extend(c.to_dict() for c in engine.feed(event))
+    if engine.watermark is not None:
+        changes.extend(c.to_dict() for c in engine.advance_to(engine.watermark))
+    members = {k: set(s.members) for k, s in engine.states.items() if s.members}
+    return Expected(changes, members, engine.watermark or 0)
+
+
+def key_of(change: dict[str, Any]) -> str:
+    return change["customer_id"] or change["anonymous_id"]
+
+
+def per_key_order(changes: Iterable[dict[str, Any]], cross_key: set[str] | None = None) -> dict[str, list[str]]:
+    """change_ids per key in order, de-duplicated, without changes caused through another key."""
+    out: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    skip = cross_key or set()
+    for c in changes:
+        if c["change_id"] in seen or c["change_id"] in skip:
+            continue
+        seen.add(c["change_id"])
+        out.setdefault(key_of(c), []).append(c["change_id"])
+    return out
+
+
+def final_memberships(changes: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    held: dict[str, set[str]] = {}
+    for c in changes:
+        segs = held.setdefault(key_of(c), set())
+        if c["change"] == "entered":
+            segs.add(c["segment"])
+        elif c["change"] == "exited":
+            segs.discard(c["segment"])
+    return {k: v for k, v in held.items() if v}
+
+
+class WorkerProcess:
+    """``segmenter worker`` as a subprocess (what ops run), with its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+            cwd=REPO,
+            env=worker_env(self.settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""

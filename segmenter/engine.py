@@ -38,7 +38,6 @@ AFFECTS: dict[str, frozenset[str]] = {
     "cart_remove": frozenset({"carts"}),
     "checkout_started": frozenset(),
 }
-CREDIT_ONLY = frozenset({"credit"})
 
 
 @dataclass(slots=True)
@@ -175,15 +174,21 @@ class Segmenter:
     def _credit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
         s = state if state is not None else CustomerState(key, customer_id=key)
         referred = body["referred"]
-        if referred in s.credited or referred == key:
+        if referred == key or any(c[0] == referred for c in s.credited):
             return Outcome(None)
         at = int(body["at_ms"])
         changes = self._fire(s, at) if s.due_ms is not None and s.due_ms <= at else []
-        s.credited.append(referred)
+        s.credited.append([referred, at, body.get("event_id")])
+        # credits come from other keys in any order: judge by their event times, so the
+        # change (time, trigger, id) is the same whatever order they arrive in
+        s.credited.sort(key=lambda c: (c[1], c[0]))
         cap(s.credited, 16)
-        # at the credit's own time, whenever it arrives: advocate depends on nothing else
-        self._evaluate(s, at, body.get("event_id"), changes, CREDIT_ONLY)
-        s.due_ms = self._next_due(s, max(s.clock_ms, at))
+        k = self.rules.advocate_min_referred
+        if "advocate" not in s.members and len(s.credited) >= k:
+            _, t, trigger = s.credited[k - 1]
+            ev = {"referred_customers_who_ordered": k, "referred": [c[0] for c in s.credited[:k]]}
+            s.members["advocate"] = t
+            changes.append(self._change(s, "advocate", ENTERED, t, _reason("advocate", ev), ev, trigger))
         return Outcome(s, changes)
 
     def _fire(self, s: CustomerState, until: int) -> list[Change]:
@@ -226,7 +231,7 @@ class Segmenter:
         c = self.ctx
         members = s.members
         out: Verdicts = {}
-        if s.first_seen_ms is not None and s.linked_to is None and families is not CREDIT_ONLY:
+        if s.first_seen_ms is not None and s.linked_to is None:
             stage, ev = lifecycle.stage(s, t, c)
             out[stage] = (True, ev)
             for segment in members:

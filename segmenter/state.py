@@ -72,7 +72,7 @@ class CustomerState:
     referred_by: str | None = None
     first_touch_ms: int | None = None  # first event that carried the referrer
     first_order_ms: int | None = None
-    credited: list[str] = field(default_factory=list)  # referred customers who ordered
+    credited: list[list[Any]] = field(default_factory=list)  # [referred key, first order ms, event id]
     linked_anons: list[str] = field(default_factory=list)  # anonymous ids merged into this key
     linked_to: str | None = None  # this anonymous key was merged into that customer
     linking: str | None = None  # an anonymous id whose history was asked for and has not arrived yet

@@ -114,6 +114,9 @@ def create_worker(
         producer_linger_ms=5,
         broker_commit_every=BATCH_MAX * 5,
         broker_commit_interval=1.0,
+        # a killed worker's partitions move to the others after 10 s, not Faust's default 60 s
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
     topics = {

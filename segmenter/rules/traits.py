@@ -18,6 +18,7 @@ from segmenter.state import (
     O_DIRECTED,
     O_DISC,
     O_FULL,
+    O_ID,
     O_IMPULSE,
     O_T,
     O_UNITS,
@@ -165,7 +166,10 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     if not back:
         return False, {"returns_and_cancellations": 0, "window_days": r.dissatisfied_window_days}
     returned = sum(x[1] for x in back)
-    ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t)
+    # an order that a counted return refers to counts too, even once it has left the window:
+    # otherwise a tiny return of an old order becomes a 100 % share when the order slides out
+    referred = {x[2] for x in back}
+    ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t or (o[O_ID] in referred and o[O_T] <= t))
     share = returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0)
     member = len(back) >= r.dissatisfied_min_returns or (returned > 0 and share >= r.dissatisfied_min_value_share)
     return member, {
@@ -196,7 +200,7 @@ def advocate(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     return n >= c.rules.advocate_min_referred, {"referred_customers_who_ordered": n}
 
 
-FAMILIES = ("orders", "views", "carts", "returns", "referral", "credit", "fan")
+FAMILIES = ("orders", "views", "carts", "returns", "referral", "fan")
 """Rule families: an event re-evaluates only the families it can change."""
 
 STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Verdict]]] = {
@@ -206,7 +210,7 @@ STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Ver
     "hesitant": ("carts", hesitant),
     "dissatisfied": ("returns", dissatisfied),
     "referred_customer": ("referral", referred_customer),
-    "advocate": ("credit", advocate),
+    "advocate": ("referral", advocate),
 }
 
 

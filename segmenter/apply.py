@@ -127,10 +127,6 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
     s.last_page_type = e.page_type
 
 
-def _is_full_price(unit: float, listed: float | None, coupon: bool) -> bool:
-    return not coupon and (listed is None or unit >= listed)
-
-
 def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     r = c.rules
     if any(o[O_ID] == e.order_id for o in s.orders):
@@ -138,26 +134,40 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     coupon = e.coupon_code is not None
     units = full = 0
     impulse_products: list[str] = []
+    first_views = s.first_views
+    session = s.sessions
+    categories: list[str] = []
     for line in e.lines:
         q = line.quantity
         units += q
-        if _is_full_price(line.unit_price, line.list_price, coupon):
+        if not coupon and (line.list_price is None or line.unit_price >= line.list_price):
             full += q
-        fv = s.first_views.get(line.product_id)
+        fv = first_views.get(line.product_id) if first_views else None
         if (
             fv is not None
-            and fv[F_SESSION] == s.sessions
+            and fv[F_SESSION] == session
             and 0 <= t - fv[F_T] <= c.impulse_ms
             and fv[F_PRIOR_BROWSE]
             and not fv[F_AFTER_SEARCH]
         ):
             impulse_products.append(line.product_id)
-        for _ in range(min(q, r.fan_last_units)):
-            s.fan_units.append([t, line.category])
-        if line.category is not None and line.category not in s.ordered_categories:
-            s.ordered_categories.append(line.category)
+        if line.category is not None:
+            categories.append(line.category)
+    # only the latest units count for category_fan: walk the lines backwards
+    latest: list[list[Any]] = []
+    for line in reversed(e.lines):
+        latest.extend([t, line.category] for _ in range(min(line.quantity, r.fan_last_units - len(latest))))
+        if len(latest) >= r.fan_last_units:
+            break
+    latest.reverse()
+    s.fan_units.extend(latest)
     cap(s.fan_units, r.fan_last_units)
-    cap(s.ordered_categories, 64)
+    if categories:
+        known = set(s.ordered_categories)
+        for cat in dict.fromkeys(categories):
+            if cat not in known:
+                s.ordered_categories.append(cat)
+        cap(s.ordered_categories, 64)
     ordered = {line.product_id for line in e.lines}
     directed = (
         t - s.session_start_ms <= c.directed_ms

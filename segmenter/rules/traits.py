@@ -112,6 +112,8 @@ def need_based_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 
 def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     r = c.rules
+    if not was and len(s.recent_views) < r.researcher_min_products:
+        return False, {}  # too few product views kept to qualify: skip the scan (hot path)
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
     sessions: dict[str, set[int]] = {}
@@ -217,6 +219,8 @@ STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Ver
 def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> dict[str, Verdict]:
     """``category_fan:<category>`` verdicts for every category in view or currently a member."""
     r = c.rules
+    if not s.fan_units and len(s.fan_views) < r.fan_min_views and not any(m.startswith(FAN) for m in members):
+        return {}  # cannot qualify yet (hot path)
     views = [v[1] for v in s.fan_views[-r.fan_last_views :] if v[1] is not None]
     units = [u[1] for u in s.fan_units[-r.fan_last_units :] if u[1] is not None]
     view_counts: dict[str, int] = {}

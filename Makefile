@@ -27,12 +27,15 @@ test: venv
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
+# the three samples are three different shops and years: replay each on its own
 demo: venv
-	mkdir -p out
-	$(VENV)/bin/segmenter replay data/sample/online_retail_sample.jsonl.gz \
-		data/sample/rees46_sample.jsonl.gz data/sample/otto_sample.jsonl.gz --out out/changes.jsonl
-	@echo "--- first changes of out/changes.jsonl ($$(wc -l < out/changes.jsonl) in all):"
-	@head -n 5 out/changes.jsonl
+	@mkdir -p out
+	@for f in online_retail rees46 otto; do \
+		echo "== segmenter replay data/sample/$${f}_sample.jsonl.gz --out out/$$f.changes.jsonl"; \
+		$(VENV)/bin/segmenter replay data/sample/$${f}_sample.jsonl.gz --out out/$$f.changes.jsonl || exit 1; \
+	done
+	@echo "--- first changes of out/online_retail.changes.jsonl:"
+	@head -n 3 out/online_retail.changes.jsonl
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -52,8 +52,15 @@ _ENTRIES = (
         "lifecycle",
         "003",
         "Ordered within {at_risk_gap_factor} x their expected gap (median of the last {order_gap_history} gaps "
-        "with at least {min_gaps_for_rhythm} gaps, else {default_order_gap_days} days).",
-        ("at_risk_gap_factor", "order_gap_history", "min_gaps_for_rhythm", "default_order_gap_days"),
+        "with at least {min_gaps_for_rhythm} gaps of at least {rhythm_min_gap_days} day(s), else "
+        "{default_order_gap_days} days).",
+        (
+            "at_risk_gap_factor",
+            "order_gap_history",
+            "min_gaps_for_rhythm",
+            "rhythm_min_gap_days",
+            "default_order_gap_days",
+        ),
     ),
     Entry(
         "at_risk",

@@ -49,6 +49,11 @@ class Rules(BaseModel):
     order_gap_history: int = Field(
         10, ge=2, le=32, description="The expected gap is the median of this many latest gaps."
     )
+    rhythm_min_gap_days: Days = Field(
+        1,
+        ge=0,
+        description="Gaps between orders shorter than this (several orders in one day) do not count for the rhythm.",
+    )
     min_gaps_for_rhythm: int = Field(2, ge=1, description="Gaps needed before the customer's own rhythm is used.")
     at_risk_gap_factor: float = Field(1.5, gt=0, description="at_risk: last order more than this × expected gap ago.")
     inactive_gap_factor: float = Field(3.0, gt=0, description="inactive: last order more than this × expected gap ago.")

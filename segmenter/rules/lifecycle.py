@@ -14,6 +14,7 @@ a first order is "new" for the 30 days before that instant.
 from __future__ import annotations
 
 import itertools
+from itertools import pairwise
 from typing import Any
 
 from segmenter.rules.context import Ctx
@@ -35,7 +36,9 @@ def order_times(s: CustomerState) -> list[int]:
 def expected_gap_ms(times: list[int], c: Ctx) -> tuple[float, bool]:
     """The customer's rhythm: median of the latest gaps, or the shop default; and whether it is their own."""
     r = c.rules
-    gaps = [b - a for a, b in itertools.pairwise(times)][-r.order_gap_history :]
+    # orders placed within a day of each other are one buying occasion, not a rhythm
+    shortest = r.rhythm_min_gap_days * 86_400_000
+    gaps = [g for g in (b - a for a, b in pairwise(times)) if g >= shortest][-r.order_gap_history :]
     if len(gaps) < r.min_gaps_for_rhythm:
         return float(c.default_gap_ms), False
     gaps.sort()

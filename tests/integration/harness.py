@@ -22,6 +22,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas import parse_event
 from segmenter.engine import Engine
+from streams.commands.produce import route
 from streams.processor import tick_message
 from streams.settings import Settings
 from streams.topics import co_partitioned, ensure_topics
@@ -76,23 +77,15 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 async def produce(settings: Settings, lines: Iterable[bytes]) -> int:
-    """What a webshop does: each event to the topic of its type, keyed by customer, else visitor.
-
-    A line that is not an event with a known type goes to the orders topic as it is.
-    """
+    """What a webshop does (routed as ``segmenter produce`` routes), from lines in memory."""
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
     await producer.start()
     n = 0
     try:
         for line in lines:
-            try:
-                obj = orjson.loads(line)
-                topic = settings.topics.for_event_type(obj.get("type", "")) or settings.topics.orders
-                key = obj.get("customer_id") or obj.get("anonymous_id")
-            except (orjson.JSONDecodeError, AttributeError):
-                topic, key = settings.topics.orders, None
-            await producer.send(topic, line, key=key.encode() if isinstance(key, str) else None)
+            topic, key, _valid = route(line, settings.topics)
+            await producer.send(topic, line, key=key)
             n += 1
         await producer.flush()
     finally:

@@ -14,6 +14,7 @@ from pydantic import (
     StrictStr,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -31,7 +32,14 @@ def _require_rfc3339_text(value: Any) -> Any:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text)]
 """RFC 3339 with an explicit offset; a naive timestamp is an error."""
 
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[
+    float,
+    Field(ge=0, allow_inf_nan=False),
+    # the contract allows a decimal string too; the exported schema must not reject what we accept
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}]}
+    ),
+]
 """A non-negative amount: a JSON number or a decimal string such as ``"12.50"``."""
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]

@@ -151,9 +151,9 @@ def test_advocate_when_two_referred_customers_have_ordered() -> None:
     "events",
     [
         # one referred customer ordering twice
-        _referred_first_order("c2", 0, "a") + [order_placed(DAY, cid="c2")],
+        [*_referred_first_order("c2", 0, "a"), order_placed(DAY, cid="c2")],
         # two referred customers, only one ordered
-        _referred_first_order("c2", 0, "a") + [page_view(DAY, "home", referred_by="r1", cid="c3")],
+        [*_referred_first_order("c2", 0, "a"), page_view(DAY, "home", referred_by="r1", cid="c3")],
         # two customers who ordered, one referred by someone else
         _referred_first_order("c2", 0, "a") + _referred_first_order("c3", DAY, "b", referrer="r9"),
     ],

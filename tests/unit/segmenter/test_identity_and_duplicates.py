@@ -1,0 +1,130 @@
+"""Identity linking (anonymous history joins the customer) and duplicate events."""
+
+from __future__ import annotations
+
+from journeys import (
+    DAY,
+    HOUR,
+    MIN,
+    Journey,
+    at,
+    cart_add,
+    line,
+    order_placed,
+    page_view,
+    run,
+    view,
+)
+
+from segmenter.rules.lifecycle import STAGES
+
+
+def _anonymous_browsing(aid: str = "a1", s: str = "s1") -> list:
+    return [
+        page_view(0, "category", category="shoes", cid=None, aid=aid, session=s),
+        view(MIN, "p1", "shoes", cid=None, aid=aid, session=s),
+        view(2 * MIN, "p2", "shoes", cid=None, aid=aid, session=s),
+    ]
+
+
+def test_linking_moves_the_history_and_exits_the_anonymous_segments() -> None:
+    order = order_placed(
+        6 * MIN, [line("p1", 40, category="shoes")], cid="c1", aid="a1", session="s1", eid="login-order"
+    )
+    j = run([*_anonymous_browsing(), order])
+    assert j.held("a1") == set()
+    a1_exits = [c for c in j.changes if c.key == "a1" and c.change == "exited"]
+    assert {c.segment for c in a1_exits} == {"passer_by"}
+    for c in a1_exits:
+        assert (at(c), c.trigger_event_id) == (6 * MIN, "login-order")
+        assert c.evidence == {"linked_to": "c1"}
+        assert "Linked" in c.reason
+    # the impulse buy is only visible with the anonymous browsing that preceded the order
+    [moment] = j.detected("impulse_buy", "c1")
+    assert (at(moment), moment.trigger_event_id, moment.customer_id) == (6 * MIN, "login-order", "c1")
+    assert j.stage("c1") == "new_customer"
+
+
+def test_without_the_link_the_same_order_is_no_impulse_buy() -> None:
+    order = order_placed(6 * MIN, [line("p1", 40)], cid="c1", session="s1")
+    j = run([*_anonymous_browsing(), order])
+    assert j.detected("impulse_buy") == []
+    assert j.stage("a1") == "passer_by"
+
+
+def test_a_directed_purchase_from_anonymous_browsing() -> None:
+    events = [
+        page_view(0, "search", search_query="p1", cid=None, aid="a1", session="s1"),
+        view(MIN, "p1", cid=None, aid="a1", session="s1"),
+        order_placed(2 * MIN, [line("p1", 10)], cid="c1", aid="a1", session="s1"),
+        # a second visit, anonymous again on the same device: it is forwarded to c1
+        page_view(DAY, "search", search_query="p2", cid=None, aid="a1", session="s2"),
+        view(DAY + MIN, "p2", cid=None, aid="a1", session="s2"),
+        order_placed(DAY + 2 * MIN, [line("p2", 10)], cid="c1", session="s2", eid="second"),
+    ]
+    j = run(events)
+    assert j.of("need_based_buyer", "c1") == [("entered", DAY + 2 * MIN, "second")]
+    assert [c for c in j.changes if c.key == "a1" and at(c) >= DAY] == []
+
+
+def test_anonymous_events_after_the_link_count_for_the_customer() -> None:
+    j = run([page_view(0, "home", cid="c1", aid="a1"), cart_add(HOUR, cid=None, aid="a1")], until=DAY)
+    [moment] = j.detected("cart_abandoned")
+    assert (moment.key, moment.customer_id, at(moment)) == ("c1", "c1", 2 * HOUR)
+    assert j.stage("c1") == "window_shopper"
+
+
+def test_the_anonymous_history_counts_for_lifecycle_and_traits() -> None:
+    views = [view(i * MIN, f"p{i}", "tv", cid=None, aid="a1", session="s") for i in range(8)]
+    j = run([*views, page_view(10 * MIN, "home", cid="c1", aid="a1", session="s", eid="login")])
+    # eight product views while anonymous: the customer is a window shopper (and a fan) from the login
+    assert j.of("window_shopper", "c1") == [("entered", 10 * MIN, "login")]
+    assert "category_fan:tv" in j.held("c1")
+    assert j.held("a1") == set()
+    assert {c.segment for c in j.changes if c.key == "a1" and c.trigger_event_id == "login"} == {
+        "window_shopper",
+        "category_fan:tv",
+    }
+
+
+def test_every_key_holds_one_stage_except_the_merged_visitor() -> None:
+    j = Journey()
+    for ev in [*_anonymous_browsing(), order_placed(6 * MIN, cid="c1", aid="a1", session="s1")]:
+        j.feed(ev)
+        for key in {c.key for c in j.changes}:
+            stages = j.held(key) & set(STAGES)
+            assert len(stages) == (0 if key == "a1" and j.engine.states["a1"].linked_to else 1)
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_a_duplicate_changes_nothing() -> None:
+    events = [page_view(0, "home"), cart_add(MIN), order_placed(2 * MIN)]
+    j = run(events)
+    before = [c.to_json() for c in j.changes]
+    for ev in events:
+        assert j.feed(ev) == []
+    assert [c.to_json() for c in j.changes] == before
+
+
+def test_a_duplicate_order_is_not_counted_twice() -> None:
+    first, second = order_placed(0), order_placed(DAY)
+    j = run([first, second, dict(second)])
+    assert "loyal_customer" not in j.held()
+    j.feed(order_placed(2 * DAY))
+    assert "loyal_customer" in j.held()
+
+
+def test_the_same_order_under_a_new_event_id_is_counted_once() -> None:
+    o = order_placed(0, order_id="o1")
+    j = run([o, order_placed(DAY, order_id="o2"), {**o, "event_id": "resent"}])
+    assert "loyal_customer" not in j.held()
+
+
+def test_a_duplicate_of_a_linking_event_changes_nothing() -> None:
+    link = order_placed(6 * MIN, cid="c1", aid="a1", session="s1")
+    j = run([*_anonymous_browsing(), link])
+    n = len(j.changes)
+    assert j.feed(link, *_anonymous_browsing()) == []
+    assert len(j.changes) == n

@@ -9,6 +9,7 @@ new event. ``REASONS`` turn the evidence into one human sentence.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -112,19 +113,25 @@ def need_based_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 
 def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     r = c.rules
-    if not was and len(s.recent_views) < r.researcher_min_products:
-        return False, {}  # too few product views kept to qualify: skip the scan (hot path)
+    views = s.recent_views
+    if not was and len(views) < r.researcher_min_products:
+        return False, {}  # too few product views kept to qualify (hot path)
+    # only categories with at least as many views as the distinct products needed are scanned
+    counts = Counter(v[V_CATEGORY] for v in views)
+    scan = {cat for cat, n in counts.items() if n >= r.researcher_min_products and cat is not None}
+    if not scan:
+        return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
     sessions: dict[str, set[int]] = {}
     for v in s.recent_views:
         cat = v[V_CATEGORY]
-        if cat is None or v[V_T] <= start or v[V_T] > t:
+        if cat not in scan or v[V_T] <= start or v[V_T] > t:
             continue
         products.setdefault(cat, set()).add(v[V_PRODUCT])
         sessions.setdefault(cat, set()).add(v[V_SESSION])
     best_cat, best_n, best_sessions = None, 0, 0
-    for cat, prods in products.items():
+    for cat, prods in sorted(products.items()):
         if cat in s.ordered_categories:
             continue
         n = len(prods)
@@ -217,25 +224,26 @@ STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Ver
 
 
 def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> dict[str, Verdict]:
-    """``category_fan:<category>`` verdicts for every category in view or currently a member."""
+    """``category_fan:<category>`` verdicts for member categories and those near a threshold."""
     r = c.rules
-    if not s.fan_units and len(s.fan_views) < r.fan_min_views and not any(m.startswith(FAN) for m in members):
+    fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
+    if not s.fan_units and len(s.fan_views) < r.fan_min_views and not fan_members:
         return {}  # cannot qualify yet (hot path)
     views = [v[1] for v in s.fan_views[-r.fan_last_views :] if v[1] is not None]
     units = [u[1] for u in s.fan_units[-r.fan_last_units :] if u[1] is not None]
-    view_counts: dict[str, int] = {}
-    for cat in views:
-        view_counts[cat] = view_counts.get(cat, 0) + 1
-    unit_counts: dict[str, int] = {}
-    for cat in units:
-        unit_counts[cat] = unit_counts.get(cat, 0) + 1
-    cats = set(view_counts) | set(unit_counts) | {m[len(FAN) :] for m in members if m.startswith(FAN)}
-    out: dict[str, Verdict] = {}
     nv, nu = len(views), len(units)
-    for cat in cats:
+    # candidates: members (they may exit) and categories near an entry threshold
+    low_views = (r.fan_view_share - r.share_exit_margin) * nv
+    low_units = (r.fan_unit_share - r.share_exit_margin) * nu
+    cats = set(fan_members)
+    if nv >= r.fan_min_views:
+        cats.update(cat for cat, n in Counter(views).items() if n >= low_views)
+    cats.update(cat for cat, n in Counter(units).items() if n >= low_units)
+    out: dict[str, Verdict] = {}
+    for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
-        vshare = view_counts.get(cat, 0) / nv if nv else 0.0
-        ushare = unit_counts.get(cat, 0) / nu if nu else 0.0
+        vshare = views.count(cat) / nv if nv else 0.0
+        ushare = units.count(cat) / nu if nu else 0.0
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
         by_units = nu > 0 and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:

@@ -99,7 +99,8 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
 def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
     r = c.rules
     s.page_views += 1
-    if e.referred_by is not None and s.referred_by is None and e.referred_by != s.key:
+    # a referral counts when it brought them: before their first order
+    if e.referred_by is not None and s.referred_by is None and e.referred_by != s.key and s.first_order_ms is None:
         s.referred_by = e.referred_by
         s.first_touch_ms = t
     if s.session_first_page is None:

@@ -28,9 +28,9 @@ _ENTRIES = (
         "passer_by",
         "lifecycle",
         "004, 003",
-        "No order ever, not engaged: at most {passer_by_max_page_views} page views in "
-        "{passer_by_max_sessions} session, no cart add (any visitor not yet a window_shopper).",
-        ("passer_by_max_page_views", "passer_by_max_sessions"),
+        "No order ever and not (yet) engaged as a window_shopper: the catalogue's 'at most 3 page views, "
+        "1 session, no cart' leaves a gap (4-7 views in one session) that counts as passer_by too.",
+        (),
     ),
     Entry(
         "window_shopper",

@@ -34,8 +34,6 @@ class Rules(BaseModel):
     )
 
     # lifecycle: visitors
-    passer_by_max_page_views: int = Field(3, ge=0, description="passer_by: at most this many page views …")
-    passer_by_max_sessions: int = Field(1, ge=1, description="… in at most this many sessions, no cart add.")
     window_shopper_min_sessions: int = Field(2, ge=1, description="window_shopper: at least this many sessions, or …")
     window_shopper_min_product_views: int = Field(8, ge=1, description="… this many product views, or any cart add.")
 

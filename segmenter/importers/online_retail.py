@@ -173,9 +173,7 @@ def _keyed_events(source: Source, stats: ImportStats) -> Iterator[tuple[Any, Eve
         yield from _convert(invoice, latest, stats)
 
 
-def _convert(
-    invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats
-) -> Iterator[tuple[Any, Event]]:
+def _convert(invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats) -> Iterator[tuple[Any, Event]]:
     if invoice.number.startswith("C"):
         return _returns(invoice, latest, stats)
     return _order(invoice, latest, stats)
@@ -191,9 +189,7 @@ def _head(event_id: str, kind: str, invoice: _Invoice) -> Event:
     }
 
 
-def _order(
-    invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats
-) -> Iterator[tuple[Any, Event]]:
+def _order(invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats) -> Iterator[tuple[Any, Event]]:
     lines: list[dict[str, Any]] = []
     total = Decimal(0)
     discounted = False
@@ -224,9 +220,7 @@ def _order(
     yield (invoice.at.timestamp(), invoice.first_row, 0), event
 
 
-def _returns(
-    invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats
-) -> Iterator[tuple[Any, Event]]:
+def _returns(invoice: _Invoice, latest: dict[str, dict[str, str]], stats: ImportStats) -> Iterator[tuple[Any, Event]]:
     bought = latest.get(invoice.customer_id, {})
     by_order: dict[str, list[dict[str, Any]]] = {}
     for row in invoice.rows:

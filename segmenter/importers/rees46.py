@@ -97,9 +97,7 @@ def _keyed_events(source: Source, stats: ImportStats) -> Iterator[tuple[Any, Eve
     missing = [c for c in _COLUMNS if c not in col]
     if missing:
         raise ValueError(f"not a REES46 CSV: missing column(s) {', '.join(missing)}")
-    i_time, i_type, i_prod, i_cat_id, i_cat_code, i_price, i_user, i_sess = (
-        col[c] for c in _COLUMNS
-    )
+    i_time, i_type, i_prod, i_cat_id, i_cat_code, i_price, i_user, i_sess = (col[c] for c in _COLUMNS)
 
     orders: dict[tuple[str, str], _Order] = {}  # (session, user) -> order, first purchase order
     for row_no, row in enumerate(reader, start=1):

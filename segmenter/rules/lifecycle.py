@@ -80,9 +80,11 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
     }
     if since >= r.inactive_gap_factor * gap:
         ev["inactive_after_days"] = _days(r.inactive_gap_factor * gap)
+        ev["gap_factor"] = r.inactive_gap_factor
         return "inactive", ev
     if since >= r.at_risk_gap_factor * gap:
         ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
+        ev["gap_factor"] = r.at_risk_gap_factor
         return "at_risk", ev
     if s.orders_total == 1 and since < c.new_ms:
         ev["new_for_days"] = r.new_customer_days
@@ -122,10 +124,12 @@ REASONS = {
         "Ordered {days_since_last_order} days ago, within their rhythm of one order every {expected_gap_days} days."
     ),
     "at_risk": (
-        "Last order {days_since_last_order} days ago, later than 1.5x their expected gap of {expected_gap_days} days."
+        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
+        "{expected_gap_days} days."
     ),
     "inactive": (
-        "Last order {days_since_last_order} days ago, far beyond their expected gap of {expected_gap_days} days."
+        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
+        "{expected_gap_days} days: far beyond their own rhythm."
     ),
     "lapsed": "No activity of any kind for {days_without_event} days.",
 }

@@ -10,6 +10,7 @@ not a silently wrong assignment).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from streams.settings import Settings
 
@@ -39,12 +40,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str
         existing = set(await admin.list_topics())
         missing = [name for name in all_topics(settings) if name not in existing]
         if missing:
-            try:
+            # another worker or producer may have created it meanwhile
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another worker or producer created it meanwhile
         counts: dict[str, int] = {}
         for meta in await admin.describe_topics(list(all_topics(settings))):
             counts[meta["topic"]] = len(meta["partitions"])

@@ -318,5 +318,8 @@ REASONS: dict[str, str] = {
     "dissatisfied": "{returns_and_cancellations} return(s) or cancellation(s) in the last {window_days} days.",
     "referred_customer": "Arrived through a referral by {referred_by}.",
     "advocate": "{referred_customers_who_ordered} customers they referred have placed an order.",
-    FAN: "{view_share:.0%} of the last {of_last_views} product views and {unit_share:.0%} of the last {of_last_units} ordered units in {category}.",
+    FAN: (
+        "{view_share:.0%} of the last {of_last_views} product views and "
+        "{unit_share:.0%} of the last {of_last_units} ordered units in {category}."
+    ),
 }

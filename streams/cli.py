@@ -17,13 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"streams.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"streams.commands.{name}":
-                raise
-            continue  # a subcommand still being written
-        module.register(sub)
+        importlib.import_module(f"streams.commands.{name}").register(sub)
     return parser
 
 

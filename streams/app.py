@@ -35,7 +35,8 @@ from faust.types import TP, EventT
 
 from segmenter.engine import Segmenter
 from streams import metrics
-from streams.processor import BatchResult, Merger, Processor, Record, tick_message
+from streams.logs import dead_letter_fields
+from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
 from streams.settings import Settings
 from streams.store import Store
 
@@ -80,11 +81,19 @@ class Worker:
     fatal: Callable[[str], None] = _fatal
     batches: int = 0
     metrics: Any = None
+    assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
 
-    def ready(self) -> bool:
-        """Assigned partitions recovered and consuming (for /readyz)."""
-        recovery = self.app.tables.recovery
-        return bool(self.app.started and not self.app.rebalancing and recovery.completed.is_set())
+    def recovered(self) -> bool:
+        """Assigned partitions recovered and consuming (part of /readyz).
+
+        faust-streaming 0.15.3: ``recovery.completed`` is set once the first
+        recovery (or a recovery-free assignment) has finished and is never
+        cleared, so a later rebalance or restore shows in ``app.rebalancing``
+        and ``recovery.in_recovery`` instead.
+        """
+        app: Any = self.app
+        recovery = app.tables.recovery
+        return bool(app.started and recovery.completed.is_set() and not recovery.in_recovery and not app.rebalancing)
 
 
 def create_worker(
@@ -139,7 +148,15 @@ def create_worker(
         routing_topic=t.routing,
         ticks_topic=t.ticks,
     )
-    worker = Worker(settings, app, processor, store, table, topics, Merger(t.inputs()))
+    worker = Worker(
+        settings,
+        app,
+        processor,
+        store,
+        table,
+        topics,
+        Merger(t.inputs(), (t.routing, t.ticks), grace_s=settings.merge_grace_seconds),
+    )
     if fatal is not None:
         worker.fatal = fatal
 
@@ -161,7 +178,8 @@ def create_worker(
             ready: list[Record] = []
             for ev in events:
                 m = ev.message
-                worker.merger.add(Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, handle=ev), ready)
+                ts_ms = int(m.timestamp * 1000) if m.timestamp is not None else None  # faust: seconds
+                worker.merger.add(Record(m.topic, m.partition, m.offset, m.key, m.value, ts_ms, handle=ev), ready)
             worker.merger.release(caught_up, ready)
             if ready:
                 await handle_batch(worker, ready)
@@ -179,21 +197,40 @@ def create_worker(
                 continue
             w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
             if w is not None and processor.tick_needed(tp.partition, w):
-                await topics["ticks"].send(value=tick_message(w), partition=tp.partition)
+                wall = settings.idle_wallclock_advance and w >= wall_ms
+                await topics["ticks"].send(value=tick_message(w, wall=wall), partition=tp.partition)
+
+    @app.timer(interval=worker.merger.grace_s)
+    async def nudger() -> None:
+        # held records are released when the agent runs; without new input, wake it
+        for p in worker.merger.holding():
+            await topics["ticks"].send(value=NUDGE, partition=p)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
         gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
         processor.forget(gone)
         worker.merger.forget(gone)
-        log.info(
-            "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked if tp.topic == t.ticks)}
-        )
+        if gone:  # faust revokes nothing before the first assignment: not worth a line
+            log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
     @app.on_partitions_assigned.connect
     async def on_assigned(_app: Any, assigned: set[TP], **_: Any) -> None:
+        worker.assigned_at = time.monotonic()
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == t.ticks)}
+        )
+
+    @app.on_rebalance_complete.connect
+    async def on_recovered(_app: Any, **_: Any) -> None:
+        # sent when the assigned partitions' tables are restored (or needed no restore)
+        since = worker.assigned_at
+        log.info(
+            "recovery done",
+            extra={
+                "partitions": sorted(_owned_partitions(worker)),
+                "seconds": round(time.monotonic() - since, 3) if since is not None else None,
+            },
         )
 
     metrics.install(worker)
@@ -217,7 +254,7 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         rebuild = {p for p in _owned_partitions(worker) | missing if p not in proc.indexes}
         n = proc.rebuild_indexes(lambda: list(table.data.items()), rebuild)
         log.info(
-            "recovery done: deadline index rebuilt",
+            "deadline index rebuilt",
             extra={"partitions": sorted(rebuild), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
 
@@ -242,6 +279,7 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
             for key, state in states.items():
                 table[key.encode()] = state.to_bytes()
         metrics.observe_batch(worker, res)
+    metrics.observe_processed(worker, records)
     worker.batches += 1
 
 
@@ -255,7 +293,7 @@ async def _publish(worker: Worker, results: list[BatchResult]) -> None:
             futures.append(await topics["routing"].send(key=msg.key.encode(), value=msg.to_json()))
         for key, letter in res.dead_letters:
             futures.append(await topics["dead_letter"].send(key=key, value=letter))
-            log.warning("dead-lettered a message", extra={"dead_letter": letter.decode()[:500]})
+            log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
     if futures:
         await asyncio.gather(*futures)
     if worker.store is not None:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -38,6 +38,9 @@ from segmenter.routing import EVENT, Routed
 from segmenter.state import CustomerState
 
 log = logging.getLogger("segmenter.processor")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 Partitioner = Callable[[str], int]
 """Partition of a key (the producer's default partitioner: murmur2 of the UTF-8 key)."""
@@ -69,11 +72,42 @@ class BatchResult:
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     e2e_latency_s: list[float] = field(default_factory=list)  # event time -> processed, per change trigger
+    ingest_ts_ms: list[int] = field(default_factory=list)  # Kafka timestamp of the input, per change it caused
+    timer_lateness_s: list[float] = field(default_factory=list)  # wall clock - deadline, per wall-clock firing
+    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)  # invalid_event, malformed, processing_error
 
 
-def tick_message(watermark_ms: int) -> bytes:
-    """The value of a tick: advance this partition's deadlines to ``watermark_ms``."""
-    return orjson.dumps({"watermark_ms": watermark_ms})
+def tick_message(watermark_ms: int, *, wall: bool = False) -> bytes:
+    """The value of a tick: advance this partition's deadlines to ``watermark_ms``.
+
+    ``wall``: the watermark is the wall clock (an idle partition advanced by
+    time passing), so how late a deadline fires is meaningful in wall-clock terms.
+    """
+    return orjson.dumps({"watermark_ms": watermark_ms, "wall": True} if wall else {"watermark_ms": watermark_ms})
+
+
+def _message_time(value: bytes) -> int | None:
+    """Event time of a routed message or tick (``None``: a nudge, not ordered)."""
+    obj = orjson.loads(value)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    if "watermark_ms" in obj or obj.get("nudge") is True:
+        w = obj.get("watermark_ms")
+        return w if isinstance(w, int) else None
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise ValueError("a routed message needs a body")
+    if isinstance(body.get("at_ms"), int):
+        return int(body["at_ms"])
+    event = body.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("occurred_at"), str):
+        raise ValueError("a routed message needs an event with occurred_at")
+    at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+    return (at - _EPOCH) // _MS
+
+
+NUDGE = orjson.dumps({"nudge": True})
+"""A tick that advances nothing: it wakes the agent of a partition whose merger holds records."""
 
 
 def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
@@ -104,6 +138,10 @@ def _reason_class(reason: str) -> str:
     return ".".join(p for p in head.split(".") if not p.isdigit())[:40] or "other"
 
 
+def _count(counts: dict[str, int], label: str) -> None:
+    counts[label] = counts.get(label, 0) + 1
+
+
 class Processor:
     """Per-worker processing: the core, the deadline indexes and the watermarks of owned partitions."""
 
@@ -124,6 +162,7 @@ class Processor:
         self.indexes: dict[int, DeadlineIndex] = {}
         self.watermarks: dict[int, int] = {}  # event time, per partition, from input events
         self.last_input_wall: dict[int, float] = {}
+        self.customers: dict[int, int] = {}  # customer states per owned partition (counted, not scanned)
 
     # ----------------------------------------------------------------- time
     def tick_watermark(self, partition: int, wall_ms: int, idle_after_s: float, wallclock: bool) -> int | None:
@@ -147,12 +186,14 @@ class Processor:
         """Rebuild the deadline indexes of ``partitions`` from the stored states (after an assignment)."""
         for p in partitions:
             self.indexes[p] = DeadlineIndex()
+            self.customers[p] = 0
         n = 0
         for key, value in states():
             k = key.decode() if isinstance(key, bytes) else str(key)
             p = self.partitioner(k)
             if p not in partitions or value is None:
                 continue
+            self.customers[p] += 1
             due = CustomerState.from_bytes(value).due_ms
             if due is not None:
                 self.indexes[p].schedule(k, due)
@@ -165,6 +206,7 @@ class Processor:
             self.indexes.pop(p, None)
             self.watermarks.pop(p, None)
             self.last_input_wall.pop(p, None)
+            self.customers.pop(p, None)
 
     # ---------------------------------------------------------------- batch
     def process(self, records: Sequence[Record], load: Callable[[str], bytes | None]) -> BatchResult:
@@ -181,6 +223,8 @@ class Processor:
 
         def absorb(p: int, key: str, out: Outcome) -> None:
             if out.state is not None:
+                if cache.get(key) is None and p in self.customers:
+                    self.customers[p] += 1
                 cache[key] = out.state
                 res.states.setdefault(p, {})[key] = out.state
                 self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
@@ -202,13 +246,16 @@ class Processor:
                     res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
                 )
                 res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
+                _count(res.dead_letters_by_reason, "invalid_event")
             except ValueError as exc:  # not JSON, or a routed message / tick of the wrong shape
                 reason = f"not a valid message: {exc}"
                 res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
                 res.dead_letters.append(_dead_letter(rec, "decode", reason))
+                _count(res.dead_letters_by_reason, "malformed")
             except Exception as exc:
                 log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
                 res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
+                _count(res.dead_letters_by_reason, "processing_error")
         return res
 
     def _event(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult, now_wall: float) -> None:
@@ -226,20 +273,30 @@ class Processor:
             return
         before = len(res.changes)
         absorb(p, key, self.segmenter.on_event(state_of(key), event))
-        lat = now_wall - t / 1000
-        res.e2e_latency_s.extend(lat for _ in range(len(res.changes) - before))
+        caused = len(res.changes) - before
+        if caused:
+            lat = now_wall - t / 1000
+            res.e2e_latency_s.extend(lat for _ in range(caused))
+            if rec.timestamp_ms is not None:
+                res.ingest_ts_ms.extend(rec.timestamp_ms for _ in range(caused))
 
     def _tick(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult) -> None:
         obj = orjson.loads(rec.value or b"")
+        if isinstance(obj, dict) and obj.get("nudge") is True:
+            return  # only wakes the agent, so the merger releases what it holds
         if not isinstance(obj, dict) or not isinstance(obj.get("watermark_ms"), int):
             raise ValueError("a tick needs an integer watermark_ms")
         p = rec.partition
         index = self.indexes.get(p)
         if index is None:
             return
+        wall = obj.get("wall") is True
+        now_wall = time.time()
         for key in index.pop_due(obj["watermark_ms"]):
             s = state_of(key)
             if s is not None:
+                if wall and s.due_ms is not None:
+                    res.timer_lateness_s.append(max(0.0, now_wall - s.due_ms / 1000))
                 absorb(p, key, self.segmenter.advance(s, obj["watermark_ms"]))
 
 
@@ -254,19 +311,32 @@ class Merger:
     partition in a FIFO and releases the head with the earliest event time
     (ties: page views, then carts, then orders), but only while every other
     input topic of that partition either has a record waiting or has been
-    read up to its high watermark (nothing earlier can still come). Held
-    records are not acked, so a crash loses nothing. ``max_wait_s`` bounds
-    the wait for a topic whose high watermark is unknown or stuck.
+    read up to its high watermark (nothing earlier can still come) and the
+    head has waited ``grace_s`` (a high watermark read a moment ago does not
+    yet show a record produced at the same time to another topic; Kafka
+    Streams' ``max.task.idle.ms``). Held records are not acked, so a crash
+    loses nothing. ``max_wait_s`` bounds the wait for a topic whose high
+    watermark is unknown or stuck.
 
     Records of other topics (routing, ticks) and records that are not valid
     events pass straight through, in arrival order.
     """
 
-    def __init__(self, input_topics: Sequence[str], max_wait_s: float = 2.0, max_held: int = 50_000) -> None:
-        self.rank = {t: i for i, t in enumerate(input_topics)}
+    def __init__(
+        self,
+        input_topics: Sequence[str],
+        internal_topics: Sequence[str] = (),
+        max_wait_s: float = 2.0,
+        grace_s: float = 0.1,
+        max_held: int = 50_000,
+    ) -> None:
+        # internal topics (routing, ticks) are ordered with the inputs but never waited for
+        self.rank = {t: i for i, t in enumerate((*input_topics, *internal_topics))}
+        self.inputs = frozenset(input_topics)
         self.max_wait_s = max_wait_s
+        self.grace_s = grace_s
         self.max_held = max_held
-        self.held: dict[int, dict[str, list[tuple[int, Record]]]] = {}
+        self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}  # (event ms, record, received)
         self.last_offset: dict[tuple[str, int], int] = {}
         self.waiting_since: dict[int, float] = {}
 
@@ -280,12 +350,19 @@ class Merger:
             out.append(rec)
             return
         try:
-            rec.event = parse_event(rec.value or b"")
+            if rec.topic in self.inputs:
+                rec.event = parse_event(rec.value or b"")
+                t = event_time_ms(rec.event)
+            else:
+                t = _message_time(rec.value or b"")
         except ValueError:
             out.append(rec)  # invalid: the processor dead-letters it; holding it would gain nothing
             return
-        parts = self.held.setdefault(rec.partition, {t: [] for t in self.rank})
-        parts[rec.topic].append((event_time_ms(rec.event), rec))
+        if t is None:
+            out.append(rec)
+            return
+        parts = self.held.setdefault(rec.partition, {topic: [] for topic in self.rank})
+        parts[rec.topic].append((t, rec, time.monotonic()))
 
     def release(self, caught_up: Callable[[str, int, int | None], bool], out: list[Record]) -> None:
         """Move every record that is safe to hand on to ``out``, in order, per partition.
@@ -299,18 +376,24 @@ class Merger:
             total = sum(len(q) for q in parts.values())
             while True:
                 head_topic, head_key = None, None
-                blocked = False
+                blocked = empty = False
                 for topic, q in parts.items():
                     i = pos[topic]
                     if i < len(q):
                         k = (q[i][0], self.rank[topic])
                         if head_key is None or k < head_key:
                             head_topic, head_key = topic, k
+                    elif topic not in self.inputs:
+                        continue
                     elif not caught_up(topic, p, self.last_offset.get((topic, p))):
                         blocked = True
+                    else:
+                        empty = True
                 if head_topic is None:
                     self.waiting_since.pop(p, None)
                     break
+                if not blocked and empty and now - parts[head_topic][pos[head_topic]][2] < self.grace_s:
+                    break  # a record of an idle topic produced at the same moment may not be visible yet
                 if blocked:
                     since = self.waiting_since.setdefault(p, now)
                     if now - since < self.max_wait_s and total < self.max_held:
@@ -323,12 +406,16 @@ class Merger:
                 if i:
                     del parts[topic][:i]
 
+    def holding(self) -> list[int]:
+        """Partitions with records held (the shell nudges them, so they are released without new input)."""
+        return [p for p, parts in self.held.items() if any(parts.values())]
+
     def forget(self, partitions: set[int]) -> list[Record]:
         """Drop what is held for revoked partitions (their records were not acked: another worker reads them)."""
         dropped = []
         for p in partitions:
             for q in self.held.pop(p, {}).values():
-                dropped.extend(r for _, r in q)
+                dropped.extend(item[1] for item in q)
             self.waiting_since.pop(p, None)
         self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in partitions}
         return dropped

@@ -13,7 +13,6 @@ a first order is "new" for the 30 days before that instant.
 
 from __future__ import annotations
 
-import itertools
 from itertools import pairwise
 from typing import Any
 

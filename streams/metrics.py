@@ -4,10 +4,40 @@ Each worker has its own registry (several workers can run in one test
 process). Names follow Prometheus conventions (base units, ``_total``
 counters, ``_seconds`` histograms); ``streams/metrics_names.py`` lists them
 for the Grafana dashboard test.
+
+What the less obvious ones measure:
+
+* ``segmenter_consumer_lag_messages{topic,partition}``: high watermark minus
+  the group's committed offset, for every partition of the consumed topics
+  this worker actively owns (what ``segmenter lag`` and Burrow report).
+* ``segmenter_consumer_lag_seconds{topic,partition}``: 0 when every record up
+  to the high watermark has been processed; otherwise the wall clock minus the
+  Kafka timestamp of the newest processed record. That bounds how long the
+  oldest unprocessed record has been waiting (it was produced later), and
+  equals ``segmenter lag``'s "newest produced minus newest processed" while
+  records keep arriving. Absent for a partition until one of its records has
+  been processed.
+* ``segmenter_ingest_latency_seconds``: Kafka timestamp of an input record to
+  the emit of the changes it caused (published, acknowledged, written to Redis).
+* ``segmenter_event_e2e_latency_seconds``: the event's own ``occurred_at`` to
+  its processing (includes the webshop's delay; large when replaying history).
+* ``segmenter_timer_lateness_seconds``: wall clock minus the deadline when a
+  tick fires it; only observed for ticks that carry the wall clock (an idle
+  partition advanced by ``SEGMENTER_IDLE_WALLCLOCK_ADVANCE``), as event-time
+  ticks fire deadlines of any age.
+* ``segmenter_customers`` and ``segmenter_deadline_queue_size``: customer
+  states and scheduled deadlines in the partitions this worker owns.
+
+Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,34 +45,46 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from streams.app import Worker
-    from streams.processor import BatchResult
+    from streams.processor import BatchResult, Record
+
+log = logging.getLogger("segmenter.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+REFRESH_SECONDS = 5.0
+REDIS_PING_TIMEOUT_S = 1.0
 
 
 class Metrics:
-    """The worker's metric families in one registry."""
+    """The worker's metric families in one registry, and what the lag gauges need to know."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.events = Counter("segmenter_events", "Input events consumed, by type.", ["type"], registry=r)
         self.invalid = Counter("segmenter_invalid_events", "Invalid input events, by reason.", ["reason"], registry=r)
-        self.dlq = Counter("segmenter_dlq", "Messages sent to the dead-letter topic, by stage.", ["reason"], registry=r)
+        self.dlq = Counter(
+            "segmenter_dlq",
+            "Messages sent to the dead-letter topic, by reason (invalid_event, malformed, processing_error).",
+            ["reason"],
+            registry=r,
+        )
         self.changes = Counter(
             "segmenter_segment_changes", "Segment changes emitted.", ["segment", "change"], registry=r
         )
         self.lag_messages = Gauge(
-            "segmenter_consumer_lag_messages", "End offset minus committed offset.", ["topic", "partition"], registry=r
+            "segmenter_consumer_lag_messages",
+            "High watermark minus committed offset, per owned partition.",
+            ["topic", "partition"],
+            registry=r,
         )
         self.lag_seconds = Gauge(
             "segmenter_consumer_lag_seconds",
-            "Time between the newest produced and the newest processed message.",
+            "0 when caught up, else now minus the Kafka timestamp of the newest processed record.",
             ["topic", "partition"],
             registry=r,
         )
         self.e2e = Histogram(
             "segmenter_event_e2e_latency_seconds",
-            "Event time to emit of the changes it caused.",
+            "Event time to processing of the event, per change it caused.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -52,17 +94,21 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.customers = Gauge("segmenter_customers", "Customer states in the table.", registry=r)
+        self.customers = Gauge("segmenter_customers", "Customer states in the owned partitions.", registry=r)
         self.deadlines = Gauge("segmenter_deadline_queue_size", "Keys with a scheduled deadline.", registry=r)
         self.redis_errors = Counter(
             "segmenter_redis_write_errors", "Failed Redis write attempts (retried).", registry=r
         )
         self.timer_lateness = Histogram(
             "segmenter_timer_lateness_seconds",
-            "Wall-clock delay between a deadline and its firing.",
+            "Wall clock minus the deadline when a wall-clock tick fires it.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # (topic, partition) -> (offset, Kafka timestamp ms) of the newest processed record
+        self.newest: dict[tuple[str, int], tuple[int, int | None]] = {}
+        self.lag_labels: set[tuple[str, str]] = set()
+        self.redis_errors_seen = 0
 
     def exposition(self) -> bytes:
         """The text format of every metric."""
@@ -73,51 +119,185 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 def observe_batch(worker: Worker, res: BatchResult) -> None:
-    """Count what one partition's part of a batch did."""
+    """Count what one partition's part of a batch did (called once its changes are emitted)."""
     m: Metrics = worker.metrics
+    now = time.time()
     for t, n in res.events_by_type.items():
         m.events.labels(t).inc(n)
     for reason, n in res.invalid_by_reason.items():
         m.invalid.labels(reason).inc(n)
-    for _, _letter in res.dead_letters:
-        m.dlq.labels("dead_letter").inc()
+    for reason, n in res.dead_letters_by_reason.items():
+        m.dlq.labels(reason).inc(n)
     for c in res.changes:
         segment = "category_fan" if c.segment.startswith("category_fan:") else c.segment
         m.changes.labels(segment, c.change).inc()
     for lat in res.e2e_latency_s:
         m.e2e.observe(max(lat, 0.0))
-    m.deadlines.set(sum(len(i) for i in worker.processor.indexes.values()))
+    for ts_ms in res.ingest_ts_ms:
+        m.ingest.observe(max(now - ts_ms / 1000, 0.0))
+    for late in res.timer_lateness_s:
+        m.timer_lateness.observe(late)
+
+
+def observe_processed(worker: Worker, records: Iterable[Record]) -> None:
+    """Remember the newest processed record per topic-partition (for the lag in seconds)."""
+    newest = worker.metrics.newest
+    for rec in records:
+        key = (rec.topic, rec.partition)
+        known = newest.get(key)
+        if known is None or rec.offset > known[0]:
+            newest[key] = (rec.offset, rec.timestamp_ms)
+    refresh_state(worker)
+
+
+def _source_topics(worker: Worker) -> set[str]:
+    t = worker.settings.topics
+    return {*t.inputs(), t.routing, t.ticks}
+
+
+def refresh_state(worker: Worker) -> None:
+    """Customers and deadlines of the owned partitions, and the Redis error count."""
+    m: Metrics = worker.metrics
+    proc = worker.processor
+    m.customers.set(sum(proc.customers.values()))
+    m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
+    errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
+    if errors > m.redis_errors_seen:
+        m.redis_errors.inc(errors - m.redis_errors_seen)
+        m.redis_errors_seen = errors
+
+
+def refresh_lag(worker: Worker, now: float | None = None) -> None:
+    """Set the lag gauges of every actively owned partition of the consumed topics; drop the others."""
+    m: Metrics = worker.metrics
+    app: Any = worker.app
+    now = time.time() if now is None else now
+    topics = _source_topics(worker)
+    seen: set[tuple[str, str]] = set()
+    try:
+        consumer = app.consumer
+        owned = [tp for tp in app.assignor.assigned_actives() if tp.topic in topics]
+    except Exception:  # noqa: BLE001 - not started yet, or stopping
+        owned = []
+    for tp in owned:
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - the consumer is not running (yet)
+            high = None
+        if high is None:
+            continue
+        committed = consumer._committed_offset.get(tp) or 0
+        labels = (tp.topic, str(tp.partition))
+        seen.add(labels)
+        m.lag_messages.labels(*labels).set(max(0, high - committed))
+        newest = m.newest.get((tp.topic, tp.partition))
+        if newest is not None and newest[0] + 1 >= high:
+            m.lag_seconds.labels(*labels).set(0)
+        elif newest is not None and newest[1] is not None:
+            m.lag_seconds.labels(*labels).set(max(0.0, now - newest[1] / 1000))
+        elif high == 0 or (committed and committed >= high):
+            m.lag_seconds.labels(*labels).set(0)
+    for labels in m.lag_labels - seen:
+        _drop_lag(m, labels)
+    m.lag_labels = seen
+
+
+def _drop_lag(m: Metrics, labels: tuple[str, str]) -> None:
+    for gauge in (m.lag_messages, m.lag_seconds):
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
+
+
+def forget(worker: Worker, partitions: Iterable[tuple[str, int]]) -> None:
+    """Drop what is known of revoked partitions (another worker reports them now)."""
+    m: Metrics = worker.metrics
+    for topic, partition in partitions:
+        m.newest.pop((topic, partition), None)
+        labels = (topic, str(partition))
+        if labels in m.lag_labels:
+            m.lag_labels.discard(labels)
+            _drop_lag(m, labels)
+
+
+def refresh(worker: Worker) -> None:
+    """Every gauge, now."""
+    refresh_state(worker)
+    refresh_lag(worker)
+
+
+def _kafka_connected(worker: Worker) -> bool:
+    """Whether the consumer holds a live connection to a broker (no I/O: fine for a probe)."""
+    try:
+        client = worker.app.consumer._thread._ensure_consumer()._client  # type: ignore[attr-defined]
+        return any(conn.connected() for conn in list(client._conns.values()))
+    except Exception:  # noqa: BLE001 - not started, or faust/aiokafka internals changed
+        return False
+
+
+async def _redis_reachable(worker: Worker) -> bool | None:
+    store: Any = worker.store
+    if store is None:
+        return None
+    client = getattr(store, "_r", None)  # the raw client: a probe is not a write to retry and count
+    try:
+        if client is not None:
+            return bool(await asyncio.wait_for(client.ping(), REDIS_PING_TIMEOUT_S))
+        ping = getattr(store, "ping", None)
+        return True if ping is None else bool(await asyncio.wait_for(ping(), REDIS_PING_TIMEOUT_S))
+    except Exception:  # noqa: BLE001 - any failure means not reachable
+        return False
+
+
+async def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
+    """``/readyz``: assigned partitions recovered, Kafka and Redis reachable."""
+    app: Any = worker.app
+    recovery = app.tables.recovery
+    checks: dict[str, bool | None] = {
+        "recovered": worker.recovered(),
+        "kafka": _kafka_connected(worker),
+        "redis": await _redis_reachable(worker),
+    }
+    ready = all(v is not False for v in checks.values())
+    ticks = worker.settings.topics.ticks
+    try:
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks)
+    except Exception:  # noqa: BLE001
+        owned = []
+    body = {
+        "status": "ready" if ready else "not ready",
+        "ready": ready,
+        "checks": checks,
+        "rebalancing": bool(app.rebalancing),
+        "in_recovery": bool(recovery.in_recovery),
+        "partitions": owned,
+    }
+    return ready, body
 
 
 def install(worker: Worker) -> None:
-    """Create the metrics and the web pages of ``worker``."""
+    """Create the metrics, the refresh timer and the web pages of ``worker``."""
     worker.metrics = Metrics()
     app: Any = worker.app
+    started = time.time()
+
+    @app.timer(interval=REFRESH_SECONDS, name="segmenter.metrics.refresh")
+    async def refresh_gauges() -> None:
+        refresh(worker)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
+        forget(worker, ((tp.topic, tp.partition) for tp in revoked))
 
     @app.page("/metrics")
-    async def metrics_page(_view: Any, _request: Any) -> Any:
-        store = worker.store
-        if store is not None:
-            errors = getattr(store, "errors", 0)
-            counted = worker.metrics.redis_errors._value.get()
-            if errors > counted:
-                worker.metrics.redis_errors.inc(errors - counted)
-        worker.metrics.customers.set(_table_size(worker))
-        return _view.bytes(worker.metrics.exposition(), content_type=CONTENT_TYPE.split(";")[0])
+    async def metrics_page(view: Any, _request: Any) -> Any:
+        refresh(worker)
+        return view.bytes(worker.metrics.exposition(), content_type=CONTENT_TYPE.split(";")[0])
 
     @app.page("/healthz")
-    async def healthz(_view: Any, _request: Any) -> Any:
-        return _view.json({"status": "alive"})
+    async def healthz(view: Any, _request: Any) -> Any:
+        return view.json({"status": "alive", "uptime_seconds": round(time.time() - started, 3)})
 
     @app.page("/readyz")
-    async def readyz(_view: Any, _request: Any) -> Any:
-        ready = worker.ready()
-        body = {"ready": ready, "rebalancing": bool(app.rebalancing)}
-        return _view.json(body, status=200 if ready else 503)
-
-
-def _table_size(worker: Worker) -> int:
-    try:
-        return len(worker.table.data)
-    except TypeError:
-        return 0
+    async def readyz(view: Any, _request: Any) -> Any:
+        ready, body = await readiness(worker)
+        return view.json(body, status=200 if ready else 503)

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from streams.logs import configure_logging
+    from streams.logs import configure_logging, logging_config
     from streams.settings import Settings
     from streams.topics import TopicMismatch, ensure_topics
 
@@ -56,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     worker = create_worker(settings, store=store)
-    faust_worker = FaustWorker(worker.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    # faust reconfigures logging when it starts: hand it ours (JSON lines unless on a terminal)
+    faust_worker = FaustWorker(
+        worker.app,
+        loglevel=args.loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logging_config(settings.log_format, args.loglevel),
+    )
     faust_worker.execute_from_commandline()
     return 0

@@ -1,0 +1,203 @@
+"""What the worker's ops metrics are fed with: the processor's hooks and the lag gauges, without Kafka."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from segmenter.engine import Segmenter
+from streams import metrics
+from streams.metrics import Metrics
+from streams.processor import Processor, Record, tick_message
+from streams.settings import Settings
+
+PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
+
+
+def processor() -> Processor:
+    return Processor(
+        Segmenter(), lambda _key: 0, input_topics=(PAGES, CARTS, ORDERS), routing_topic="r", ticks_topic="ticks"
+    )
+
+
+def cart(key: str, at_ms: int, event_id: str = "e1") -> bytes:
+    occurred = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(at_ms / 1000))
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": "cart_add",
+            "occurred_at": occurred,
+            "customer_id": key,
+            "product_id": "p",
+            "unit_price": 5,
+        }
+    )
+
+
+class Table(dict[str, bytes]):
+    def load(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    def store(self, res: Any) -> None:
+        for states in res.states.values():
+            for key, state in states.items():
+                self[key] = state.to_bytes()
+
+
+def test_dead_letters_are_counted_by_bounded_reason() -> None:
+    proc = processor()
+    recs = [
+        Record(ORDERS, 0, 0, None, b"{not json"),
+        Record(ORDERS, 0, 1, None, b'{"type": "teleport", "event_id": "x", "occurred_at": "2024-01-01T00:00:00Z"}'),
+        Record("ticks", 0, 0, None, b'{"watermark_ms": "soon"}'),
+    ]
+    res = proc.process(recs, lambda _k: None)
+    assert len(res.dead_letters) == 3
+    assert res.dead_letters_by_reason == {"invalid_event": 2, "malformed": 1}
+
+
+def test_ingest_timestamps_follow_the_changes_an_input_caused() -> None:
+    proc = processor()
+    now_ms = int(time.time() * 1000)
+    res = proc.process([Record(CARTS, 0, 0, b"c1", cart("c1", now_ms - 5000), timestamp_ms=now_ms - 100)], dict().get)
+    assert res.changes, "a first cart puts the customer in a segment"
+    assert res.ingest_ts_ms == [now_ms - 100] * len(res.changes)
+    assert len(res.e2e_latency_s) == len(res.changes)
+    # without a Kafka timestamp (e.g. a hand-made record) there is no ingest latency, the rest goes on
+    res = proc.process([Record(CARTS, 0, 1, b"c2", cart("c2", now_ms, "e2"))], dict().get)
+    assert res.changes and res.ingest_ts_ms == []
+
+
+def test_timer_lateness_is_observed_for_wall_clock_ticks_only() -> None:
+    proc = processor()
+    table = Table()
+    now_ms = int(time.time() * 1000)
+    proc.rebuild_indexes(lambda: [], {0})
+    at = now_ms - 90 * 60_000  # abandoned (60 min) half an hour ago
+    table.store(proc.process([Record(CARTS, 0, 0, b"c1", cart("c1", at))], table.load))
+    due = proc.indexes[0].next_due()
+    assert due is not None and due <= now_ms
+
+    # an event-time tick fires it too, but its lateness would be meaningless
+    replay = processor()
+    replay.rebuild_indexes(lambda: list(table.items()), {0})
+    res = replay.process([Record("ticks", 0, 0, None, tick_message(now_ms))], table.load)
+    assert res.changes and res.timer_lateness_s == []
+
+    res = proc.process([Record("ticks", 0, 0, None, tick_message(now_ms, wall=True))], table.load)
+    assert res.changes
+    [late] = res.timer_lateness_s
+    assert abs(late - (time.time() - due / 1000)) < 5
+    assert 29 * 60 < late < 31 * 60
+
+
+def test_customers_are_counted_per_owned_partition_without_scanning() -> None:
+    proc = processor()
+    table = Table()
+    now_ms = int(time.time() * 1000)
+    proc.rebuild_indexes(lambda: [], {0})
+    assert proc.customers == {0: 0}
+    table.store(proc.process([Record(CARTS, 0, i, None, cart(f"c{i}", now_ms, f"e{i}")) for i in range(3)], table.load))
+    table.store(proc.process([Record(CARTS, 0, 3, None, cart("c0", now_ms, "e3"))], table.load))
+    assert proc.customers == {0: 3}
+    # after a reassignment the count is rebuilt from the table
+    again = processor()
+    again.rebuild_indexes(lambda: [(k.encode(), v) for k, v in table.items()], {0})
+    assert again.customers == {0: 3}
+    again.forget({0})
+    assert again.customers == {}
+
+
+@dataclass(frozen=True)
+class TP:
+    topic: str
+    partition: int
+
+
+@dataclass
+class FakeConsumer:
+    high: dict[TP, int]
+    _committed_offset: dict[TP, int | None] = field(default_factory=dict)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.high.get(tp)
+
+
+@dataclass
+class FakeAssignor:
+    actives: set[TP]
+
+    def assigned_actives(self) -> set[TP]:
+        return self.actives
+
+
+@dataclass
+class FakeApp:
+    consumer: FakeConsumer
+    assignor: FakeAssignor
+
+
+@dataclass
+class FakeWorker:
+    settings: Settings
+    app: FakeApp
+    processor: Processor
+    store: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+def gauges(m: Metrics, name: str) -> dict[tuple[str, str], float]:
+    for family in text_string_to_metric_families(m.exposition().decode()):
+        if family.name == name:
+            return {(s.labels["topic"], s.labels["partition"]): s.value for s in family.samples}
+    return {}
+
+
+def test_lag_gauges_of_owned_partitions() -> None:
+    settings = Settings(partitions=2)
+    pages = settings.topics.page_views
+    a, b, changelog = TP(pages, 0), TP(pages, 1), TP("segmenter-customers-changelog", 0)
+    consumer = FakeConsumer(high={a: 10, b: 5, changelog: 99}, _committed_offset={a: 4, b: None})
+    worker: Any = FakeWorker(settings, FakeApp(consumer, FakeAssignor({a, b, changelog})), processor())
+    now = 1_700_000_100.0
+    # processed up to offset 6 of partition 0 (Kafka timestamp 40 s ago); nothing yet of partition 1
+    metrics.observe_processed(worker, [Record(pages, 0, 6, None, b"", timestamp_ms=1_700_000_060_000)])
+    metrics.refresh_lag(worker, now=now)
+    assert gauges(worker.metrics, "segmenter_consumer_lag_messages") == {(pages, "0"): 6, (pages, "1"): 5}
+    assert gauges(worker.metrics, "segmenter_consumer_lag_seconds") == {(pages, "0"): 40.0}
+
+    # everything processed and committed: no lag, in messages or seconds
+    metrics.observe_processed(worker, [Record(pages, 0, 9, None, b"", timestamp_ms=1_700_000_070_000)])
+    consumer._committed_offset[a] = 10
+    metrics.refresh_lag(worker, now=now)
+    assert gauges(worker.metrics, "segmenter_consumer_lag_messages")[(pages, "0")] == 0
+    assert gauges(worker.metrics, "segmenter_consumer_lag_seconds") == {(pages, "0"): 0.0}
+
+    # a revoked partition is no longer reported (another worker reports it)
+    metrics.forget(worker, [(pages, 1)])
+    worker.app.assignor.actives = {a}
+    metrics.refresh_lag(worker, now=now)
+    assert set(gauges(worker.metrics, "segmenter_consumer_lag_messages")) == {(pages, "0")}
+
+
+def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
+    @dataclass
+    class Store:
+        errors: int = 0
+
+    proc = processor()
+    proc.rebuild_indexes(lambda: [], {0})
+    proc.customers[0] = 7
+    worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), proc, store=Store(3))
+    metrics.refresh(worker)
+    worker.store.errors = 5
+    metrics.refresh(worker)
+    text = worker.metrics.exposition().decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values["segmenter_redis_write_errors_total"] == 5
+    assert values["segmenter_customers"] == 7
+    assert values["segmenter_deadline_queue_size"] == 0

@@ -155,7 +155,10 @@ class Processor:
         ticks_topic: str,
     ) -> None:
         self.segmenter = segmenter
-        self.partitioner = partitioner
+        self.cache_size = 100_000
+        self._cache: dict[str, CustomerState | None] = {}
+        self._partitioner = partitioner
+        self._partition_of: dict[str, int] = {}
         self.input_topics = frozenset(input_topics)
         self.routing_topic = routing_topic
         self.ticks_topic = ticks_topic
@@ -163,6 +166,15 @@ class Processor:
         self.watermarks: dict[int, int] = {}  # event time, per partition, from input events
         self.last_input_wall: dict[int, float] = {}
         self.customers: dict[int, int] = {}  # customer states per owned partition (counted, not scanned)
+
+    def partitioner(self, key: str) -> int:
+        """The partition of ``key`` (murmur2 is costly in Python: remembered, bounded)."""
+        p = self._partition_of.get(key)
+        if p is None:
+            if len(self._partition_of) >= 200_000:
+                self._partition_of.clear()
+            p = self._partition_of[key] = self._partitioner(key)
+        return p
 
     # ----------------------------------------------------------------- time
     def tick_watermark(self, partition: int, wall_ms: int, idle_after_s: float, wallclock: bool) -> int | None:
@@ -207,12 +219,16 @@ class Processor:
             self.watermarks.pop(p, None)
             self.last_input_wall.pop(p, None)
             self.customers.pop(p, None)
+        self._cache.clear()
 
     # ---------------------------------------------------------------- batch
     def process(self, records: Sequence[Record], load: Callable[[str], bytes | None]) -> BatchResult:
         """Run ``records`` through the core; ``load(key)`` reads a stored state."""
         res = BatchResult()
-        cache: dict[str, CustomerState | None] = {}
+        # states stay decoded between batches: this worker alone writes its partitions' keys
+        if len(self._cache) > self.cache_size:
+            self._cache.clear()
+        cache = self._cache
         now_wall = time.time()
 
         def state_of(key: str) -> CustomerState | None:

@@ -339,6 +339,12 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> li
     try:
         existing = set(await admin.list_topics())
         todo = [n for n in names if n not in existing]
+        have = [n for n in names if n in existing]
+        if have:
+            for d in await admin.describe_topics(have):
+                if len(d["partitions"]) != partitions:
+                    raise SystemExit(f"topic {d['topic']} exists with {len(d['partitions'])} "
+                                     f"partitions, not {partitions}: delete it or use another prefix")
         if todo:
             # retention off: the broker deletes data by record timestamp, and these are benchmark inputs
             await admin.create_topics([NewTopic(n, partitions, 1, topic_configs={"retention.ms": "-1"})

@@ -70,9 +70,11 @@ def ensure_dataset(args: argparse.Namespace) -> int:
     names = topics(args.prefix)
     try:
         begin, end = asyncio.run(_offsets(args.bootstrap, names))
-        have = total_messages(begin, end) if len(end) == 3 * args.partitions else 0
+        have = total_messages(begin, end)
     except Exception:  # noqa: BLE001 - topics missing
-        have = 0
+        have, end = 0, {}
+    if end and len(end) != 3 * args.partitions:
+        have = -1  # wrong partition count (e.g. auto-created): reload
     if have == args.events:
         print(f"data set {args.prefix}*: {have} events already loaded", file=sys.stderr)
         return have
@@ -92,7 +94,7 @@ def ensure_dataset(args: argparse.Namespace) -> int:
     return total_messages(begin, end)
 
 
-def run_one(name: str, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+def run_one(name: str, args: argparse.Namespace, attempt: int = 1) -> dict:  # type: ignore[type-arg]
     run_id = f"{name}-{uuid.uuid4().hex[:6]}"
     cmd = [PY, str(HERE / CONTESTANTS[name][0]), *CONTESTANTS[name][1:],
            "--bootstrap", args.bootstrap, "--topic-prefix", args.prefix, "--run-id", run_id]
@@ -123,6 +125,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict:  # type: ignore[type-a
     except Exception as exc:  # noqa: BLE001 - cleanup is best effort
         res["cleanup_error"] = str(exc)
     print(json.dumps(res), file=sys.stderr)
+    if "error" in res and attempt < 2:
+        # Faust sometimes reads a source topic's partition count as 1 right after start
+        # (PartitionsMismatch, the agent dies): one retry, and the first error is kept
+        again = run_one(name, args, attempt + 1)
+        again["retried_after"] = res["error"][-300:]
+        return again
     return res
 
 

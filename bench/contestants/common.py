@@ -36,6 +36,11 @@ async def partitions(bootstrap: str, names: list[str]) -> list[Any]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        # asking for metadata of a missing topic may auto-create it with 1 partition: look first
+        existing = set(await admin.list_topics())
+        names = [n for n in names if n in existing]
+        if not names:
+            return []
         desc = await admin.describe_topics(names)
     finally:
         await admin.close()
@@ -122,3 +127,22 @@ def emit(result: dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - whatever stands in for stdout, fd 1 is the real one
         pass
     os.write(1, orjson.dumps(result) + b"\n")
+
+
+def watchdog(meter: Meter, idle_s: float = 60.0) -> None:
+    """Exit with an error line when nothing was processed for ``idle_s`` (a crashed agent
+    leaves a Faust worker running idle)."""
+    import threading
+
+    def loop() -> None:
+        last, since = -1, time.monotonic()
+        while True:
+            time.sleep(2)
+            if meter.count != last:
+                last, since = meter.count, time.monotonic()
+            elif time.monotonic() - since > idle_s:
+                emit({"name": meter.name, "error": f"stalled at {meter.count} of {meter.expected} "
+                      f"for {idle_s:.0f} s (see stderr)"})
+                os._exit(3)
+
+    threading.Thread(target=loop, daemon=True).start()

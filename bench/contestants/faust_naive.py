@@ -16,7 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import faust  # noqa: E402
 
-from bench.contestants.common import Meter, emit, offsets, parser, topics, total_messages  # noqa: E402
+from bench.contestants.common import (  # noqa: E402
+    Meter,
+    emit,
+    offsets,
+    parser,
+    topics,
+    total_messages,
+    watchdog,
+)
 
 
 class PageView(faust.Record, serializer="json"):
@@ -161,6 +169,7 @@ def main() -> None:
             customers[key] = st
             await done()
 
+    watchdog(meter)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.contestants.common import Meter, emit, offsets, parser, topics, total_messages  # noqa: E402
+from bench.contestants.common import (  # noqa: E402
+    Meter,
+    emit,
+    offsets,
+    parser,
+    topics,
+    total_messages,
+    watchdog,
+)
 
 
 def main() -> None:
@@ -39,6 +47,7 @@ def main() -> None:
                 emit(meter.result())
                 os._exit(0)  # a benchmark: do not measure Faust's shutdown
 
+    watchdog(meter)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 

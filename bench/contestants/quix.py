@@ -21,7 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.contestants.common import Meter, emit, offsets, parser, topics, total_messages  # noqa: E402
+from bench.contestants.common import (  # noqa: E402
+    Meter,
+    emit,
+    offsets,
+    parser,
+    topics,
+    total_messages,
+    watchdog,
+)
 
 
 def core():  # type: ignore[no-untyped-def]
@@ -156,6 +164,7 @@ def main() -> None:
     for other in sdfs[1:]:
         sdf = sdf.concat(other)
     sdf.apply(step, stateful=True, metadata=True)
+    watchdog(meter)
     app.run()
     producer.flush()
     emit(meter.result(core=core_name, changes=changes_count[0], routed=routed_count[0]))

@@ -1,0 +1,164 @@
+"""Produce-to-change latency of our worker at a fixed produce rate.
+
+    python bench/latency.py --rate 5000 --seconds 30      # starts `segmenter worker` itself
+    python bench/latency.py --rate 1000 --no-worker --changes-topic segments.changes ...
+
+Produces loadgen traffic (fresh event ids per run) at ``--rate`` events/s to
+fresh input topics, remembers the wall-clock send time of every event id,
+consumes the changes topic and matches each change to its trigger through
+``trigger_event_id``; reports p50/p99/max of (change readable - event sent)
+over the changes after ``--warmup`` seconds. Changes fired by time alone
+(trigger null) are not matched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import orjson  # noqa: E402
+
+from bench import loadgen  # noqa: E402
+from bench.contestants.ours import free_port  # noqa: E402
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    run = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    prefix = f"{run}-"
+    ins = {t: prefix + t for t in loadgen.TOPIC_NAMES}
+    changes_topic = args.changes_topic or f"{run}-changes"
+    await loadgen.ensure_topics(args.bootstrap, [*ins.values(), changes_topic], args.partitions)
+    proc = None
+    if not args.no_worker:
+        env = dict(os.environ)
+        env.update({
+            "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap, "SEGMENTER_REDIS_URL": args.redis,
+            "SEGMENTER_APP_ID": run, "SEGMENTER_TOPIC_PREFIX": "",
+            "SEGMENTER_TOPICS__PAGE_VIEWS": ins["shop.page_views"],
+            "SEGMENTER_TOPICS__CARTS": ins["shop.carts"], "SEGMENTER_TOPICS__ORDERS": ins["shop.orders"],
+            "SEGMENTER_TOPICS__CHANGES": changes_topic, "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dlq",
+            "SEGMENTER_TOPICS__ROUTING": f"{run}-routing", "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
+            "SEGMENTER_REDIS_PREFIX": f"{run}:", "SEGMENTER_DATA_DIR": f"/tmp/{run}",
+            "SEGMENTER_WEB_PORT": str(free_port()), "SEGMENTER_LOG_FORMAT": "text",
+        })
+        for kv in args.env:
+            k, _, v = kv.partition("=")
+            env[k] = v
+        cmd = [str(Path(sys.executable).parent / "segmenter"), "worker", "--loglevel", "warning"]
+        if args.pin:
+            cmd = ["taskset", "-c", args.pin, *cmd]
+        log = open(f"/tmp/{run}.log", "wb")  # noqa: ASYNC230, SIM115
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        await asyncio.sleep(args.startup)
+    sent: dict[str, float] = {}
+    lat: list[tuple[float, float]] = []  # (sent at, latency)
+    consumer = AIOKafkaConsumer(changes_topic, bootstrap_servers=args.bootstrap,
+                                group_id=f"{run}-reader", auto_offset_reset="earliest")
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=1, acks=1)
+    await producer.start()
+    done = asyncio.Event()
+
+    async def read() -> None:
+        while not done.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for recs in batch.values():
+                for r in recs:
+                    trig = orjson.loads(r.value).get("trigger_event_id")
+                    t = sent.get(trig) if trig else None
+                    if t is not None:
+                        lat.append((t, now - t))
+
+    reader = asyncio.create_task(read())
+    gen = iter(loadgen.Generator(int(args.rate * args.seconds) + 1, args.customers, args.seed,
+                                 8.0, 0.0, 0.3))
+    t0 = time.time()
+    n = 0
+    tag = run[-6:]
+    try:
+        for _, ev in gen:
+            target = t0 + n / args.rate
+            delay = target - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ev = dict(ev)
+            ev["event_id"] = f"{ev['event_id']}-{tag}"
+            topic = ins[loadgen.TOPICS[ev["type"]]]
+            sent[ev["event_id"]] = time.time()
+            await producer.send(topic, orjson.dumps(ev), key=loadgen.key_of(ev).encode())
+            n += 1
+        await producer.flush()
+        produce_s = time.time() - t0
+        await asyncio.sleep(args.drain)
+    finally:
+        done.set()
+        await reader
+        await consumer.stop()
+        await producer.stop()
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        try:
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
+            await admin.start()
+            mine = [t for t in await admin.list_topics() if run in t]
+            await admin.delete_topics(mine)
+            await admin.close()
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+    xs = [latency for t, latency in lat if t - t0 >= args.warmup]
+    res = {"rate": args.rate, "events_sent": n, "achieved_rate": round(n / produce_s),
+           "changes_matched": len(xs)}
+    if xs:
+        res.update(p50_ms=round(pct(xs, 50) * 1000, 1), p99_ms=round(pct(xs, 99) * 1000, 1),
+                   max_ms=round(max(xs) * 1000, 1))
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", default=os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    ap.add_argument("--redis", default=os.environ.get("SEGMENTER_REDIS_URL", "redis://127.0.0.1:16379/0"))
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--drain", type=float, default=5, help="seconds to keep reading after the last send")
+    ap.add_argument("--startup", type=float, default=8, help="seconds to let the worker join")
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--pin", default="1", help="taskset CPU list for the worker ('' = none)")
+    ap.add_argument("--no-worker", action="store_true", help="measure an already running worker")
+    ap.add_argument("--changes-topic")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    res = asyncio.run(run(ap.parse_args()))
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,7 +35,7 @@ from bench.contestants.ours import free_port  # noqa: E402
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
@@ -66,7 +66,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         if args.pin:
             cmd = ["taskset", "-c", args.pin, *cmd]
         log = open(f"/tmp/{run}.log", "wb")  # noqa: ASYNC230, SIM115
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
         await asyncio.sleep(args.startup)
     sent: dict[str, float] = {}
     lat: list[tuple[float, float]] = []  # (sent at, latency)
@@ -120,6 +120,9 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            import shutil
+
+            shutil.rmtree(f"/tmp/{run}", ignore_errors=True)
         try:
             from aiokafka.admin import AIOKafkaAdminClient
 

@@ -26,7 +26,6 @@ import sys
 import time
 from bisect import bisect
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -310,7 +309,7 @@ def write_jsonl(args: argparse.Namespace) -> dict[str, Any]:
     if out == "-":
         fh: Any = sys.stdout.buffer
     elif out.endswith(".gz"):
-        fh = gzip.open(out, "wb", compresslevel=3)
+        fh = gzip.open(out, "wb", compresslevel=3)  # noqa: SIM115 - closed below
     else:
         fh = open(out, "wb")  # noqa: SIM115
     buf: list[bytes] = []

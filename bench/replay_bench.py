@@ -94,8 +94,8 @@ def main() -> int:
             changes += len(eng.advance_to(last))
         return eng, changes
 
-    _, t_json, c_json = timed(orjson_all, lines)
-    _, t_parse, c_parse = timed(parse_all, lines)
+    _, t_json, _c_json = timed(orjson_all, lines)
+    _, t_parse, _c_parse = timed(parse_all, lines)
     (eng, changes), t_replay, c_replay = timed(replay, lines)
     sizes = [len(s.to_bytes()) for s in eng.states.values()]
     customers = [len(s.to_bytes()) for k, s in eng.states.items() if k.startswith("cust-")]

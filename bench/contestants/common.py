@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import sys
@@ -59,10 +60,9 @@ async def _offsets(bootstrap: str, names: list[str]) -> tuple[dict[Any, int], di
     try:
         return await c.beginning_offsets(tps), await c.end_offsets(tps)
     finally:
-        try:
+        # aiokafka's group-less consumer sometimes cancels its own task on stop
+        with contextlib.suppress(asyncio.CancelledError):
             await c.stop()
-        except asyncio.CancelledError:  # aiokafka's group-less consumer sometimes cancels its own task
-            pass
 
 
 def offsets(bootstrap: str, names: list[str]) -> tuple[dict[Any, int], dict[Any, int]]:
@@ -122,10 +122,8 @@ class Meter:
 def emit(result: dict[str, Any]) -> None:
     """The one result line (stdout); run.py takes the last line starting with '{'."""
     # straight to fd 1: Faust's worker replaces sys.stdout with a logging proxy
-    try:
+    with contextlib.suppress(Exception):  # whatever stands in for stdout, fd 1 is the real one
         sys.stdout.flush()
-    except Exception:  # noqa: BLE001 - whatever stands in for stdout, fd 1 is the real one
-        pass
     os.write(1, orjson.dumps(result) + b"\n")
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import faust  # noqa: E402
+import faust
 
-from bench.contestants.common import (  # noqa: E402
+from bench.contestants.common import (
     Meter,
     emit,
     offsets,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.contestants.common import (  # noqa: E402
+from bench.contestants.common import (
     Meter,
     emit,
     offsets,

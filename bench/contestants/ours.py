@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.contestants.common import _offsets, emit, parser, topics, total_messages  # noqa: E402
+from bench.contestants.common import _offsets, emit, parser, topics, total_messages
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -132,7 +132,7 @@ async def watch(args) -> dict:  # type: ignore[no-untyped-def,type-arg]
     cmd = shlex.split(args.cmd)
     log = open(f"/tmp/{env['SEGMENTER_APP_ID']}.log", "wb")  # noqa: ASYNC230, SIM115
     t_spawn = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
     t_first = cpu_first = None

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import orjson  # noqa: E402
+import orjson
 
-from bench.contestants.common import Meter, emit, parser, topics, total_messages  # noqa: E402
+from bench.contestants.common import Meter, emit, parser, topics, total_messages
 
 
 async def run(args) -> dict:

@@ -125,6 +125,12 @@ class Rules(BaseModel):
         128, ge=8, le=4096, description="Products whose first view is remembered (impulse)."
     )
     max_cart_events_kept: int = Field(32, ge=8, le=1024, description="Cart adds/removes kept for hesitant.")
+    max_held_events: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Events held while an anonymous history is on its way; beyond this they are applied without it.",
+    )
     max_event_ids_kept: int = Field(
         128, ge=8, le=8192, description="Latest event ids kept per customer for de-duplication."
     )

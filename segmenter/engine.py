@@ -130,6 +130,15 @@ class Segmenter:
         # the anonymous history is on its way: keep the order of this customer's events
         if event.event_id in s.seen_ids or any(b["event_id"] == event.event_id for b in s.pending):
             return Outcome(None)
+        if len(s.pending) >= self.rules.max_held_events:
+            # the history has not come for too long: stop waiting, keep the state bounded
+            held, s.pending, s.linking = s.pending, [], None
+            out = Outcome(s)
+            for item in [*held, _event_body(event)]:
+                more = self.on_event(s, parse_event_obj(item))
+                out.changes.extend(more.changes)
+                out.routed.extend(more.routed)
+            return out
         s.pending.append(_event_body(event))
         return Outcome(s)
 

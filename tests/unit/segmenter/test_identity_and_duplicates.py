@@ -128,3 +128,22 @@ def test_a_duplicate_of_a_linking_event_changes_nothing() -> None:
     n = len(j.changes)
     assert j.feed(link, *_anonymous_browsing()) == []
     assert len(j.changes) == n
+
+
+def test_held_events_are_bounded_when_the_history_never_comes() -> None:
+    from schemas import parse_event_obj
+    from segmenter.config import Rules
+    from segmenter.engine import Segmenter
+
+    seg = Segmenter(Rules(max_held_events=3))
+    base = {"occurred_at": "2024-01-01T10:00:00+00:00", "customer_id": "c9", "page_type": "home", "type": "page_view"}
+    # the linking event goes out as a message that is never delivered: later events are held
+    out = seg.on_event(None, parse_event_obj({**base, "event_id": "l0", "anonymous_id": "a9"}))
+    state = out.state
+    assert state is not None and state.linking == "a9" and out.routed[0].kind == "link"
+    for i in range(3):
+        state = seg.on_event(state, parse_event_obj({**base, "event_id": f"e{i}"})).state or state
+    assert len(state.pending) == 3
+    last = seg.on_event(state, parse_event_obj({**base, "event_id": "e3"}))
+    assert last.state is not None and last.state.pending == [] and last.state.linking is None
+    assert [c.trigger_event_id for c in last.changes][:1] == ["e0"]  # held events applied in order

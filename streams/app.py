@@ -43,7 +43,7 @@ from streams.store import Store
 log = logging.getLogger("segmenter.worker")
 
 BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.01
 
 
 def partitioner_for(n: int) -> Callable[[str], int]:

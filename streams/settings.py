@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # without it, a partition that stops receiving events never fires its deadlines
     idle_wallclock_advance: bool = True
     # how long a record waits for a same-moment record of an idle input topic (event-time merge)
-    merge_grace_seconds: float = Field(0.1, gt=0, le=10)
+    merge_grace_seconds: float = Field(0.03, gt=0, le=10)
     lag_threshold_seconds: float = Field(120, gt=0)
     log_format: Literal["auto", "json", "text"] = "auto"
     rules_file: Path | None = None

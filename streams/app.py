@@ -140,6 +140,15 @@ def create_worker(
         partitions=n,
         key_type=bytes,
         value_type=bytes,
+        # faust's RocksDB defaults (2 GiB block cache, 3 x 64 MiB memtables per partition) took a worker
+        # with 50k customers past 1 GiB; our states are small and hot ones stay decoded in the processor
+        options={
+            "write_buffer_size": 8 * 2**20,
+            "max_write_buffer_number": 2,
+            "target_file_size_base": 16 * 2**20,
+            "block_cache_size": 64 * 2**20,
+            "block_cache_compressed_size": 16 * 2**20,
+        },
     )
     processor = Processor(
         Segmenter(settings.load_rules()),

@@ -20,6 +20,7 @@ state write replays the batch and emits the same changes again (same
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -155,7 +156,7 @@ class Processor:
         ticks_topic: str,
     ) -> None:
         self.segmenter = segmenter
-        self.cache_size = 100_000
+        self.cache_size = 20_000
         self._cache: dict[str, CustomerState | None] = {}
         self._partitioner = partitioner
         self._partition_of: dict[str, int] = {}
@@ -225,10 +226,12 @@ class Processor:
     def process(self, records: Sequence[Record], load: Callable[[str], bytes | None]) -> BatchResult:
         """Run ``records`` through the core; ``load(key)`` reads a stored state."""
         res = BatchResult()
-        # states stay decoded between batches: this worker alone writes its partitions' keys
-        if len(self._cache) > self.cache_size:
-            self._cache.clear()
+        # states stay decoded between batches: this worker alone writes its partitions' keys;
+        # the oldest-inserted half goes when the cache is full (hot keys are re-inserted on reload)
         cache = self._cache
+        if len(cache) > self.cache_size:
+            for key in list(itertools.islice(cache, len(cache) // 2)):
+                del cache[key]
         now_wall = time.time()
 
         def state_of(key: str) -> CustomerState | None:

@@ -118,9 +118,10 @@ REASONS = {
     "window_shopper": (
         "Engaged without ordering: {sessions} session(s), {product_views} product views, {cart_adds} cart add(s)."
     ),
-    "new_customer": "Placed a first order {days_since_last_order} days ago.",
+    "new_customer": "Placed their first order; counts as new for {new_for_days} days.",
     "active_customer": (
-        "Ordered {days_since_last_order} days ago, within their rhythm of one order every {expected_gap_days} days."
+        "{orders} orders, the last {days_since_last_order} days ago: within their rhythm of one order every "
+        "{expected_gap_days} days."
     ),
     "at_risk": (
         "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "

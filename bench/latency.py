@@ -49,16 +49,25 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     proc = None
     if not args.no_worker:
         env = dict(os.environ)
-        env.update({
-            "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap, "SEGMENTER_REDIS_URL": args.redis,
-            "SEGMENTER_APP_ID": run, "SEGMENTER_TOPIC_PREFIX": "",
-            "SEGMENTER_TOPICS__PAGE_VIEWS": ins["shop.page_views"],
-            "SEGMENTER_TOPICS__CARTS": ins["shop.carts"], "SEGMENTER_TOPICS__ORDERS": ins["shop.orders"],
-            "SEGMENTER_TOPICS__CHANGES": changes_topic, "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dlq",
-            "SEGMENTER_TOPICS__ROUTING": f"{run}-routing", "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
-            "SEGMENTER_REDIS_PREFIX": f"{run}:", "SEGMENTER_DATA_DIR": f"/tmp/{run}",
-            "SEGMENTER_WEB_PORT": str(free_port()), "SEGMENTER_LOG_FORMAT": "text",
-        })
+        env.update(
+            {
+                "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap,
+                "SEGMENTER_REDIS_URL": args.redis,
+                "SEGMENTER_APP_ID": run,
+                "SEGMENTER_TOPIC_PREFIX": "",
+                "SEGMENTER_TOPICS__PAGE_VIEWS": ins["shop.page_views"],
+                "SEGMENTER_TOPICS__CARTS": ins["shop.carts"],
+                "SEGMENTER_TOPICS__ORDERS": ins["shop.orders"],
+                "SEGMENTER_TOPICS__CHANGES": changes_topic,
+                "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dlq",
+                "SEGMENTER_TOPICS__ROUTING": f"{run}-routing",
+                "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
+                "SEGMENTER_REDIS_PREFIX": f"{run}:",
+                "SEGMENTER_DATA_DIR": f"/tmp/{run}",
+                "SEGMENTER_WEB_PORT": str(free_port()),
+                "SEGMENTER_LOG_FORMAT": "text",
+            }
+        )
         for kv in args.env:
             k, _, v = kv.partition("=")
             env[k] = v
@@ -70,8 +79,9 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         await asyncio.sleep(args.startup)
     sent: dict[str, float] = {}
     lat: list[tuple[float, float]] = []  # (sent at, latency)
-    consumer = AIOKafkaConsumer(changes_topic, bootstrap_servers=args.bootstrap,
-                                group_id=f"{run}-reader", auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        changes_topic, bootstrap_servers=args.bootstrap, group_id=f"{run}-reader", auto_offset_reset="earliest"
+    )
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=1, acks=1)
     await producer.start()
@@ -89,8 +99,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                         lat.append((t, now - t))
 
     reader = asyncio.create_task(read())
-    gen = iter(loadgen.Generator(int(args.rate * args.seconds) + 1, args.customers, args.seed,
-                                 8.0, 0.0, 0.3))
+    gen = iter(loadgen.Generator(int(args.rate * args.seconds) + 1, args.customers, args.seed, 8.0, 0.0, 0.3))
     t0 = time.time()
     n = 0
     tag = run[-6:]
@@ -134,11 +143,11 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
     xs = [latency for t, latency in lat if t - t0 >= args.warmup]
-    res = {"rate": args.rate, "events_sent": n, "achieved_rate": round(n / produce_s),
-           "changes_matched": len(xs)}
+    res = {"rate": args.rate, "events_sent": n, "achieved_rate": round(n / produce_s), "changes_matched": len(xs)}
     if xs:
-        res.update(p50_ms=round(pct(xs, 50) * 1000, 1), p99_ms=round(pct(xs, 99) * 1000, 1),
-                   max_ms=round(max(xs) * 1000, 1))
+        res.update(
+            p50_ms=round(pct(xs, 50) * 1000, 1), p99_ms=round(pct(xs, 99) * 1000, 1), max_ms=round(max(xs) * 1000, 1)
+        )
     return res
 
 

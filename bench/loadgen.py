@@ -30,9 +30,15 @@ from typing import Any
 
 import orjson
 
-TOPICS = {"page_view": "shop.page_views", "cart_add": "shop.carts", "cart_remove": "shop.carts",
-          "checkout_started": "shop.carts", "order_placed": "shop.orders",
-          "order_cancelled": "shop.orders", "order_returned": "shop.orders"}
+TOPICS = {
+    "page_view": "shop.page_views",
+    "cart_add": "shop.carts",
+    "cart_remove": "shop.carts",
+    "checkout_started": "shop.carts",
+    "order_placed": "shop.orders",
+    "order_cancelled": "shop.orders",
+    "order_returned": "shop.orders",
+}
 TOPIC_NAMES = ("shop.page_views", "shop.carts", "shop.orders")
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -99,8 +105,9 @@ class Catalog:
 class Generator:
     """Yields ``(ms, event_dict)`` in event-time order."""
 
-    def __init__(self, events: int, customers: int, seed: int, weeks: float,
-                 dup_rate: float, anon_share: float) -> None:
+    def __init__(
+        self, events: int, customers: int, seed: int, weeks: float, dup_rate: float, anon_share: float
+    ) -> None:
         self.rng = rng = random.Random(seed)
         self.target = events
         self.n_customers = customers
@@ -178,8 +185,7 @@ class Generator:
 
         def base(typ: str) -> dict[str, Any]:
             nonlocal known
-            ev: dict[str, Any] = {"event_id": self._eid(), "type": typ,
-                                  "occurred_at": rfc3339(t, off, suffix)}
+            ev: dict[str, Any] = {"event_id": self._eid(), "type": typ, "occurred_at": rfc3339(t, off, suffix)}
             if known:
                 ev["customer_id"] = cust
                 ev["anonymous_id"] = None
@@ -261,8 +267,10 @@ class Generator:
         rng = self.rng
         self.order_seq += 1
         oid = f"ord-{self.order_seq:09d}"
-        lines = [{"product_id": p[0], "category": p[1], "quantity": q, "unit_price": p[2],
-                  "list_price": p[3]} for p, q in cart.values()]
+        lines = [
+            {"product_id": p[0], "category": p[1], "quantity": q, "unit_price": p[2], "list_price": p[3]}
+            for p, q in cart.values()
+        ]
         ev = base("order_placed")
         ev.update(order_id=oid, lines=lines, currency="EUR")
         if rng.random() < 0.12:
@@ -288,8 +296,7 @@ class Generator:
     def _retime(ev: dict[str, Any], ms: int, like: dict[str, Any]) -> dict[str, Any]:
         stamp = like["occurred_at"]
         suffix = "Z" if stamp.endswith("Z") else stamp[-6:]
-        off = 0 if suffix == "Z" else (1 if suffix[0] == "+" else -1) * (
-            int(suffix[1:3]) * 60 + int(suffix[4:6]))
+        off = 0 if suffix == "Z" else (1 if suffix[0] == "+" else -1) * (int(suffix[1:3]) * 60 + int(suffix[4:6]))
         ev["occurred_at"] = rfc3339(ms, off, suffix)
         return ev
 
@@ -299,8 +306,7 @@ def key_of(ev: dict[str, Any]) -> str:
 
 
 def generate(args: argparse.Namespace) -> Iterator[tuple[int, dict[str, Any]]]:
-    return iter(Generator(args.events, args.customers, args.seed, args.weeks,
-                          args.dup_rate, args.anon_share))
+    return iter(Generator(args.events, args.customers, args.seed, args.weeks, args.dup_rate, args.anon_share))
 
 
 def write_jsonl(args: argparse.Namespace) -> dict[str, Any]:
@@ -342,12 +348,13 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> li
         if have:
             for d in await admin.describe_topics(have):
                 if len(d["partitions"]) != partitions:
-                    raise SystemExit(f"topic {d['topic']} exists with {len(d['partitions'])} "
-                                     f"partitions, not {partitions}: delete it or use another prefix")
+                    raise SystemExit(
+                        f"topic {d['topic']} exists with {len(d['partitions'])} "
+                        f"partitions, not {partitions}: delete it or use another prefix"
+                    )
         if todo:
             # retention off: the broker deletes data by record timestamp, and these are benchmark inputs
-            await admin.create_topics([NewTopic(n, partitions, 1, topic_configs={"retention.ms": "-1"})
-                                       for n in todo])
+            await admin.create_topics([NewTopic(n, partitions, 1, topic_configs={"retention.ms": "-1"}) for n in todo])
         return todo
     finally:
         await admin.close()
@@ -359,8 +366,7 @@ async def write_kafka(args: argparse.Namespace) -> dict[str, Any]:
     names = {t: args.topic_prefix + t for t in TOPIC_NAMES}
     await ensure_topics(args.kafka, list(names.values()), args.partitions)
     await asyncio.sleep(1.0)  # let metadata settle
-    producer = AIOKafkaProducer(bootstrap_servers=args.kafka, linger_ms=20,
-                                max_batch_size=256 * 1024, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=args.kafka, linger_ms=20, max_batch_size=256 * 1024, acks=1)
     await producer.start()
     counts: dict[str, int] = {}
     dumps = orjson.dumps
@@ -387,8 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--weeks", type=float, default=8.0, help="event-time span of the traffic")
     ap.add_argument("--dup-rate", type=float, default=0.001, help="share of re-sent duplicates")
-    ap.add_argument("--anon-share", type=float, default=0.3,
-                    help="share of sessions by visitors who never log in")
+    ap.add_argument("--anon-share", type=float, default=0.3, help="share of sessions by visitors who never log in")
     ap.add_argument("--out", default="-", help="JSONL file (.gz compresses), '-' for stdout")
     ap.add_argument("--kafka", metavar="BOOTSTRAP", help="write to Kafka instead of a file")
     ap.add_argument("--topic-prefix", default="bench-")
@@ -398,9 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     counts = asyncio.run(write_kafka(args)) if args.kafka else write_jsonl(args)
     dt = time.perf_counter() - t0
     total = sum(counts.values())
-    print(json.dumps({"events": total, "seconds": round(dt, 2), "by_type": counts,
-                      "target": f"kafka {args.kafka} prefix {args.topic_prefix}" if args.kafka
-                      else args.out}), file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "events": total,
+                "seconds": round(dt, 2),
+                "by_type": counts,
+                "target": f"kafka {args.kafka} prefix {args.topic_prefix}" if args.kafka else args.out,
+            }
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 

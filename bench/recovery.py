@@ -68,8 +68,7 @@ async def load(args: argparse.Namespace, topic: str, n: int) -> float:
     """One page_view per customer, event time now (spread over the last minute)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20,
-                                max_batch_size=256 * 1024, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks=1)
     await producer.start()
     t0 = time.perf_counter()
     base_ms = int(time.time() * 1000) - 60_000
@@ -77,10 +76,15 @@ async def load(args: argparse.Namespace, topic: str, n: int) -> float:
     try:
         for i in range(n):
             c = cust(i)
-            ev = {"event_id": f"rec-{i:09d}", "type": "page_view",
-                  "occurred_at": loadgen.rfc3339(base_ms + (i * 60_000) // n, 0, "Z"),
-                  "customer_id": c, "anonymous_id": None, "session_id": f"s-{i:09d}",
-                  "page_type": "home"}
+            ev = {
+                "event_id": f"rec-{i:09d}",
+                "type": "page_view",
+                "occurred_at": loadgen.rfc3339(base_ms + (i * 60_000) // n, 0, "Z"),
+                "customer_id": c,
+                "anonymous_id": None,
+                "session_id": f"s-{i:09d}",
+                "page_type": "home",
+            }
             pending.append(await producer.send(topic, orjson.dumps(ev), key=c.encode()))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -94,11 +98,18 @@ async def load(args: argparse.Namespace, topic: str, n: int) -> float:
 
 def probe_event(customer: str, tag: str) -> dict[str, Any]:
     """An order of a known passer-by: exits passer_by, enters new_customer."""
-    return {"event_id": f"probe-{tag}-{uuid.uuid4().hex[:8]}", "type": "order_placed",
-            "occurred_at": rfc3339_now(), "customer_id": customer, "anonymous_id": None,
-            "order_id": f"ord-probe-{uuid.uuid4().hex[:8]}", "currency": "EUR",
-            "lines": [{"product_id": "p000001", "category": "cat-001", "quantity": 1,
-                       "unit_price": 10.0, "list_price": 10.0}]}
+    return {
+        "event_id": f"probe-{tag}-{uuid.uuid4().hex[:8]}",
+        "type": "order_placed",
+        "occurred_at": rfc3339_now(),
+        "customer_id": customer,
+        "anonymous_id": None,
+        "order_id": f"ord-probe-{uuid.uuid4().hex[:8]}",
+        "currency": "EUR",
+        "lines": [
+            {"product_id": "p000001", "category": "cat-001", "quantity": 1, "unit_price": 10.0, "list_price": 10.0}
+        ],
+    }
 
 
 class Changes:
@@ -172,7 +183,7 @@ def log_events(log_path: Path) -> dict[str, dict[str, Any]]:
             if "{" not in line or not any(w in line for w in want):
                 continue
             with contextlib.suppress(ValueError):
-                obj = json.loads(line[line.index("{"):])
+                obj = json.loads(line[line.index("{") :])
                 msg = obj.get("msg")
                 if msg in want and msg not in out and obj.get("partitions"):
                     obj["wall"] = datetime.fromisoformat(obj["ts"]).timestamp()
@@ -202,19 +213,27 @@ class Run:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTER_")}
-        env.update({
-            "SEGMENTER_KAFKA_BOOTSTRAP": self.args.bootstrap, "SEGMENTER_REDIS_URL": self.args.redis,
-            "SEGMENTER_APP_ID": self.id, "SEGMENTER_TOPIC_PREFIX": "",
-            "SEGMENTER_TOPICS__PAGE_VIEWS": self.ins["shop.page_views"],
-            "SEGMENTER_TOPICS__CARTS": self.ins["shop.carts"],
-            "SEGMENTER_TOPICS__ORDERS": self.ins["shop.orders"],
-            "SEGMENTER_TOPICS__CHANGES": self.changes, "SEGMENTER_TOPICS__DEAD_LETTER": f"{self.id}-dlq",
-            "SEGMENTER_TOPICS__ROUTING": f"{self.id}-routing", "SEGMENTER_TOPICS__TICKS": f"{self.id}-ticks",
-            "SEGMENTER_PARTITIONS": str(self.args.partitions),
-            "SEGMENTER_STORE": "rocksdb", "SEGMENTER_DATA_DIR": str(self.data_dir),
-            "SEGMENTER_REDIS_PREFIX": f"{self.id}:", "SEGMENTER_WEB_PORT": str(self.port),
-            "SEGMENTER_LOG_FORMAT": "json",
-        })
+        env.update(
+            {
+                "SEGMENTER_KAFKA_BOOTSTRAP": self.args.bootstrap,
+                "SEGMENTER_REDIS_URL": self.args.redis,
+                "SEGMENTER_APP_ID": self.id,
+                "SEGMENTER_TOPIC_PREFIX": "",
+                "SEGMENTER_TOPICS__PAGE_VIEWS": self.ins["shop.page_views"],
+                "SEGMENTER_TOPICS__CARTS": self.ins["shop.carts"],
+                "SEGMENTER_TOPICS__ORDERS": self.ins["shop.orders"],
+                "SEGMENTER_TOPICS__CHANGES": self.changes,
+                "SEGMENTER_TOPICS__DEAD_LETTER": f"{self.id}-dlq",
+                "SEGMENTER_TOPICS__ROUTING": f"{self.id}-routing",
+                "SEGMENTER_TOPICS__TICKS": f"{self.id}-ticks",
+                "SEGMENTER_PARTITIONS": str(self.args.partitions),
+                "SEGMENTER_STORE": "rocksdb",
+                "SEGMENTER_DATA_DIR": str(self.data_dir),
+                "SEGMENTER_REDIS_PREFIX": f"{self.id}:",
+                "SEGMENTER_WEB_PORT": str(self.port),
+                "SEGMENTER_LOG_FORMAT": "json",
+            }
+        )
         return env
 
     def spawn(self, label: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -224,8 +243,7 @@ class Run:
         if self.args.pin:
             cmd = ["taskset", "-c", self.args.pin, *cmd]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return proc, log_path
 
 
@@ -306,8 +324,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     n = args.customers
     await loadgen.ensure_topics(args.bootstrap, [*run.ins.values(), run.changes], args.partitions)
     await asyncio.sleep(1.0)
-    out: dict[str, Any] = {"name": "recovery", "run": run.id, "customers": n, "partitions": args.partitions,
-                           "pinned_to_cpu": args.pin or None}
+    out: dict[str, Any] = {
+        "name": "recovery",
+        "run": run.id,
+        "customers": n,
+        "partitions": args.partitions,
+        "pinned_to_cpu": args.pin or None,
+    }
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
     changes = Changes(args.bootstrap, run.changes, args.partitions)
@@ -391,8 +414,11 @@ def main() -> int:
     ap.add_argument("--redis", default=os.environ.get("SEGMENTER_REDIS_URL", "redis://127.0.0.1:16379/0"))
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=8)
-    ap.add_argument("--variants", default="same-dir,new-machine",
-                    help="restarts in order: same-dir (keep RocksDB), new-machine (delete the data dir)")
+    ap.add_argument(
+        "--variants",
+        default="same-dir,new-machine",
+        help="restarts in order: same-dir (keep RocksDB), new-machine (delete the data dir)",
+    )
     ap.add_argument("--pin", default="", help="taskset CPU list for the workers ('' = none)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
     ap.add_argument("--data-root", default="/tmp")

@@ -38,8 +38,7 @@ def timed(fn, *a):  # type: ignore[no-untyped-def]
 
 def one_customer_lines(n: int, seed: int) -> list[bytes]:
     """``n`` events of one customer: the generator's traffic with every id rewritten to one key."""
-    gen = loadgen.Generator(n, max(100, n // 50), seed, weeks=max(8.0, n / 5000), dup_rate=0.0,
-                            anon_share=0.0)
+    gen = loadgen.Generator(n, max(100, n // 50), seed, weeks=max(8.0, n / 5000), dup_rate=0.0, anon_share=0.0)
     out = []
     for _, ev in gen:
         ev = dict(ev)
@@ -63,8 +62,15 @@ def main() -> int:
 
     tmp = tempfile.mkdtemp(prefix="bench-replay-")
     path = os.path.join(tmp, "events.jsonl")
-    gen_args = argparse.Namespace(events=args.events, customers=args.customers, seed=args.seed,
-                                  weeks=8.0, dup_rate=0.001, anon_share=0.3, out=path)
+    gen_args = argparse.Namespace(
+        events=args.events,
+        customers=args.customers,
+        seed=args.seed,
+        weeks=8.0,
+        dup_rate=0.001,
+        anon_share=0.3,
+        out=path,
+    )
     loadgen.write_jsonl(gen_args)
     with open(path, "rb") as fh:
         lines = fh.read().splitlines()
@@ -130,10 +136,13 @@ def main() -> int:
         "big_customer_replay_events_per_s": round(len(big_lines) / t_big),
     }
     print(json.dumps(res, indent=2))
-    print(f"\nreplay {res['replay_events_per_s']:,} events/s; parse_event {res['parse_event_events_per_s']:,}/s;"
-          f" orjson {res['orjson_loads_events_per_s']:,}/s; replay/parse = {res['ratio_replay_to_parse_event']}×;"
-          f" avg state {res['avg_state_bytes_all_keys']} B/key; one customer x{len(big_lines):,}: "
-          f"{big_sizes} B", file=sys.stderr)
+    print(
+        f"\nreplay {res['replay_events_per_s']:,} events/s; parse_event {res['parse_event_events_per_s']:,}/s;"
+        f" orjson {res['orjson_loads_events_per_s']:,}/s; replay/parse = {res['ratio_replay_to_parse_event']}×;"
+        f" avg state {res['avg_state_bytes_all_keys']} B/key; one customer x{len(big_lines):,}: "
+        f"{big_sizes} B",
+        file=sys.stderr,
+    )
     out = HERE / "results" / "replay.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

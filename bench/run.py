@@ -48,8 +48,7 @@ def machine() -> dict:  # type: ignore[type-arg]
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release()}
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
 
 
 async def _delete_run_topics(bootstrap: str, run_id: str) -> list[str]:
@@ -86,9 +85,25 @@ def ensure_dataset(args: argparse.Namespace) -> int:
         asyncio.run(delete_topics(args.bootstrap, names))
         time.sleep(2)
     t0 = time.perf_counter()
-    subprocess.run([PY, str(HERE / "loadgen.py"), "--events", str(args.events), "--customers",
-                    str(args.customers), "--seed", str(args.seed), "--partitions", str(args.partitions),
-                    "--kafka", args.bootstrap, "--topic-prefix", args.prefix], check=True)
+    subprocess.run(
+        [
+            PY,
+            str(HERE / "loadgen.py"),
+            "--events",
+            str(args.events),
+            "--customers",
+            str(args.customers),
+            "--seed",
+            str(args.seed),
+            "--partitions",
+            str(args.partitions),
+            "--kafka",
+            args.bootstrap,
+            "--topic-prefix",
+            args.prefix,
+        ],
+        check=True,
+    )
     print(f"loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     begin, end = asyncio.run(_offsets(args.bootstrap, names))
     return total_messages(begin, end)
@@ -96,8 +111,17 @@ def ensure_dataset(args: argparse.Namespace) -> int:
 
 def run_one(name: str, args: argparse.Namespace, attempt: int = 1) -> dict:  # type: ignore[type-arg]
     run_id = f"{name}-{uuid.uuid4().hex[:6]}"
-    cmd = [PY, str(HERE / CONTESTANTS[name][0]), *CONTESTANTS[name][1:],
-           "--bootstrap", args.bootstrap, "--topic-prefix", args.prefix, "--run-id", run_id]
+    cmd = [
+        PY,
+        str(HERE / CONTESTANTS[name][0]),
+        *CONTESTANTS[name][1:],
+        "--bootstrap",
+        args.bootstrap,
+        "--topic-prefix",
+        args.prefix,
+        "--run-id",
+        run_id,
+    ]
     if name == "ours":
         if args.ours_cmd:
             cmd += ["--cmd", args.ours_cmd]
@@ -110,7 +134,7 @@ def run_one(name: str, args: argparse.Namespace, attempt: int = 1) -> dict:  # t
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
         # Faust's worker writes terminal escapes (cursor on/off) before our line
-        lines = [ln[ln.index('{"name"'):] for ln in p.stdout.splitlines() if '{"name"' in ln]
+        lines = [ln[ln.index('{"name"') :] for ln in p.stdout.splitlines() if '{"name"' in ln]
         if not lines:
             tail = (p.stderr or "")[-2000:]
             res = {"name": name, "error": f"exit {p.returncode}: {tail}"}
@@ -141,8 +165,10 @@ def table(results: list[dict]) -> str:  # type: ignore[type-arg]
         return by.get(n, {}).get("events_per_s")
 
     ref_json, ref_faust = rate("raw-json"), rate("faust-raw")
-    rows = ["| contestant | events | events/s | CPU s / 1M events | peak RSS MB | vs raw+JSON | vs Faust raw |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| contestant | events | events/s | CPU s / 1M events | peak RSS MB | vs raw+JSON | vs Faust raw |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         if "error" in r:
             rows.append(f"| {r['contestant']} | error: {r['error'][:80]!r} | | | | | |")
@@ -150,8 +176,10 @@ def table(results: list[dict]) -> str:  # type: ignore[type-arg]
         eps = r.get("events_per_s") or 0
         rj = f"{eps / ref_json:.2f}×" if ref_json else "–"
         rf = f"{eps / ref_faust:.2f}×" if ref_faust else "–"
-        rows.append(f"| {r['contestant']} | {r['events']:,} | {eps:,} | {r['cpu_seconds_per_million']} "
-                    f"| {r['peak_rss_mb']} | {rj} | {rf} |")
+        rows.append(
+            f"| {r['contestant']} | {r['events']:,} | {eps:,} | {r['cpu_seconds_per_million']} "
+            f"| {r['peak_rss_mb']} | {rj} | {rf} |"
+        )
     return "\n".join(rows)
 
 
@@ -177,10 +205,19 @@ def main() -> int:
         ap.error(f"unknown contestants: {', '.join(sorted(unknown))}")
     loaded = ensure_dataset(args)
     results = [run_one(n, args) for n in names]
-    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-              "dataset": {"prefix": args.prefix, "events": loaded, "customers": args.customers,
-                          "seed": args.seed, "partitions": args.partitions},
-              "pinned_to_cpu": args.pin or None, "results": results}
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "dataset": {
+            "prefix": args.prefix,
+            "events": loaded,
+            "customers": args.customers,
+            "seed": args.seed,
+            "partitions": args.partitions,
+        },
+        "pinned_to_cpu": args.pin or None,
+        "results": results,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

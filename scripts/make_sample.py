@@ -81,9 +81,7 @@ def write_gzip_jsonl(path: Path, events: Iterable[Event]) -> Counter[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sample"
-    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sample")
     parser.add_argument("--rees46-minutes", type=int, default=None)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -97,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fmt, source, select in jobs:
         stats = ImportStats()
         started = time.perf_counter()
-        counts = write_gzip_jsonl(
-            args.out / name, select(IMPORTERS[fmt](args.data / source, stats=stats))
-        )
+        counts = write_gzip_jsonl(args.out / name, select(IMPORTERS[fmt](args.data / source, stats=stats)))
         seconds = time.perf_counter() - started
         size = (args.out / name).stat().st_size
         total_bytes += size

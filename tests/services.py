@@ -74,9 +74,7 @@ def ensure_services() -> tuple[str, str]:
             out = out.decode(errors="replace")
         if isinstance(err, bytes):
             err = err.decode(errors="replace")
-        raise RuntimeError(
-            f"{SCRIPT} start failed: {exc}\n{_tail(out + err)}"
-        ) from exc
+        raise RuntimeError(f"{SCRIPT} start failed: {exc}\n{_tail(out + err)}") from exc
 
     values: dict[str, str] = {}
     for line in proc.stdout.splitlines():
@@ -91,10 +89,7 @@ def ensure_services() -> tuple[str, str]:
     bootstrap = values.get("SEGMENTER_KAFKA_BOOTSTRAP")
     redis_url = values.get("SEGMENTER_REDIS_URL")
     if proc.returncode != 0 or not bootstrap or not redis_url:
-        raise RuntimeError(
-            f"{SCRIPT} start exited {proc.returncode}:\n"
-            f"{_tail(proc.stderr + proc.stdout)}"
-        )
+        raise RuntimeError(f"{SCRIPT} start exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
     _cached = (bootstrap, redis_url)
     return _cached
 
@@ -119,8 +114,6 @@ def stop_services() -> None:
         timeout=STOP_TIMEOUT_S,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{SCRIPT} stop exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}"
-        )
+        raise RuntimeError(f"{SCRIPT} stop exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
     _started.clear()
     _cached = None

@@ -45,8 +45,12 @@ async def partitions(bootstrap: str, names: list[str]) -> list[Any]:
         desc = await admin.describe_topics(names)
     finally:
         await admin.close()
-    return [TopicPartition(d["topic"], p["partition"]) for d in desc if not d["error_code"]
-            for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+    return [
+        TopicPartition(d["topic"], p["partition"])
+        for d in desc
+        if not d["error_code"]
+        for p in sorted(d["partitions"], key=lambda p: p["partition"])
+    ]
 
 
 async def _offsets(bootstrap: str, names: list[str]) -> tuple[dict[Any, int], dict[Any, int]]:
@@ -139,8 +143,12 @@ def watchdog(meter: Meter, idle_s: float = 60.0) -> None:
             if meter.count != last:
                 last, since = meter.count, time.monotonic()
             elif time.monotonic() - since > idle_s:
-                emit({"name": meter.name, "error": f"stalled at {meter.count} of {meter.expected} "
-                      f"for {idle_s:.0f} s (see stderr)"})
+                emit(
+                    {
+                        "name": meter.name,
+                        "error": f"stalled at {meter.count} of {meter.expected} for {idle_s:.0f} s (see stderr)",
+                    }
+                )
                 os._exit(3)
 
     threading.Thread(target=loop, daemon=True).start()

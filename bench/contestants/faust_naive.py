@@ -99,12 +99,17 @@ def main() -> None:
     names = topics(args.topic_prefix)
     begin, end = offsets(args.bootstrap, names)
     meter = Meter("faust-naive", total_messages(begin, end))
-    app = faust.App(f"bench-faust-naive-{args.run_id}", broker=f"kafka://{args.bootstrap}",
-                    web_enabled=False, store=args.store, topic_partitions=8,
-                    consumer_auto_offset_reset="earliest", topic_disable_leader=True,
-                    datadir=f"/tmp/bench-faust-naive-{args.run_id}")
-    customers = app.Table("customers", default=CustomerState, value_type=CustomerState,
-                          partitions=8)
+    app = faust.App(
+        f"bench-faust-naive-{args.run_id}",
+        broker=f"kafka://{args.bootstrap}",
+        web_enabled=False,
+        store=args.store,
+        topic_partitions=8,
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        datadir=f"/tmp/bench-faust-naive-{args.run_id}",
+    )
+    customers = app.Table("customers", default=CustomerState, value_type=CustomerState, partitions=8)
     pv_topic = app.topic(names[0], value_type=PageView, key_type=str)
     cart_topic = app.topic(names[1], value_type=CartEvent, key_type=str)
     order_topic = app.topic(names[2], value_type=OrderEvent, key_type=str)

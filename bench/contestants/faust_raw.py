@@ -31,10 +31,17 @@ def main() -> None:
     names = topics(args.topic_prefix)
     begin, end = offsets(args.bootstrap, names)
     meter = Meter("faust-raw-bytes", total_messages(begin, end))
-    app = faust.App(f"bench-faust-raw-{args.run_id}", broker=f"kafka://{args.bootstrap}",
-                    web_enabled=False, value_serializer="raw", key_serializer="raw",
-                    topic_partitions=8, consumer_auto_offset_reset="earliest",
-                    topic_allow_declare=False, topic_disable_leader=True)
+    app = faust.App(
+        f"bench-faust-raw-{args.run_id}",
+        broker=f"kafka://{args.bootstrap}",
+        web_enabled=False,
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=8,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+    )
     source = app.topic(*names, value_serializer="raw", key_serializer="raw")
 
     @app.agent(source)

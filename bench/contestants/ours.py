@@ -86,23 +86,25 @@ def worker_env(args, names: list[str]) -> dict[str, str]:  # type: ignore[no-unt
     """The hook: how a benchmark run configures the worker. Override with --env KEY=VALUE."""
     run = f"bench-ours-{args.run_id}"
     env = dict(os.environ)
-    env.update({
-        "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap,
-        "SEGMENTER_REDIS_URL": args.redis,
-        "SEGMENTER_APP_ID": run,
-        "SEGMENTER_TOPIC_PREFIX": "",
-        "SEGMENTER_TOPICS__PAGE_VIEWS": names[0],
-        "SEGMENTER_TOPICS__CARTS": names[1],
-        "SEGMENTER_TOPICS__ORDERS": names[2],
-        "SEGMENTER_TOPICS__CHANGES": f"{run}-changes",
-        "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dead-letter",
-        "SEGMENTER_TOPICS__ROUTING": f"{run}-routing",
-        "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
-        "SEGMENTER_REDIS_PREFIX": f"{run}:",
-        "SEGMENTER_DATA_DIR": f"/tmp/{run}",
-        "SEGMENTER_WEB_PORT": str(free_port()),
-        "SEGMENTER_LOG_FORMAT": "text",
-    })
+    env.update(
+        {
+            "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap,
+            "SEGMENTER_REDIS_URL": args.redis,
+            "SEGMENTER_APP_ID": run,
+            "SEGMENTER_TOPIC_PREFIX": "",
+            "SEGMENTER_TOPICS__PAGE_VIEWS": names[0],
+            "SEGMENTER_TOPICS__CARTS": names[1],
+            "SEGMENTER_TOPICS__ORDERS": names[2],
+            "SEGMENTER_TOPICS__CHANGES": f"{run}-changes",
+            "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dead-letter",
+            "SEGMENTER_TOPICS__ROUTING": f"{run}-routing",
+            "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
+            "SEGMENTER_REDIS_PREFIX": f"{run}:",
+            "SEGMENTER_DATA_DIR": f"/tmp/{run}",
+            "SEGMENTER_WEB_PORT": str(free_port()),
+            "SEGMENTER_LOG_FORMAT": "text",
+        }
+    )
     for kv in args.env:
         k, _, v = kv.partition("=")
         env[k] = v
@@ -191,8 +193,13 @@ def main() -> None:
     ap = parser("ours: segmenter worker")
     ap.add_argument("--cmd", default=f"{Path(sys.executable).parent / 'segmenter'} worker --loglevel warning")
     ap.add_argument("--redis", default=os.environ.get("SEGMENTER_REDIS_URL", "redis://127.0.0.1:16379/0"))
-    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra/override environment for the worker (BENCH_GROUP=... names the group)")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra/override environment for the worker (BENCH_GROUP=... names the group)",
+    )
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between offset polls")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--keep", action="store_true", help="keep the worker's data dir")

@@ -119,11 +119,16 @@ def main() -> None:
     )
     cfg = TopicConfig(num_partitions=8, replication_factor=1)
     ins = [app.topic(n, value_deserializer="bytes") for n in names]
-    routing_t = app.topic(f"bench-quix-{args.run_id}-routing", value_deserializer="bytes",
-                          value_serializer="bytes", key_serializer="str",
-                          config=cfg)
-    changes_t = app.topic(f"bench-quix-{args.run_id}-changes", value_serializer="bytes",
-                          key_serializer="str", config=cfg)
+    routing_t = app.topic(
+        f"bench-quix-{args.run_id}-routing",
+        value_deserializer="bytes",
+        value_serializer="bytes",
+        key_serializer="str",
+        config=cfg,
+    )
+    changes_t = app.topic(
+        f"bench-quix-{args.run_id}-changes", value_serializer="bytes", key_serializer="str", config=cfg
+    )
     producer = app.get_producer()
     routed_count = [0]
     routed_in = [0]
@@ -151,8 +156,7 @@ def main() -> None:
         else:
             routed_in[0] += 1
         if os.environ.get("BENCH_DEBUG") and meter.count % 10_000 == 0 and kind == 0:
-            print(f"[quix] events {meter.count} routed out {routed_count[0]} in {routed_in[0]}",
-                  file=sys.stderr)
+            print(f"[quix] events {meter.count} routed out {routed_count[0]} in {routed_in[0]}", file=sys.stderr)
         if meter.count >= meter.expected and not stopping[0]:
             stopping[0] = True
             app.stop()  # the final checkpoint (state flush + changelog) is part of the work

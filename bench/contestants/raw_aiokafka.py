@@ -25,9 +25,14 @@ async def run(args) -> dict:
     expected = total_messages(begin, end)
     name = "raw-aiokafka+orjson" if args.decode else "raw-aiokafka"
     meter = Meter(name, expected)
-    c = AIOKafkaConsumer(*names, bootstrap_servers=args.bootstrap,
-                         group_id=f"bench-{name}-{args.run_id}", auto_offset_reset="earliest",
-                         enable_auto_commit=True, max_partition_fetch_bytes=4 * 1024 * 1024)
+    c = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=args.bootstrap,
+        group_id=f"bench-{name}-{args.run_id}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await c.start()
     loads = orjson.loads
     decode = args.decode
@@ -52,6 +57,7 @@ async def run(args) -> dict:
 
 async def _offs(bootstrap, names):
     from bench.contestants.common import _offsets
+
     return await _offsets(bootstrap, names)
 
 

@@ -1,5 +1,4 @@
 """UCI Online Retail -> order_placed / order_returned, on real rows of the dataset."""
-# ruff: noqa: E501  (real data rows are quoted verbatim, one per line)
 
 from __future__ import annotations
 
@@ -43,9 +42,7 @@ def convert(rows: str) -> tuple[list[dict[str, Any]], ImportStats]:
     return events, stats
 
 
-def order(
-    invoice: str, at: str, customer: str, lines: list[tuple[str, int, float]], total: float
-) -> dict[str, Any]:
+def order(invoice: str, at: str, customer: str, lines: list[tuple[str, int, float]], total: float) -> dict[str, Any]:
     return {
         "event_id": f"uci-{invoice}",
         "type": "order_placed",
@@ -131,9 +128,7 @@ def test_zero_priced_lines_are_skipped_and_an_empty_invoice_too() -> None:
         "539263,22580,ADVENT CALENDAR GINGHAM SACK,4,2010-12-16 14:36:00,0.0,16560.0,United Kingdom\n"
     )
 
-    assert events == [
-        order("537197", "2010-12-05T14:02:00+00:00", "12647", [("22843", 2, 6.75)], 13.5)
-    ]
+    assert events == [order("537197", "2010-12-05T14:02:00+00:00", "12647", [("22843", 2, 6.75)], 13.5)]
     assert stats.skipped == {
         "line: sale with unit price <= 0": 2,
         "invoice: sale without product lines": 1,
@@ -215,9 +210,7 @@ def test_a_cancellation_of_goods_bought_before_the_file_keeps_its_own_number() -
 
 
 def test_a_discount_credit_note_is_skipped() -> None:
-    events, stats = convert(
-        "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n"
-    )
+    events, stats = convert("C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n")
 
     assert events == []
     assert stats.skipped == {

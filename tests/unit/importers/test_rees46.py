@@ -8,9 +8,7 @@ from typing import Any
 from schemas import parse_event_obj
 from segmenter.importers import IMPORTERS, ImportStats
 
-HEADER = (
-    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
-)
+HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
 
 # user 555110488: two phones carted and bought, one of them twice, in one session
 SESSION_CE885079 = """\

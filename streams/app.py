@@ -84,7 +84,7 @@ class Worker:
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
 
     def recovered(self) -> bool:
-        """Assigned partitions recovered and consuming (part of /readyz).
+        """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
 
         faust-streaming 0.15.3: ``recovery.completed`` is set once the first
         recovery (or a recovery-free assignment) has finished and is never
@@ -93,7 +93,9 @@ class Worker:
         """
         app: Any = self.app
         recovery = app.tables.recovery
-        return bool(app.started and recovery.completed.is_set() and not recovery.in_recovery and not app.rebalancing)
+        restored = app.started and recovery.completed.is_set() and not recovery.in_recovery and not app.rebalancing
+        # and the deadline index of every owned partition rebuilt from the restored states
+        return bool(restored and _owned_partitions(self) <= set(self.processor.indexes))
 
 
 def create_worker(
@@ -203,6 +205,10 @@ def create_worker(
         wall_ms = int(time.time() * 1000)
         for tp in sorted(app.assignor.assigned_actives()):
             if tp.topic != t.ticks:
+                continue
+            if tp.partition not in processor.indexes:
+                # nothing to advance to yet, but the agent must build the index before it is ready
+                await topics["ticks"].send(value=NUDGE, partition=tp.partition)
                 continue
             w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
             if w is not None and processor.tick_needed(tp.partition, w):

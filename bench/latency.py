@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 import orjson  # noqa: E402
 
 from bench import loadgen  # noqa: E402
-from bench.contestants.ours import free_port  # noqa: E402
+from bench.contestants.ours import segmenter_env  # noqa: E402
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -48,26 +48,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     await loadgen.ensure_topics(args.bootstrap, [*ins.values(), changes_topic], args.partitions)
     proc = None
     if not args.no_worker:
-        env = dict(os.environ)
-        env.update(
-            {
-                "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap,
-                "SEGMENTER_REDIS_URL": args.redis,
-                "SEGMENTER_APP_ID": run,
-                "SEGMENTER_TOPIC_PREFIX": "",
-                "SEGMENTER_TOPICS__PAGE_VIEWS": ins["shop.page_views"],
-                "SEGMENTER_TOPICS__CARTS": ins["shop.carts"],
-                "SEGMENTER_TOPICS__ORDERS": ins["shop.orders"],
-                "SEGMENTER_TOPICS__CHANGES": changes_topic,
-                "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dlq",
-                "SEGMENTER_TOPICS__ROUTING": f"{run}-routing",
-                "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
-                "SEGMENTER_REDIS_PREFIX": f"{run}:",
-                "SEGMENTER_DATA_DIR": f"/tmp/{run}",
-                "SEGMENTER_WEB_PORT": str(free_port()),
-                "SEGMENTER_LOG_FORMAT": "text",
-            }
-        )
+        inputs = [ins["shop.page_views"], ins["shop.carts"], ins["shop.orders"]]
+        env = segmenter_env(args.bootstrap, args.redis, run, inputs, changes=changes_topic)
         for kv in args.env:
             k, _, v = kv.partition("=")
             env[k] = v

@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 import orjson  # noqa: E402
 
 from bench import loadgen  # noqa: E402
-from bench.contestants.ours import free_port, tree_peak_rss_mb  # noqa: E402
+from bench.contestants.ours import free_port, segmenter_env, tree_peak_rss_mb  # noqa: E402
 
 SEGMENTER = str(Path(sys.executable).parent / "segmenter")
 
@@ -212,29 +212,19 @@ class Run:
         self.n_spawn = 0
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTER_")}
-        env.update(
-            {
-                "SEGMENTER_KAFKA_BOOTSTRAP": self.args.bootstrap,
-                "SEGMENTER_REDIS_URL": self.args.redis,
-                "SEGMENTER_APP_ID": self.id,
-                "SEGMENTER_TOPIC_PREFIX": "",
-                "SEGMENTER_TOPICS__PAGE_VIEWS": self.ins["shop.page_views"],
-                "SEGMENTER_TOPICS__CARTS": self.ins["shop.carts"],
-                "SEGMENTER_TOPICS__ORDERS": self.ins["shop.orders"],
-                "SEGMENTER_TOPICS__CHANGES": self.changes,
-                "SEGMENTER_TOPICS__DEAD_LETTER": f"{self.id}-dlq",
-                "SEGMENTER_TOPICS__ROUTING": f"{self.id}-routing",
-                "SEGMENTER_TOPICS__TICKS": f"{self.id}-ticks",
-                "SEGMENTER_PARTITIONS": str(self.args.partitions),
-                "SEGMENTER_STORE": "rocksdb",
-                "SEGMENTER_DATA_DIR": str(self.data_dir),
-                "SEGMENTER_REDIS_PREFIX": f"{self.id}:",
-                "SEGMENTER_WEB_PORT": str(self.port),
-                "SEGMENTER_LOG_FORMAT": "json",
-            }
+        inputs = [self.ins["shop.page_views"], self.ins["shop.carts"], self.ins["shop.orders"]]
+        return segmenter_env(
+            self.args.bootstrap,
+            self.args.redis,
+            self.id,
+            inputs,
+            changes=self.changes,
+            port=self.port,
+            partitions=str(self.args.partitions),
+            store="rocksdb",
+            data_dir=str(self.data_dir),
+            log_format="json",
         )
-        return env
 
     def spawn(self, label: str) -> tuple[subprocess.Popen[bytes], Path]:
         self.n_spawn += 1

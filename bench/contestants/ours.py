@@ -82,29 +82,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_env(args, names: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The hook: how a benchmark run configures the worker. Override with --env KEY=VALUE."""
-    run = f"bench-ours-{args.run_id}"
-    env = dict(os.environ)
+def segmenter_env(
+    bootstrap: str,
+    redis: str,
+    run: str,
+    inputs: list[str],
+    *,
+    changes: str | None = None,
+    port: int | None = None,
+    **overrides: str,
+) -> dict[str, str]:
+    """``SEGMENTER_*`` for a worker reading ``inputs`` (page views, carts, orders) with run-private outputs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTER_")}
     env.update(
         {
-            "SEGMENTER_KAFKA_BOOTSTRAP": args.bootstrap,
-            "SEGMENTER_REDIS_URL": args.redis,
+            "SEGMENTER_KAFKA_BOOTSTRAP": bootstrap,
+            "SEGMENTER_REDIS_URL": redis,
             "SEGMENTER_APP_ID": run,
             "SEGMENTER_TOPIC_PREFIX": "",
-            "SEGMENTER_TOPICS__PAGE_VIEWS": names[0],
-            "SEGMENTER_TOPICS__CARTS": names[1],
-            "SEGMENTER_TOPICS__ORDERS": names[2],
-            "SEGMENTER_TOPICS__CHANGES": f"{run}-changes",
+            "SEGMENTER_TOPICS__PAGE_VIEWS": inputs[0],
+            "SEGMENTER_TOPICS__CARTS": inputs[1],
+            "SEGMENTER_TOPICS__ORDERS": inputs[2],
+            "SEGMENTER_TOPICS__CHANGES": changes or f"{run}-changes",
             "SEGMENTER_TOPICS__DEAD_LETTER": f"{run}-dead-letter",
             "SEGMENTER_TOPICS__ROUTING": f"{run}-routing",
             "SEGMENTER_TOPICS__TICKS": f"{run}-ticks",
             "SEGMENTER_REDIS_PREFIX": f"{run}:",
             "SEGMENTER_DATA_DIR": f"/tmp/{run}",
-            "SEGMENTER_WEB_PORT": str(free_port()),
+            "SEGMENTER_WEB_PORT": str(port if port is not None else free_port()),
             "SEGMENTER_LOG_FORMAT": "text",
         }
     )
+    env.update({f"SEGMENTER_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def worker_env(args, names: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The hook: how a benchmark run configures the worker. Override with --env KEY=VALUE."""
+    env = segmenter_env(args.bootstrap, args.redis, f"bench-ours-{args.run_id}", names)
     for kv in args.env:
         k, _, v = kv.partition("=")
         env[k] = v

@@ -31,10 +31,11 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP
 
 from segmenter.engine import Segmenter
 from streams import metrics
+from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
 from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
 from streams.settings import Settings
@@ -182,20 +183,20 @@ def create_worker(
             return bool(high == 0 or (committed is not None and committed >= high))
         return bool(last + 1 >= high)
 
-    @app.agent(source, concurrency=1, name="segment")
-    async def segment(stream: Any) -> None:
-        # noack: events held by the merger stay unacked, so offsets are never committed past them
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-            ready: list[Record] = []
-            for ev in events:
-                m = ev.message
-                ts_ms = int(m.timestamp * 1000) if m.timestamp is not None else None  # faust: seconds
-                worker.merger.add(Record(m.topic, m.partition, m.offset, m.key, m.value, ts_ms, handle=ev), ready)
-            worker.merger.release(caught_up, ready)
-            if ready:
-                await handle_batch(worker, ready)
-                for rec in ready:
-                    await stream.ack(rec.handle)
+    async def on_batch(batch: list[Any]) -> None:
+        # held records stay unacked, so offsets are never committed past them
+        ready: list[Record] = []
+        add = worker.merger.add
+        for r in batch:
+            add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
+        worker.merger.release(caught_up, ready)
+        if ready:
+            await handle_batch(worker, ready)
+            _ack(worker, ready)
+
+    # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
+    app.topics.add(source)
+    app.transport.Consumer = batch_consumer_class(on_batch, source.topics)
 
     idle_after = max(2 * settings.tick_interval_seconds, 1.0)
 
@@ -257,6 +258,31 @@ def _owned_partitions(worker: Worker) -> set[int]:
     return {tp.partition for tp in worker.app.assignor.assigned_actives() if tp.topic == ticks}
 
 
+class _AnchorMessage:
+    __slots__ = ("partition", "timestamp", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition, self.timestamp = topic, partition, None
+
+
+class _Anchor:
+    """What Faust's tables read from the "current event": the partition a write belongs to."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _AnchorMessage(topic, partition)
+
+
+def _ack(worker: Worker, records: list[Record]) -> None:
+    by_tp: dict[TP, list[int]] = {}
+    for rec in records:
+        by_tp.setdefault(TP(rec.topic, rec.partition), []).append(rec.offset)
+    consumer: Any = worker.app.consumer
+    for tp, offsets in by_tp.items():
+        consumer.ack_offsets(tp, offsets)
+
+
 async def handle_batch(worker: Worker, records: list[Record]) -> None:
     """Records in order: process per partition, publish and wait, serve to Redis, then store states."""
     proc, table = worker.processor, worker.table
@@ -277,11 +303,11 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         value: bytes | None = table.get(key.encode())
         return value
 
-    results: list[tuple[EventT, BatchResult]] = []
+    results: list[tuple[_Anchor, BatchResult]] = []
     for recs in by_partition.values():
         # faust picks the table partition from the current event: make it one of this partition
-        anchor = recs[-1].handle
-        _current_event.set(weakref.ref(anchor))
+        anchor = _Anchor(recs[-1].topic, recs[-1].partition)
+        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
         results.append((anchor, proc.process(recs, load)))
     try:
         await _publish(worker, [r for _, r in results])
@@ -289,7 +315,7 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
     for anchor, res in results:
-        _current_event.set(weakref.ref(anchor))
+        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
         for states in res.states.values():
             for key, state in states.items():
                 table[key.encode()] = state.to_bytes()

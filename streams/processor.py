@@ -58,7 +58,6 @@ class Record:
     value: bytes | None
     timestamp_ms: int | None = None
     event: InputEvent | None = None
-    handle: Any = None  # the shell's own object for this record (the Faust event to ack)
 
 
 @dataclass

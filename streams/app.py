@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,6 @@ from streams.store import Store
 log = logging.getLogger("segmenter.worker")
 
 BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.01
 
 
 def partitioner_for(n: int) -> Callable[[str], int]:
@@ -125,6 +124,8 @@ def create_worker(
         producer_acks=-1,
         producer_linger_ms=5,
         broker_commit_every=BATCH_MAX * 5,
+        # one fetch is one batch: bounded, so memory and the time a batch holds the loop stay bounded
+        broker_max_poll_records=BATCH_MAX,
         broker_commit_interval=1.0,
         # a killed worker's partitions move to the others after 10 s, not Faust's default 60 s
         broker_session_timeout=10.0,
@@ -233,6 +234,8 @@ def create_worker(
     @app.on_partitions_assigned.connect
     async def on_assigned(_app: Any, assigned: set[TP], **_: Any) -> None:
         worker.assigned_at = time.monotonic()
+        consumer: Any = app.consumer
+        consumer.restored = 0
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == t.ticks)}
         )
@@ -246,11 +249,34 @@ def create_worker(
             extra={
                 "partitions": sorted(_owned_partitions(worker)),
                 "seconds": round(time.monotonic() - since, 3) if since is not None else None,
+                "restored": getattr(app.consumer, "restored", None),
             },
         )
 
     metrics.install(worker)
     return worker
+
+
+def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | None, bytes, bytes]]:
+    """``(partition, key, value)`` of the table's stored states in ``partitions``.
+
+    The RocksDB store keeps one database per partition: read just those (no
+    key hashing); other stores yield every item with the partition unknown.
+    """
+    data = table.data
+    dbs = getattr(data, "_dbs", None)
+    if dbs is None or not hasattr(data, "offset_key"):
+        for key, value in data.items():
+            yield None, key, value
+        return
+    skip = data.offset_key
+    for p in sorted(partitions):
+        db = dbs.get(p)
+        if db is None:
+            continue
+        for key, value in db.items():
+            if key != skip:
+                yield p, key, value
 
 
 def _owned_partitions(worker: Worker) -> set[int]:
@@ -293,7 +319,7 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
     if missing:
         started = time.monotonic()
         rebuild = {p for p in _owned_partitions(worker) | missing if p not in proc.indexes}
-        n = proc.rebuild_indexes(lambda: list(table.data.items()), rebuild)
+        n = proc.rebuild_indexes(_stored_states(table, rebuild), rebuild)
         log.info(
             "deadline index rebuilt",
             extra={"partitions": sorted(rebuild), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
@@ -311,17 +337,50 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         results.append((anchor, proc.process(recs, load)))
     try:
         await _publish(worker, [r for _, r in results])
+        await _store_states(worker, results)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
-    for anchor, res in results:
-        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-        for states in res.states.values():
-            for key, state in states.items():
-                table[key.encode()] = state.to_bytes()
+    for _, res in results:
         metrics.observe_batch(worker, res)
     metrics.observe_processed(worker, records)
     worker.batches += 1
+
+
+async def _store_states(worker: Worker, results: list[tuple[_Anchor, BatchResult]]) -> None:
+    """The changelog first, acknowledged; then the local store, with the changelog offset it is at.
+
+    What ``table[key] = value`` does, without its cost and with a stronger
+    order: Faust's table write queues the changelog message (``send_soon``,
+    an object pair and a callback per write, a RocksDB put of the offset per
+    acknowledgement) and nothing waits for it before the input offsets are
+    committed. Here the batch's changelog messages (one per changed
+    customer) are sent and acknowledged after Redis has the batch's changes,
+    then the states go to the store and the partition's persisted offset is
+    set once. Only after that are the input records acked.
+    """
+    table = worker.table
+    changelog = table.changelog_topic_name
+    producer = worker.app.producer
+    writes: list[tuple[_Anchor, int, list[tuple[bytes, bytes]], int, int]] = []
+    futures: list[Any] = []
+    for anchor, res in results:
+        for p, states in res.states.items():
+            items = [(key.encode(), state.to_bytes()) for key, state in states.items()]
+            start = len(futures)
+            for k, v in items:
+                futures.append(await producer.send(changelog, k, v, p, None, None))
+            writes.append((anchor, p, items, start, len(futures)))
+    if not futures:
+        return
+    acked = await asyncio.gather(*futures)
+    data = table.data
+    for anchor, p, items, start, end in writes:
+        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
+        for k, v in items:
+            data[k] = v
+        if end > start:
+            data.set_persisted_offset(TP(changelog, p), max(m.offset for m in acked[start:end]))
 
 
 async def _publish(worker: Worker, results: list[BatchResult]) -> None:

@@ -11,8 +11,9 @@ of the ~330 µs our worker spent per event (``bench/README.md``).
 the co-partitioned assignment, table recovery from the changelog, standby
 replicas, offset commits — and only changes the drain loop: records of the
 *batch topics* of one ``getmany`` go to one ``handler(records)`` call, as
-aiokafka's own ``ConsumerRecord`` objects; records of every other topic
-(the tables' changelogs during recovery) still take Faust's path. The
+aiokafka's own ``ConsumerRecord`` objects; changelog records of a table
+being recovered are written to its store a fetch at a time
+(:meth:`BatchConsumer._deliver_others`); anything else takes Faust's path. The
 handler acks what it has finished with :meth:`BatchConsumer.ack_offsets`,
 which does the bookkeeping of ``Consumer.ack`` for plain offsets, so Faust
 commits exactly as before: up to the first offset not acked.
@@ -41,6 +42,7 @@ class BatchConsumer(FaustAIOKafkaConsumer):
 
     handler: Handler | None = None
     batch_topics: frozenset[str] = frozenset()
+    restored: int = 0  # changelog records written by the bulk restore (the shell resets it per assignment)
 
     def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
         """``Consumer.ack`` for offsets of ``tp`` (no message objects, no per-record sensors)."""
@@ -97,8 +99,8 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                             others.append((tp, rec))
                     if last is not None:
                         read_offset[tp] = last
-                for tp, rec in others:
-                    await callback(self._to_message(tp, rec))
+                if others:
+                    await self._deliver_others(others, callback)
                 if self.app.consumer_generation_id != generation or not self.flow_active:
                     continue  # a rebalance began: the new assignment re-reads from committed offsets
                 if batch:
@@ -114,6 +116,58 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _deliver_others(self, others: list[tuple[TP, Any]], callback: Any) -> None:
+        """Changelog records of tables being recovered go to the store in bulk; the rest take Faust's path.
+
+        Faust's recovery takes each changelog record through the conductor, a
+        queue and an ``asyncio.wait_for`` and checks after every one whether
+        recovery is done: ~100 µs a record, 97.6 s for 1M customers. Here a
+        fetch's records of an *active* changelog partition are written with
+        one ``apply_changelog_batch`` (a RocksDB write batch) and the
+        recovery's offsets advanced as its own loop does; when nothing remains
+        the recovery is ended the same way. Standby partitions, tables with a
+        changelog callback and anything outside a recovery take Faust's path.
+        """
+        recovery = self.app.tables.recovery
+        by_tp: dict[TP, list[Any]] = {}
+        for tp, rec in others:
+            table = recovery.tp_to_table.get(tp) if recovery.in_recovery else None
+            if table is None or tp not in recovery.active_tps or table._on_changelog_event is not None:
+                await callback(self._to_message(tp, rec))
+                continue
+            by_tp.setdefault(tp, []).append(rec)
+        if not by_tp:
+            return
+        offsets = recovery.active_offsets
+        for tp, recs in by_tp.items():
+            seen = offsets.get(tp)
+            events = [_ChangelogEvent(_ChangelogMessage(tp, r)) for r in recs if seen is None or r.offset > seen]
+            if events:
+                recovery.tp_to_table[tp].apply_changelog_batch(events)
+                self.restored += len(events)
+                offsets[tp] = events[-1].message.offset
+        if recovery.in_recovery and not recovery.need_recovery():
+            # what Recovery._slurp_changelogs does when the last record is in
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            recovery.signal_recovery_end.set()
+
+
+class _ChangelogMessage:
+    __slots__ = ("key", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: TP, rec: Any) -> None:
+        self.tp, self.partition, self.offset, self.key, self.value = tp, tp.partition, rec.offset, rec.key, rec.value
+
+
+class _ChangelogEvent:
+    """What a store's ``apply_changelog_batch`` reads of a changelog event."""
+
+    __slots__ = ("key", "message", "value")
+
+    def __init__(self, message: _ChangelogMessage) -> None:
+        self.message, self.key, self.value = message, message.key, message.value
 
 
 def batch_consumer_class(handler: Handler, batch_topics: Iterable[str]) -> type[BatchConsumer]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -194,19 +194,24 @@ class Processor:
         due = index.next_due()
         return due is not None and due <= watermark_ms
 
-    def rebuild_indexes(self, states: Callable[[], Any], partitions: set[int]) -> int:
-        """Rebuild the deadline indexes of ``partitions`` from the stored states (after an assignment)."""
+    def rebuild_indexes(self, states: Iterable[tuple[int | None, Any, bytes | None]], partitions: set[int]) -> int:
+        """Rebuild the deadline indexes of ``partitions`` from the stored states (after an assignment).
+
+        ``states`` yields ``(partition, key, value)``; a partition of ``None``
+        is computed from the key (a store that does not keep them apart).
+        """
         for p in partitions:
             self.indexes[p] = DeadlineIndex()
             self.customers[p] = 0
+        due_of = CustomerState.due_ms_of
         n = 0
-        for key, value in states():
+        for part, key, value in states:
             k = key.decode() if isinstance(key, bytes) else str(key)
-            p = self.partitioner(k)
+            p = self._partitioner(k) if part is None else part
             if p not in partitions or value is None:
                 continue
             self.customers[p] += 1
-            due = CustomerState.from_bytes(value).due_ms
+            due = due_of(value)
             if due is not None:
                 self.indexes[p].schedule(k, due)
                 n += 1

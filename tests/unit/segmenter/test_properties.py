@@ -6,6 +6,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from journeys import BASE, DAY, HOUR, MIN, SEC, held, iso
@@ -248,9 +249,18 @@ def test_state_round_trips_through_bytes_mid_stream(events: list[dict[str, Any]]
             data = state.to_bytes()
             copy = CustomerState.from_bytes(data)
             assert copy.to_bytes() == data
+            # the index rebuild's shortcut reads the same deadline
+            assert CustomerState.due_ms_of(data) == copy.due_ms
             engine.states[key] = copy
     out.extend(engine.advance_to(_t(events[-1]) + END))
     assert _bytes(out) == _bytes(_run(events))
+
+
+def test_due_ms_of_reads_the_deadline_and_rejects_unknown_formats() -> None:
+    assert CustomerState.due_ms_of(CustomerState("c-1", due_ms=1_700_000_000_123).to_bytes()) == 1_700_000_000_123
+    assert CustomerState.due_ms_of(CustomerState("c-1").to_bytes()) is None
+    with pytest.raises(ValueError, match="unknown format"):
+        CustomerState.due_ms_of(b'[999,"c-1",1]')
 
 
 def test_state_stays_bounded_for_a_customer_with_thousands_of_events() -> None:

@@ -76,7 +76,7 @@ def test_timer_lateness_is_observed_for_wall_clock_ticks_only() -> None:
     proc = processor()
     table = Table()
     now_ms = int(time.time() * 1000)
-    proc.rebuild_indexes(lambda: [], {0})
+    proc.rebuild_indexes([], {0})
     at = now_ms - 90 * 60_000  # abandoned (60 min) half an hour ago
     table.store(proc.process([Record(CARTS, 0, 0, b"c1", cart("c1", at))], table.load))
     due = proc.indexes[0].next_due()
@@ -84,7 +84,7 @@ def test_timer_lateness_is_observed_for_wall_clock_ticks_only() -> None:
 
     # an event-time tick fires it too, but its lateness would be meaningless
     replay = processor()
-    replay.rebuild_indexes(lambda: list(table.items()), {0})
+    replay.rebuild_indexes(((None, k, v) for k, v in table.items()), {0})
     res = replay.process([Record("ticks", 0, 0, None, tick_message(now_ms))], table.load)
     assert res.changes and res.timer_lateness_s == []
 
@@ -99,14 +99,14 @@ def test_customers_are_counted_per_owned_partition_without_scanning() -> None:
     proc = processor()
     table = Table()
     now_ms = int(time.time() * 1000)
-    proc.rebuild_indexes(lambda: [], {0})
+    proc.rebuild_indexes([], {0})
     assert proc.customers == {0: 0}
     table.store(proc.process([Record(CARTS, 0, i, None, cart(f"c{i}", now_ms, f"e{i}")) for i in range(3)], table.load))
     table.store(proc.process([Record(CARTS, 0, 3, None, cart("c0", now_ms, "e3"))], table.load))
     assert proc.customers == {0: 3}
     # after a reassignment the count is rebuilt from the table
     again = processor()
-    again.rebuild_indexes(lambda: [(k.encode(), v) for k, v in table.items()], {0})
+    again.rebuild_indexes([(None, k.encode(), v) for k, v in table.items()], {0})
     assert again.customers == {0: 3}
     again.forget({0})
     assert again.customers == {}
@@ -190,7 +190,7 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
         errors: int = 0
 
     proc = processor()
-    proc.rebuild_indexes(lambda: [], {0})
+    proc.rebuild_indexes([], {0})
     proc.customers[0] = 7
     worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), proc, store=Store(3))
     metrics.refresh(worker)

@@ -122,7 +122,7 @@ def create_worker(
         table_standby_replicas=0,
         stream_wait_empty=False,
         producer_acks=-1,
-        producer_linger_ms=5,
+        producer_linger_ms=0,
         broker_commit_every=BATCH_MAX * 5,
         # one fetch is one batch: bounded, so memory and the time a batch holds the loop stay bounded
         broker_max_poll_records=BATCH_MAX,

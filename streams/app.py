@@ -1,20 +1,23 @@
-"""The Faust application: topics, the customer table, the segmenting agent, the ticker.
+"""The Faust application: topics, the customer table, the segmenting batch loop, the ticker.
 
-One agent (``concurrency=1``: faust#606) consumes the three input topics,
-the routing topic and the ticks topic, all co-partitioned with the table, as
-raw bytes (a decode error inside Faust would be committed and skipped). Each
-batch (``take_events``) is split by partition and run through
-:class:`~streams.processor.Processor` under an event of that partition, so
-table reads and writes go to the partition that owns the key (faust reads
-the partition from the current event). Per batch: publish changes, routed
-messages and dead letters and wait for Kafka's acknowledgement; apply the
-changes to Redis; then write each changed customer state once. Only then is
-the batch acked (``take_events`` acks after the loop body).
+Faust runs the consumer group, the co-partitioned assignment, the table
+(RocksDB + changelog + recovery) and the timers. The three input topics,
+the routing topic and the ticks topic, all co-partitioned with the table,
+are not consumed through a Faust agent: :mod:`streams.consumer` hands each
+fetch of their records (raw bytes, at most ``BATCH_MAX``) to ``on_batch``,
+one call at a time. A batch goes through the event-time :class:`Merger`,
+is split by partition and run through :class:`~streams.processor.Processor`
+under a stand-in "current event" of that partition, so table reads and
+writes go to the partition that owns the key. Per batch: publish changes,
+routed messages and dead letters and wait for Kafka's acknowledgement;
+apply the changes to Redis; send the changed states to the changelog and
+wait; write them to the store; then ack the input offsets (Faust commits
+up to the first offset not acked).
 
 Time: a timer produces, for every partition this worker *actively* owns, a
 tick carrying the partition's event-time watermark (advanced with the wall
-clock when the partition is idle); the agent applies the tick in-stream,
-firing what is due. Timers never write tables (robinhood/faust#216).
+clock when the partition is idle); the batch loop applies the tick
+in-stream, firing what is due. Timers never write tables (robinhood/faust#216).
 """
 
 from __future__ import annotations
@@ -203,13 +206,13 @@ def create_worker(
 
     @app.timer(interval=settings.tick_interval_seconds)
     async def ticker() -> None:
-        # a tick for a partition whose deadline index is not built yet makes the agent build it
+        # a tick for a partition whose deadline index is not built yet makes the batch loop build it
         wall_ms = int(time.time() * 1000)
         for tp in sorted(app.assignor.assigned_actives()):
             if tp.topic != t.ticks:
                 continue
             if tp.partition not in processor.indexes:
-                # nothing to advance to yet, but the agent must build the index before it is ready
+                # nothing to advance to yet, but the batch loop must build the index before it is ready
                 await topics["ticks"].send(value=NUDGE, partition=tp.partition)
                 continue
             w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
@@ -219,7 +222,7 @@ def create_worker(
 
     @app.timer(interval=worker.merger.grace_s)
     async def nudger() -> None:
-        # held records are released when the agent runs; without new input, wake it
+        # held records are released when a batch runs; without new input, wake the loop
         for p in worker.merger.holding():
             await topics["ticks"].send(value=NUDGE, partition=p)
 

@@ -1,6 +1,6 @@
 """One batch of Kafka records through the segmentation core, independent of Faust.
 
-The Faust agent (``streams/app.py``) hands each batch of records here and
+The worker's batch loop (``streams/app.py``) hands each batch of records here and
 gets back what to publish and what to store. Keeping this free of Faust makes
 the failure table testable with plain records:
 
@@ -12,8 +12,8 @@ the failure table testable with plain records:
 | a routed message or tick that is not ours | dead letter (``stage=decode``)                         |
 
 Ordering: states are read once per batch and written once per key per
-batch; the agent publishes changes, routed messages and dead letters, waits
-until Kafka has them, and only then writes the states. A crash before the
+batch; the shell publishes changes, routed messages and dead letters, waits
+until Kafka has them, and only then writes the states (changelog, then store). A crash before the
 state write replays the batch and emits the same changes again (same
 ``change_id``s); a crash after it finds the events in the state's dedup window.
 """
@@ -107,7 +107,7 @@ def _message_time(value: bytes) -> int | None:
 
 
 NUDGE = orjson.dumps({"nudge": True})
-"""A tick that advances nothing: it wakes the agent of a partition whose merger holds records."""
+"""A tick that advances nothing: it wakes the batch loop of a partition whose merger holds records."""
 
 
 def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
@@ -306,7 +306,7 @@ class Processor:
     def _tick(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult) -> None:
         obj = orjson.loads(rec.value or b"")
         if isinstance(obj, dict) and obj.get("nudge") is True:
-            return  # only wakes the agent, so the merger releases what it holds
+            return  # only wakes the batch loop, so the merger releases what it holds
         if not isinstance(obj, dict) or not isinstance(obj.get("watermark_ms"), int):
             raise ValueError("a tick needs an integer watermark_ms")
         p = rec.partition

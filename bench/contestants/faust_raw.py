@@ -35,6 +35,7 @@ def main() -> None:
         f"bench-faust-raw-{args.run_id}",
         broker=f"kafka://{args.bootstrap}",
         web_enabled=False,
+        datadir=f"/tmp/bench-faust-raw-{args.run_id}",
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=8,

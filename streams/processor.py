@@ -384,7 +384,9 @@ class Merger:
         if t is None:
             out.append(rec)
             return
-        parts = self.held.setdefault(rec.partition, {topic: [] for topic in self.rank})
+        parts = self.held.get(rec.partition)
+        if parts is None:
+            parts = self.held[rec.partition] = {topic: [] for topic in self.rank}
         parts[rec.topic].append((t, rec, time.monotonic()))
 
     def release(self, caught_up: Callable[[str, int, int | None], bool], out: list[Record]) -> None:

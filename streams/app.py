@@ -85,6 +85,7 @@ class Worker:
     batches: int = 0
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
+    last_batch_at: float = 0.0  # monotonic time the batch loop last handled records
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
@@ -197,6 +198,7 @@ def create_worker(
         if ready:
             await handle_batch(worker, ready)
             _ack(worker, ready)
+        worker.last_batch_at = time.monotonic()
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
@@ -223,6 +225,8 @@ def create_worker(
     @app.timer(interval=worker.merger.grace_s)
     async def nudger() -> None:
         # held records are released when a batch runs; without new input, wake the loop
+        if time.monotonic() - worker.last_batch_at < worker.merger.grace_s:
+            return  # batches are coming: the next one releases them, a nudge would only add work
         for p in worker.merger.holding():
             await topics["ticks"].send(value=NUDGE, partition=p)
 

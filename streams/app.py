@@ -165,6 +165,7 @@ def create_worker(
         routing_topic=t.routing,
         ticks_topic=t.ticks,
     )
+    processor.cache_size = settings.state_cache_size
     worker = Worker(
         settings,
         app,

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # how long a record waits for a same-moment record of an idle input topic (event-time merge)
     merge_grace_seconds: float = Field(0.03, gt=0, le=10)
     lag_threshold_seconds: float = Field(120, gt=0)
+    # customer states kept decoded between batches (saves a store read and a decode per event of a hot key)
+    state_cache_size: int = Field(20_000, ge=0)
     log_format: Literal["auto", "json", "text"] = "auto"
     rules_file: Path | None = None
     rules: dict[str, Any] = Field(default_factory=dict)

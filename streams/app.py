@@ -86,6 +86,7 @@ class Worker:
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
     last_batch_at: float = 0.0  # monotonic time the batch loop last handled records
+    in_batch: bool = False  # the batch loop is handling records (it releases held ones when done)
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
@@ -191,15 +192,19 @@ def create_worker(
 
     async def on_batch(batch: list[Any]) -> None:
         # held records stay unacked, so offsets are never committed past them
-        ready: list[Record] = []
-        add = worker.merger.add
-        for r in batch:
-            add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-        worker.merger.release(caught_up, ready)
-        if ready:
-            await handle_batch(worker, ready)
-            _ack(worker, ready)
-        worker.last_batch_at = time.monotonic()
+        worker.in_batch = True
+        try:
+            ready: list[Record] = []
+            add = worker.merger.add
+            for r in batch:
+                add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
+            worker.merger.release(caught_up, ready)
+            if ready:
+                await handle_batch(worker, ready)
+                _ack(worker, ready)
+        finally:
+            worker.in_batch = False
+            worker.last_batch_at = time.monotonic()
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
@@ -226,7 +231,7 @@ def create_worker(
     @app.timer(interval=worker.merger.grace_s)
     async def nudger() -> None:
         # held records are released when a batch runs; without new input, wake the loop
-        if time.monotonic() - worker.last_batch_at < worker.merger.grace_s:
+        if worker.in_batch or time.monotonic() - worker.last_batch_at < worker.merger.grace_s:
             return  # batches are coming: the next one releases them, a nudge would only add work
         for p in worker.merger.holding():
             await topics["ticks"].send(value=NUDGE, partition=p)

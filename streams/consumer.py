@@ -62,6 +62,7 @@ class BatchConsumer(FaustAIOKafkaConsumer):
         if handler is None:
             await super()._drain_messages(fetcher)
             return
+        check_faust_internals(self, self.app.tables.recovery)
         batch_topics = self.batch_topics
         callback = self.callback
         read_offset = self._read_offset
@@ -168,6 +169,45 @@ class _ChangelogEvent:
 
     def __init__(self, message: _ChangelogMessage) -> None:
         self.message, self.key, self.value = message, message.key, message.value
+
+
+# what BatchConsumer uses of Faust beyond its public API (faust-streaming 0.15.x): checked at start-up,
+# so an upgrade that moves them fails with this list instead of misbehaving
+_CONSUMER_INTERNALS = (
+    "_wait_next_records",
+    "_add_gap",
+    "_to_message",
+    "perform_seek",
+    "_read_offset",
+    "_committed_offset",
+    "_acked",
+    "_acked_index",
+    "_n_acked",
+    "_commit_every",
+    "_buffered_partitions",
+)
+_RECOVERY_INTERNALS = (
+    "tp_to_table",
+    "active_tps",
+    "active_offsets",
+    "in_recovery",
+    "need_recovery",
+    "flush_buffers",
+    "_set_recovery_ended",
+    "signal_recovery_end",
+)
+
+
+def check_faust_internals(consumer: Any, recovery: Any) -> None:
+    """Raise ``RuntimeError`` naming what is missing from this Faust version."""
+    missing = [f"Consumer.{a}" for a in _CONSUMER_INTERNALS if not hasattr(consumer, a)]
+    missing += [f"Recovery.{a}" for a in _RECOVERY_INTERNALS if not hasattr(recovery, a)]
+    if missing:
+        raise RuntimeError(
+            "this faust-streaming version lacks what streams/consumer.py relies on: "
+            + ", ".join(missing)
+            + " (tested with faust-streaming 0.15.3)"
+        )
 
 
 def batch_consumer_class(handler: Handler, batch_topics: Iterable[str]) -> type[BatchConsumer]:

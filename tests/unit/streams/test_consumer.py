@@ -1,0 +1,49 @@
+"""The batch consumer's bookkeeping against Faust's own (no broker: the consumer is never started)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+
+from streams.consumer import BatchConsumer, batch_consumer_class, check_faust_internals
+
+
+@pytest.fixture(scope="module")
+def consumer() -> Any:
+    app = faust.App("consumer-unit", broker="kafka://127.0.0.1:1", store="memory://")
+    topic = app.topic("in", value_type=bytes)
+    app.topics.add(topic)
+
+    async def handler(batch: list[Any]) -> None:  # pragma: no cover - not started here
+        pass
+
+    app.transport.Consumer = batch_consumer_class(handler, ["in"])
+    return app.consumer
+
+
+def test_faust_builds_our_consumer_and_it_has_what_we_rely_on(consumer: Any) -> None:
+    assert isinstance(consumer, BatchConsumer)
+    assert consumer.batch_topics == frozenset({"in"})
+    check_faust_internals(consumer, consumer.app.tables.recovery)
+
+
+def test_a_missing_internal_is_named() -> None:
+    with pytest.raises(RuntimeError, match=r"Consumer\._acked.*Recovery\.active_offsets"):
+        check_faust_internals(SimpleNamespace(), SimpleNamespace())
+
+
+def test_ack_offsets_commits_up_to_the_first_offset_not_acked(consumer: Any) -> None:
+    tp = TP("in", 0)
+    consumer._committed_offset[tp] = 10
+    consumer.ack_offsets(tp, [10, 11, 13])
+    consumer.ack_offsets(tp, [11, 9])  # a repeat and one below the committed offset count for nothing
+    assert consumer._n_acked == 3
+    # Faust's own rule: the next offset to commit follows the last contiguous acked one
+    assert consumer._new_offset(tp) == 12
+    consumer._committed_offset[tp] = 12  # what Faust's commit records
+    consumer.ack_offsets(tp, [12])
+    assert consumer._new_offset(tp) == 14

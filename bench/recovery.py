@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 import orjson  # noqa: E402
 
 from bench import loadgen  # noqa: E402
+from bench.contestants.common import delete_redis_prefix  # noqa: E402
 from bench.contestants.ours import free_port, segmenter_env, tree_peak_rss_mb  # noqa: E402
 
 SEGMENTER = str(Path(sys.executable).parent / "segmenter")
@@ -380,19 +381,7 @@ async def cleanup(args: argparse.Namespace, run: Run) -> None:
         if mine:
             await admin.delete_topics(mine)
         await admin.close()
-    with contextlib.suppress(Exception):
-        import redis.asyncio as aioredis
-
-        r = aioredis.from_url(args.redis)
-        batch = []
-        async for k in r.scan_iter(match=f"{run.id}:*", count=5000):
-            batch.append(k)
-            if len(batch) >= 5000:
-                await r.delete(*batch)
-                batch.clear()
-        if batch:
-            await r.delete(*batch)
-        await r.aclose()
+    await delete_redis_prefix(args.redis, f"{run.id}:")
     if not args.keep_logs:
         for p in await asyncio.to_thread(lambda: list(Path("/tmp").glob(f"{run.id}-*.log"))):
             p.unlink(missing_ok=True)

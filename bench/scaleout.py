@@ -36,7 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.contestants.common import _offsets, topics, total_messages  # noqa: E402
+from bench.contestants.common import _offsets, delete_redis_prefix, topics, total_messages  # noqa: E402
 from bench.contestants.ours import free_port, tree_cpu_seconds, tree_peak_rss_mb, worker_env  # noqa: E402
 from bench.run import _delete_run_topics, ensure_dataset, machine  # noqa: E402
 
@@ -158,14 +158,7 @@ async def run_k(args: argparse.Namespace, k: int, names: list[str]) -> dict[str,
             lp.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
             await _delete_run_topics(args.bootstrap, run_id)
-        with contextlib.suppress(Exception):
-            import redis.asyncio as aioredis
-
-            r = aioredis.from_url(args.redis)
-            keys = [k async for k in r.scan_iter(match=f"{group}:*", count=5000)]
-            for i in range(0, len(keys), 5000):
-                await r.delete(*keys[i : i + 5000])
-            await r.aclose()
+        await delete_redis_prefix(args.redis, f"{group}:")
     return res
 
 

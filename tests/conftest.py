@@ -46,6 +46,9 @@ def services() -> Iterator[Services]:
             pytrace=False,
         )
     yield Services(bootstrap, redis_url)
+    from tests.integration.harness import delete_test_redis_keys
+
+    delete_test_redis_keys()
     if services_started_by_us():
         stop_services()
 

@@ -152,3 +152,25 @@ def watchdog(meter: Meter, idle_s: float = 60.0) -> None:
                 os._exit(3)
 
     threading.Thread(target=loop, daemon=True).start()
+
+
+async def delete_redis_prefix(url: str, prefix: str) -> int:
+    """Delete every Redis key under ``prefix`` (a run's serving-layer keys); best effort, returns the count."""
+    import redis.asyncio as aioredis
+
+    deleted = 0
+    r = aioredis.from_url(url)
+    try:
+        batch: list[Any] = []
+        async for k in r.scan_iter(match=f"{prefix}*", count=5000):
+            batch.append(k)
+            if len(batch) >= 5000:
+                deleted += await r.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += await r.delete(*batch)
+    except Exception:  # noqa: BLE001 - cleanup must not fail a benchmark
+        pass
+    finally:
+        await r.aclose()
+    return deleted

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.contestants.common import _offsets, emit, parser, topics, total_messages
+from bench.contestants.common import _offsets, delete_redis_prefix, emit, parser, topics, total_messages
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -184,6 +184,7 @@ async def watch(args) -> dict:  # type: ignore[no-untyped-def,type-arg]
         log.close()
         if not args.keep:
             shutil.rmtree(env["SEGMENTER_DATA_DIR"], ignore_errors=True)
+            await delete_redis_prefix(args.redis, env["SEGMENTER_REDIS_PREFIX"])
     t_first = t_first or t_end
     secs = t_end - t_first
     cpu = cpu_end - (cpu_first or 0.0)

@@ -37,8 +37,29 @@ def read_lines(path: Path) -> list[bytes]:
         return [line.rstrip(b"\n") for line in fh if line.strip()]
 
 
+REDIS_PREFIXES: list[tuple[str, str]] = []  # (url, prefix) of every settings_for(): deleted after the session
+
+
+def delete_test_redis_keys() -> int:
+    """Delete the Redis keys of every ``settings_for`` prefix of this session (a shared Redis stays small)."""
+    import redis
+
+    deleted = 0
+    for url, prefix in REDIS_PREFIXES:
+        client = redis.Redis.from_url(url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
+            for i in range(0, len(keys), 5000):
+                deleted += int(client.delete(*keys[i : i + 5000]))
+        finally:
+            client.close()
+    REDIS_PREFIXES.clear()
+    return deleted
+
+
 def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
     run = uuid.uuid4().hex[:8]
+    REDIS_PREFIXES.append((redis_url, f"t{run}:"))
     values: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
         "redis_url": redis_url,

@@ -27,6 +27,9 @@ What the less obvious ones measure:
   ticks fire deadlines of any age.
 * ``segmenter_customers`` and ``segmenter_deadline_queue_size``: customer
   states and scheduled deadlines in the partitions this worker owns.
+* ``segmenter_merger_held_records``: input records the event-time merge holds
+  (unacked) until the other input topics of their partition catch up; large
+  while a backlog is read, and the main memory cost then.
 
 Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 """
@@ -96,6 +99,11 @@ class Metrics:
         )
         self.customers = Gauge("segmenter_customers", "Customer states in the owned partitions.", registry=r)
         self.deadlines = Gauge("segmenter_deadline_queue_size", "Keys with a scheduled deadline.", registry=r)
+        self.held = Gauge(
+            "segmenter_merger_held_records",
+            "Input records held by the event-time merge until the other input topics catch up (unacked).",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "segmenter_redis_write_errors", "Failed Redis write attempts (retried).", registry=r
         )
@@ -161,6 +169,7 @@ def refresh_state(worker: Worker) -> None:
     proc = worker.processor
     m.customers.set(sum(proc.customers.values()))
     m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
+    m.held.set(len(worker.merger))
     errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
     if errors > m.redis_errors_seen:
         m.redis_errors.inc(errors - m.redis_errors_seen)

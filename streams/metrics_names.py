@@ -18,6 +18,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_ingest_latency_seconds",
     "segmenter_customers",
     "segmenter_deadline_queue_size",
+    "segmenter_merger_held_records",
     "segmenter_redis_write_errors_total",
     "segmenter_timer_lateness_seconds",
 )

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from segmenter.engine import Segmenter
 from streams import metrics
 from streams.metrics import Metrics
-from streams.processor import Processor, Record, tick_message
+from streams.processor import Merger, Processor, Record, tick_message
 from streams.settings import Settings
 
 PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
@@ -148,6 +148,7 @@ class FakeWorker:
     processor: Processor
     store: Any = None
     metrics: Metrics = field(default_factory=Metrics)
+    merger: Merger = field(default_factory=lambda: Merger((CARTS, ORDERS)))
 
 
 def gauges(m: Metrics, name: str) -> dict[tuple[str, str], float]:
@@ -193,6 +194,9 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     proc.rebuild_indexes([], {0})
     proc.customers[0] = 7
     worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), proc, store=Store(3))
+    # a cart held until the orders topic of its partition catches up
+    worker.merger.add(Record(CARTS, 0, 0, b"c-1", cart("c-1", 1_700_000_000_000)), [])
+    worker.merger.release(lambda *_: False, [])
     metrics.refresh(worker)
     worker.store.errors = 5
     metrics.refresh(worker)
@@ -201,3 +205,4 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     assert values["segmenter_redis_write_errors_total"] == 5
     assert values["segmenter_customers"] == 7
     assert values["segmenter_deadline_queue_size"] == 0
+    assert values["segmenter_merger_held_records"] == 1

@@ -80,17 +80,11 @@ def settings(services: Services, kafka_names: KafkaNames, unique_id: str) -> Set
 @pytest.fixture
 async def redis_space(services: Services, unique_id: str) -> AsyncIterator[RedisSpace]:
     """A key prefix of this test's own in the real Redis; its keys are deleted afterwards."""
-    from redis.asyncio import Redis
+    from tests.integration.harness import delete_redis_keys
 
     space = RedisSpace(url=services.redis_url, prefix=f"test:{unique_id}:")
     yield space
-    client = Redis.from_url(space.url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{space.prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    delete_redis_keys(space.url, space.prefix)
 
 
 @pytest.fixture

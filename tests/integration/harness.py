@@ -40,19 +40,24 @@ def read_lines(path: Path) -> list[bytes]:
 REDIS_PREFIXES: list[tuple[str, str]] = []  # (url, prefix) of every settings_for(): deleted after the session
 
 
-def delete_test_redis_keys() -> int:
-    """Delete the Redis keys of every ``settings_for`` prefix of this session (a shared Redis stays small)."""
+def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (a test's own key space), in batches."""
     import redis
 
     deleted = 0
-    for url, prefix in REDIS_PREFIXES:
-        client = redis.Redis.from_url(url)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
-            for i in range(0, len(keys), 5000):
-                deleted += int(client.delete(*keys[i : i + 5000]))
-        finally:
-            client.close()
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
+        for i in range(0, len(keys), 5000):
+            deleted += int(client.delete(*keys[i : i + 5000]))
+    finally:
+        client.close()
+    return deleted
+
+
+def delete_test_redis_keys() -> int:
+    """Delete the Redis keys of every ``settings_for`` prefix of this session (a shared Redis stays small)."""
+    deleted = sum(delete_redis_keys(url, prefix) for url, prefix in REDIS_PREFIXES)
     REDIS_PREFIXES.clear()
     return deleted
 

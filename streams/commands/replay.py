@@ -52,6 +52,9 @@ def _lines(path: str) -> Iterator[bytes]:
 def run(args: argparse.Namespace) -> int:
     from segmenter.replay import ReplayStats, replay
     from streams.commands._summary import Progress, print_replay_summary
+    from streams.runtime import tune_gc
+
+    tune_gc()
 
     rules = load_rules(args.rules)
     until = _until_ms(args.until) if args.until else None

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import ctypes.util
-import os
 import sys
 from typing import Any
-
-M_ARENA_MAX = -8  # glibc <malloc.h>
 
 
 def register(sub: Any) -> None:
@@ -28,27 +23,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def limit_malloc_arenas(n: int = 2) -> bool:
-    """``MALLOC_ARENA_MAX=n`` for this process, unless the environment already sets it (glibc only).
-
-    glibc gives each thread that allocates its own heap arena (up to 8 per
-    core); the worker's threads (Faust's consumer thread, RocksDB's, the event
-    loop) churn through short-lived buffers — orjson's output buffers are
-    ≥ 8 KB each however short the JSON — and the arenas keep what they once
-    held. Measured on the 500k-event benchmark (``bench/README.md``): peak
-    RSS 760–1,040 MB without, 361–774 MB with (events/s within the run-to-run
-    noise). Must run before other threads start.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, n))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
+    from streams.runtime import limit_malloc_arenas, tune_gc
+
     limit_malloc_arenas()
     from pydantic import ValidationError
 
@@ -82,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     worker = create_worker(settings, store=store)
+    tune_gc()  # after start-up: what it allocated is frozen out of the collector's scans
     # faust reconfigures logging when it starts: hand it ours (JSON lines unless on a terminal)
     faust_worker = FaustWorker(
         worker.app,

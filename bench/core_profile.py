@@ -62,9 +62,11 @@ def main() -> int:
     from segmenter.engine import Segmenter
     from streams.app import partitioner_for
     from streams.processor import Merger, Processor, Record
+    from streams.runtime import tune_gc
 
     partition = partitioner_for(args.partitions)
     recs = layout(args, partition)
+    tune_gc()  # as the worker does
     proc = Processor(Segmenter(Rules()), partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
     merger = Merger(INPUTS, (ROUTING, TICKS), grace_s=0.0)
     store: dict[str, bytes] = {}

@@ -38,6 +38,9 @@ AFFECTS: dict[str, frozenset[str]] = {
     "cart_remove": frozenset({"carts"}),
     "checkout_started": frozenset(),
 }
+# a page view other than of a product adds no product view: researcher and category_fan cannot change
+# (their time windows move only at scheduled deadlines, which fire first)
+PAGE_ONLY = frozenset({"referral"})
 
 
 @dataclass(slots=True)
@@ -107,7 +110,7 @@ class Segmenter:
         return Outcome(state, self._fire(state, until_ms))
 
     # -------------------------------------------------------------- internals
-    def _apply(self, s: CustomerState, event: InputEvent) -> Outcome:
+    def _apply(self, s: CustomerState, event: InputEvent, families: frozenset[str] | None = None) -> Outcome:
         eid = event.event_id
         if eid in s.seen_ids:
             return Outcome(None)
@@ -119,7 +122,11 @@ class Segmenter:
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
-        self._evaluate(s, now, eid, changes, AFFECTS.get(event.type, ALL))
+        if families is None:
+            families = AFFECTS.get(event.type, ALL)
+            if event.type == "page_view" and (event.page_type != "product" or event.product_id is None):  # type: ignore[union-attr]
+                families = PAGE_ONLY
+        self._evaluate(s, now, eid, changes, families)
         routed = []
         if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
@@ -151,7 +158,8 @@ class Segmenter:
             cap(s.linked_anons, 8)
         if s.linking == anon:
             s.linking = None
-        out = self._apply(s, parse_event_obj(body["event"]))
+        # a merged history can change any family, whatever the event's type
+        out = self._apply(s, parse_event_obj(body["event"]), ALL if body.get("state") is not None else None)
         out.state = s  # the merge changed it even if the event was a duplicate
         held, s.pending = s.pending, []
         for item in held:

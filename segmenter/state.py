@@ -12,6 +12,7 @@ cheap; the ``O_*``, ``V_*`` … constants name their positions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -84,7 +85,7 @@ class CustomerState:
 
     def to_bytes(self) -> bytes:
         """Positional JSON array: compact, deterministic, versioned."""
-        return orjson.dumps([FORMAT, *(getattr(self, f) for f in _FIELDS)])
+        return orjson.dumps((FORMAT, *_values(self)))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
@@ -118,6 +119,7 @@ class CustomerState:
 
 
 _FIELDS = tuple(f.name for f in fields(CustomerState))
+_values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from segmenter.rules.context import Ctx
@@ -32,6 +33,8 @@ from segmenter.state import (
 )
 
 Verdict = tuple[bool, dict[str, Any]]
+_V_CATEGORY = itemgetter(V_CATEGORY)
+_SECOND = itemgetter(1)
 FAN = "category_fan:"
 
 
@@ -114,11 +117,11 @@ def need_based_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     r = c.rules
     views = s.recent_views
-    if not was and len(views) < r.researcher_min_products:
+    need = r.researcher_min_products
+    if not was and len(views) < need:
         return False, {}  # too few product views kept to qualify (hot path)
     # only categories with at least as many views as the distinct products needed are scanned
-    counts = Counter(v[V_CATEGORY] for v in views)
-    scan = {cat for cat, n in counts.items() if n >= r.researcher_min_products and cat is not None}
+    scan = {cat for cat, n in Counter(map(_V_CATEGORY, views)).items() if n >= need and cat is not None}
     if not scan:
         return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
     start = t - c.researcher_ms
@@ -229,21 +232,24 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
     if not s.fan_units and len(s.fan_views) < r.fan_min_views and not fan_members:
         return {}  # cannot qualify yet (hot path)
-    views = [v[1] for v in s.fan_views[-r.fan_last_views :] if v[1] is not None]
-    units = [u[1] for u in s.fan_units[-r.fan_last_units :] if u[1] is not None]
-    nv, nu = len(views), len(units)
+    # per category, how many of the latest views / ordered units it has (records are [time, category])
+    view_counts = Counter(map(_SECOND, s.fan_views[-r.fan_last_views :]))
+    unit_counts = Counter(map(_SECOND, s.fan_units[-r.fan_last_units :]))
+    view_counts.pop(None, None)
+    unit_counts.pop(None, None)
+    nv, nu = view_counts.total(), unit_counts.total()
     # candidates: members (they may exit) and categories near an entry threshold
     low_views = (r.fan_view_share - r.share_exit_margin) * nv
     low_units = (r.fan_unit_share - r.share_exit_margin) * nu
     cats = set(fan_members)
     if nv >= r.fan_min_views:
-        cats.update(cat for cat, n in Counter(views).items() if n >= low_views)
-    cats.update(cat for cat, n in Counter(units).items() if n >= low_units)
+        cats.update(cat for cat, n in view_counts.items() if n >= low_views)
+    cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
     out: dict[str, Verdict] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
-        vshare = views.count(cat) / nv if nv else 0.0
-        ushare = units.count(cat) / nu if nu else 0.0
+        vshare = view_counts[cat] / nv if nv else 0.0
+        ushare = unit_counts[cat] / nu if nu else 0.0
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
         by_units = nu > 0 and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:

@@ -87,6 +87,18 @@ def test_the_anonymous_history_counts_for_lifecycle_and_traits() -> None:
     }
 
 
+def test_a_merged_history_is_judged_whole_whatever_the_linking_event() -> None:
+    # the login is a cart add (it alone can change only cart traits) or a category page (no product view):
+    # the anonymous product views still make the customer a fan from the login on, not from a later view
+    views = [view(i * MIN, f"p{i}", "tv", cid=None, aid="a1", session="s") for i in range(8)]
+    for login in (
+        cart_add(10 * MIN, "p9", cid="c1", aid="a1", session="s", eid="login"),
+        page_view(10 * MIN, "category", category="tv", cid="c1", aid="a1", session="s", eid="login"),
+    ):
+        j = run([*views, login])
+        assert j.of("category_fan:tv", "c1") == [("entered", 10 * MIN, "login")]
+
+
 def test_every_key_holds_one_stage_except_the_merged_visitor() -> None:
     j = Journey()
     for ev in [*_anonymous_browsing(), order_placed(6 * MIN, cid="c1", aid="a1", session="s1")]:

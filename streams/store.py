@@ -190,29 +190,43 @@ class MemoryStore:
 
 # --- Redis ------------------------------------------------------------------------------
 
-# KEYS: cust, last, seen, members, moments
-# ARGV: change_id, segment, change, occurred_ms, key, membership, moment, seen_cap, moments_cap
-# One script per change: check-and-write without WATCH round trips, atomic per change.
+# ARGV: prefix, seen_cap, moments_cap, then a JSON array of changes, each
+#       [change_id, segment, change, occurred_ms (text), key, membership JSON, moment JSON].
+# One script call per batch: check-and-write without WATCH round trips, the batch atomic as a whole,
+# and one argument to encode instead of 14 per change (redis-py packs every argument in Python:
+# 57 CPU-µs per change with a script call each, most of it packing). Key names are built here from
+# the prefix, so this needs a standalone Redis (not Cluster), as the members:<segment> keys already did.
 _APPLY_LUA = """
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
-local t = tonumber(ARGV[4])
-local last = redis.call('HGET', KEYS[2], ARGV[2])
-if last and tonumber(last) > t then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-redis.call('ZADD', KEYS[3], t, ARGV[1])
-local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[8])
-if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1) end
-if ARGV[3] == 'entered' then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[6])
-  redis.call('ZADD', KEYS[4], t, ARGV[5])
-elseif ARGV[3] == 'exited' then
-  redis.call('HDEL', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[4], ARGV[5])
-else
-  redis.call('LPUSH', KEYS[5], ARGV[7])
-  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[9]) - 1)
+local prefix, seen_cap, moments_cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local applied = 0
+for _, c in ipairs(cjson.decode(ARGV[4])) do
+  local id, seg, kind, t, key = c[1], c[2], c[3], tonumber(c[4]), c[5]
+  local seen, last = prefix .. 'seen:' .. key, prefix .. 'last:' .. key
+  local skip = redis.call('ZSCORE', seen, id)
+  if not skip then
+    local before = redis.call('HGET', last, seg)
+    skip = before and tonumber(before) > t
+  end
+  if not skip then
+    redis.call('HSET', last, seg, c[4])
+    redis.call('ZADD', seen, c[4], id)
+    local excess = redis.call('ZCARD', seen) - seen_cap
+    if excess > 0 then redis.call('ZREMRANGEBYRANK', seen, 0, excess - 1) end
+    if kind == 'entered' then
+      redis.call('HSET', prefix .. 'cust:' .. key, seg, c[6])
+      redis.call('ZADD', prefix .. 'members:' .. seg, c[4], key)
+    elseif kind == 'exited' then
+      redis.call('HDEL', prefix .. 'cust:' .. key, seg)
+      redis.call('ZREM', prefix .. 'members:' .. seg, key)
+    else
+      local moments = prefix .. 'moments:' .. key
+      redis.call('LPUSH', moments, c[7])
+      redis.call('LTRIM', moments, 0, moments_cap - 1)
+    end
+    applied = applied + 1
+  end
 end
-return 1
+return applied
 """
 
 
@@ -299,51 +313,33 @@ class RedisStore:
             on_error=self._count_error,
         )
 
-    def _keys(self, p: Prepared) -> list[str]:
-        x = self._prefix
-        return [
-            f"{x}cust:{p.key}",
-            f"{x}last:{p.key}",
-            f"{x}seen:{p.key}",
-            f"{x}members:{p.segment}",
-            f"{x}moments:{p.key}",
-        ]
-
-    def _args(self, p: Prepared) -> list[str | bytes | int]:
-        return [
-            p.change_id,
-            p.segment,
-            p.change,
-            p.occurred_ms,
-            p.key,
-            p.membership,
-            p.moment,
-            self._seen_cap,
-            self._moments_cap,
-        ]
-
     async def apply(self, change: ChangeLike) -> bool:
-        p = prepare(change)
-
-        async def op() -> Any:
-            return await self._script(keys=self._keys(p), args=self._args(p))
-
-        return bool(await self._retry(op))
+        return bool(await self.apply_many([change]))
 
     async def apply_many(self, changes: Iterable[ChangeLike]) -> int:
         prepared = [prepare(c) for c in changes]
         applied = 0
+        head = (self._prefix, self._seen_cap, self._moments_cap)
         for start in range(0, len(prepared), self._batch_size):
-            batch = prepared[start : start + self._batch_size]
+            payload = orjson.dumps(
+                [
+                    (
+                        p.change_id,
+                        p.segment,
+                        p.change,
+                        str(p.occurred_ms),
+                        p.key,
+                        p.membership.decode(),
+                        p.moment.decode(),
+                    )
+                    for p in prepared[start : start + self._batch_size]
+                ]
+            )
 
-            async def op(batch: list[Prepared] = batch) -> list[Any]:
-                # transaction=False: each script is atomic on its own; a batch is only a round trip
-                async with self._r.pipeline(transaction=False) as pipe:
-                    for p in batch:
-                        await self._script(keys=self._keys(p), args=self._args(p), client=pipe)
-                    return await pipe.execute()
+            async def op(payload: bytes = payload) -> Any:
+                return await self._script(keys=[], args=[*head, payload])
 
-            applied += sum(int(r) for r in await self._retry(op))
+            applied += int(await self._retry(op))
         return applied
 
     async def memberships(self, key: str) -> dict[str, dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -62,6 +63,11 @@ class _Event(BaseModel):
         if self.customer_id is None and self.anonymous_id is None:
             raise ValueError("customer_id or anonymous_id: at least one of the two ids is required")
         return self
+
+    @cached_property
+    def time_ms(self) -> int:
+        """Event time as integer milliseconds since the Unix epoch (computed once per event)."""
+        return (self.occurred_at - _EPOCH) // _MS
 
     @property
     def key(self) -> str:
@@ -241,4 +247,4 @@ def parse_event_obj(obj: Any) -> InputEvent:
 
 def event_time_ms(event: InputEvent) -> int:
     """Event time as integer milliseconds since the Unix epoch."""
-    return (event.occurred_at - _EPOCH) // _MS
+    return event.time_ms

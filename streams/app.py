@@ -28,7 +28,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -87,6 +87,14 @@ class Worker:
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
     last_batch_at: float = 0.0  # monotonic time the batch loop last handled records
     in_batch: bool = False  # the batch loop is handling records (it releases held ones when done)
+    storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
+    unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
+
+    async def flush_store(self) -> None:
+        """Wait until the previous batch's states are stored and its input offsets acked."""
+        task, self.storing = self.storing, None
+        if task is not None:
+            await task
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
@@ -200,15 +208,19 @@ def create_worker(
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
             worker.merger.release(caught_up, ready)
             if ready:
-                await handle_batch(worker, ready)
-                _ack(worker, ready)
+                writes = await handle_batch(worker, ready)
+                # the previous batch's store ran while this one was processed and published; states are
+                # stored in batch order, and each batch's inputs are acked only once its states are stored
+                await worker.flush_store()
+                worker.unstored = {k: v for _, _, items in writes for k, v in items}
+                worker.storing = asyncio.ensure_future(_store_and_ack(worker, writes, ready))
         finally:
             worker.in_batch = False
             worker.last_batch_at = time.monotonic()
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
-    app.transport.Consumer = batch_consumer_class(on_batch, source.topics)
+    app.transport.Consumer = batch_consumer_class(on_batch, source.topics, worker.flush_store)
 
     idle_after = max(2 * settings.tick_interval_seconds, 1.0)
 
@@ -238,6 +250,7 @@ def create_worker(
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
+        await worker.flush_store()
         gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
         processor.forget(gone)
         worker.merger.forget(gone)
@@ -322,14 +335,19 @@ def _ack(worker: Worker, records: list[Record]) -> None:
         consumer.ack_offsets(tp, offsets)
 
 
-async def handle_batch(worker: Worker, records: list[Record]) -> None:
-    """Records in order: process per partition, publish and wait, serve to Redis, then store states."""
+async def handle_batch(worker: Worker, records: list[Record]) -> list[Write]:
+    """Records in order: process per partition, publish and wait, serve to Redis; the states to store.
+
+    The states are encoded here, before the next batch can change them; the
+    caller stores them (:func:`_store_and_ack`) while the next batch runs.
+    """
     proc, table = worker.processor, worker.table
     by_partition: dict[int, list[Record]] = {}
     for rec in records:
         by_partition.setdefault(rec.partition, []).append(rec)
     missing = {p for p in by_partition if p not in proc.indexes}
     if missing:
+        await worker.flush_store()  # the rebuild reads the store
         started = time.monotonic()
         rebuild = {p for p in _owned_partitions(worker) | missing if p not in proc.indexes}
         n = proc.rebuild_indexes(_stored_states(table, rebuild), rebuild)
@@ -338,9 +356,12 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
             extra={"partitions": sorted(rebuild), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
 
+    unstored = worker.unstored
+
     def load(key: str) -> bytes | None:
-        value: bytes | None = table.get(key.encode())
-        return value
+        k = key.encode()
+        value: bytes | None = unstored.get(k)
+        return value if value is not None else table.get(k)
 
     results: list[tuple[_Anchor, BatchResult]] = []
     for recs in by_partition.values():
@@ -348,9 +369,13 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         anchor = _Anchor(recs[-1].topic, recs[-1].partition)
         _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
         results.append((anchor, proc.process(recs, load)))
+    writes = [
+        (anchor, p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
+        for anchor, res in results
+        for p, states in res.states.items()
+    ]
     try:
         await _publish(worker, [r for _, r in results])
-        await _store_states(worker, results)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
@@ -358,9 +383,23 @@ async def handle_batch(worker: Worker, records: list[Record]) -> None:
         metrics.observe_batch(worker, res)
     metrics.observe_processed(worker, records)
     worker.batches += 1
+    return writes
 
 
-async def _store_states(worker: Worker, results: list[tuple[_Anchor, BatchResult]]) -> None:
+Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
+"""A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""
+
+
+async def _store_and_ack(worker: Worker, writes: list[Write], records: list[Record]) -> None:
+    try:
+        await _store_states(worker, writes)
+    except Exception as exc:
+        worker.fatal(f"storing a batch's states failed: {type(exc).__name__}: {exc}")
+        raise
+    _ack(worker, records)
+
+
+async def _store_states(worker: Worker, writes: list[Write]) -> None:
     """The changelog first, acknowledged; then the local store, with the changelog offset it is at.
 
     What ``table[key] = value`` does, without its cost and with a stronger
@@ -368,27 +407,25 @@ async def _store_states(worker: Worker, results: list[tuple[_Anchor, BatchResult
     an object pair and a callback per write, a RocksDB put of the offset per
     acknowledgement) and nothing waits for it before the input offsets are
     committed. Here the batch's changelog messages (one per changed
-    customer) are sent and acknowledged after Redis has the batch's changes,
-    then the states go to the store and the partition's persisted offset is
-    set once. Only after that are the input records acked.
+    customer) are sent only after the batch's changes are acknowledged and in
+    Redis, and awaited; then the states go to the store and the partition's
+    persisted offset is set once. Only after that are the input records acked.
     """
     table = worker.table
     changelog = table.changelog_topic_name
     producer = worker.app.producer
-    writes: list[tuple[_Anchor, int, list[tuple[bytes, bytes]], int, int]] = []
+    spans: list[tuple[int, int]] = []
     futures: list[Any] = []
-    for anchor, res in results:
-        for p, states in res.states.items():
-            items = [(key.encode(), state.to_bytes()) for key, state in states.items()]
-            start = len(futures)
-            for k, v in items:
-                futures.append(await producer.send(changelog, k, v, p, None, None))
-            writes.append((anchor, p, items, start, len(futures)))
+    for _, p, items in writes:
+        start = len(futures)
+        for k, v in items:
+            futures.append(await producer.send(changelog, k, v, p, None, None))
+        spans.append((start, len(futures)))
     if not futures:
         return
     acked = await asyncio.gather(*futures)
     data = table.data
-    for anchor, p, items, start, end in writes:
+    for (anchor, p, items), (start, end) in zip(writes, spans, strict=True):
         _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
         for k, v in items:
             data[k] = v

@@ -35,12 +35,14 @@ from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 from faust.types import TP
 
 Handler = Callable[[list[Any]], Awaitable[None]]
+Flusher = Callable[[], Awaitable[None]]
 
 
 class BatchConsumer(FaustAIOKafkaConsumer):
     """Set ``handler`` and ``batch_topics`` on a subclass (see :func:`batch_consumer_class`)."""
 
     handler: Handler | None = None
+    flusher: Flusher | None = None  # awaited when the loop ends: what the handler left running finishes
     batch_topics: frozenset[str] = frozenset()
     restored: int = 0  # changelog records written by the bulk restore (the shell resets it per assignment)
 
@@ -117,6 +119,9 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             if self.transport.app.should_stop:
                 return
             raise
+        finally:
+            if self.flusher is not None:
+                await self.flusher()
 
     async def _deliver_others(self, others: list[tuple[TP, Any]], callback: Any) -> None:
         """Changelog records of tables being recovered go to the store in bulk; the rest take Faust's path.
@@ -210,10 +215,16 @@ def check_faust_internals(consumer: Any, recovery: Any) -> None:
         )
 
 
-def batch_consumer_class(handler: Handler, batch_topics: Iterable[str]) -> type[BatchConsumer]:
+def batch_consumer_class(
+    handler: Handler, batch_topics: Iterable[str], flusher: Flusher | None = None
+) -> type[BatchConsumer]:
     """A :class:`BatchConsumer` bound to one worker's handler (Faust instantiates the class itself)."""
     return type(
         "SegmenterBatchConsumer",
         (BatchConsumer,),
-        {"handler": staticmethod(handler), "batch_topics": frozenset(batch_topics)},
+        {
+            "handler": staticmethod(handler),
+            "flusher": staticmethod(flusher) if flusher is not None else None,
+            "batch_topics": frozenset(batch_topics),
+        },
     )

@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--batch", type=int, default=2_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--cache", type=int, default=20_000, help="decoded states kept (SEGMENTER_STATE_CACHE_SIZE)")
     ap.add_argument("--profile", help="write a cProfile of the run here (stage timings are then skipped)")
     args = ap.parse_args()
 
@@ -68,12 +69,18 @@ def main() -> int:
     recs = layout(args, partition)
     tune_gc()  # as the worker does
     proc = Processor(Segmenter(Rules()), partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
+    proc.cache_size = args.cache
     merger = Merger(INPUTS, (ROUTING, TICKS), grace_s=0.0)
     store: dict[str, bytes] = {}
     stages = dict.fromkeys(("merge", "process", "encode"), 0.0)
     counts = dict.fromkeys(("changes", "routed", "state writes"), 0)
     routing_offset = [0] * args.partitions
     clock = time.process_time
+    loads = [0]
+
+    def load(key: str) -> bytes | None:
+        loads[0] += 1
+        return store.get(key)
 
     def run() -> None:
         back: list[Record] = []
@@ -89,7 +96,7 @@ def main() -> int:
             for r in ready:
                 by.setdefault(r.partition, []).append(r)
             t1 = clock()
-            results = [proc.process(rs, store.get) for rs in by.values()]
+            results = [proc.process(rs, load) for rs in by.values()]
             t2 = clock()
             back = []
             for res in results:
@@ -121,6 +128,7 @@ def main() -> int:
     for name, sec in stages.items():
         print(f"  {name:8s} {sec / n * 1e6:6.1f} CPU-µs/event")
     print(f"  {'total':8s} {total / n * 1e6:6.1f} CPU-µs/event ({n / total:,.0f} events/s on one core)")
+    print(f"  state reads past the decoded cache ({proc.cache_size:,} states): {loads[0]:,}")
     print(f"  state bytes per key: {sum(map(len, store.values())) / max(1, len(store)):,.0f} mean")
     return 0
 

@@ -278,7 +278,11 @@ class Segmenter:
     ) -> None:
         verdicts = self.verdicts(s, t, families)
         members = s.members
-        stage = next((seg for seg, (m, _) in verdicts.items() if m and seg in lifecycle.REASONS), None)
+        stage = None
+        for seg, (m, _) in verdicts.items():
+            if m and seg in lifecycle.REASONS:
+                stage = seg
+                break
         for segment, (member, ev) in verdicts.items():
             if member or segment not in members:
                 continue

@@ -163,8 +163,8 @@ def create_worker(
             "write_buffer_size": 8 * 2**20,
             "max_write_buffer_number": 2,
             "target_file_size_base": 16 * 2**20,
-            "block_cache_size": 64 * 2**20,
-            "block_cache_compressed_size": 16 * 2**20,
+            "block_cache_size": 8 * 2**20,
+            "block_cache_compressed_size": 2**20,
         },
     )
     processor = Processor(

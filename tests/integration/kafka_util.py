@@ -72,7 +72,14 @@ async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int])
     await consumer.start()
     try:
         consumer.assign(list(offsets))
-        await consumer.commit(dict(offsets))
+        # a topic created a moment ago may not be known to the coordinator yet: read the commit back
+        # and repeat it until every partition shows it (a loaded broker made this flaky)
+        for _ in range(20):
+            await consumer.commit(dict(offsets))
+            if all([await consumer.committed(tp) == offset for tp, offset in offsets.items()]):
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"group {group} does not show the committed offsets {offsets}")
     finally:
         await consumer.stop()
 

@@ -91,10 +91,18 @@ class Worker:
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
 
     async def flush_store(self) -> None:
-        """Wait until the previous batch's states are stored and its input offsets acked."""
-        task, self.storing = self.storing, None
+        """Wait until the last batch's states are stored and its input offsets acked.
+
+        Safe to call from several tasks at once (the batch loop, a revocation):
+        each waits for the same store; then nothing is left unstored.
+        """
+        task = self.storing
         if task is not None:
-            await task
+            await asyncio.shield(task)  # a cancelled caller must not cut a store in half
+            if self.storing is not task:
+                return  # a newer batch's store began meanwhile
+            self.storing = None
+        self.unstored = {}  # all in the store now (a revoked partition's states must not outlive it here)
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).

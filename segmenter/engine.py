@@ -31,16 +31,24 @@ from segmenter.state import CustomerState, cap, cap_dict
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 
 ALL = frozenset(traits.FAMILIES)
-# the rule families an event of each type can change (time passing re-evaluates ALL)
+# the rule families an event of each type can change (time passing re-evaluates ALL); a page view
+# counts as a product view only with a product: other page views cannot change researcher or
+# category_fan (their time windows move only at scheduled deadlines, which fire first)
 AFFECTS: dict[str, frozenset[str]] = {
-    "page_view": frozenset({"views", "referral", "fan"}),
+    "product_view": frozenset({"views", "referral", "fan"}),
+    "page_view": frozenset({"referral"}),
     "cart_add": frozenset({"carts"}),
     "cart_remove": frozenset({"carts"}),
     "checkout_started": frozenset(),
 }
-# a page view other than of a product adds no product view: researcher and category_fan cannot change
-# (their time windows move only at scheduled deadlines, which fire first)
-PAGE_ONLY = frozenset({"referral"})
+
+
+def affected(event: InputEvent) -> frozenset[str]:
+    """The rule families ``event`` can change."""
+    kind = event.type
+    if kind == "page_view" and event.page_type == "product" and event.product_id is not None:  # type: ignore[union-attr]
+        kind = "product_view"
+    return AFFECTS.get(kind, ALL)
 
 
 @dataclass(slots=True)
@@ -122,11 +130,7 @@ class Segmenter:
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
-        if families is None:
-            families = AFFECTS.get(event.type, ALL)
-            if event.type == "page_view" and (event.page_type != "product" or event.product_id is None):  # type: ignore[union-attr]
-                families = PAGE_ONLY
-        self._evaluate(s, now, eid, changes, families)
+        self._evaluate(s, now, eid, changes, affected(event) if families is None else families)
         routed = []
         if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))

@@ -22,7 +22,7 @@ M_ARENA_MAX = -8  # glibc <malloc.h>
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> bool:
+def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     """Collect garbage cycles less often (unless ``SEGMENTER_GC_THRESHOLDS`` says otherwise).
 
     ``SEGMENTER_GC_THRESHOLDS="700,10,10"`` restores CPython's defaults; ``"0"`` turns it off.
@@ -36,10 +36,9 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> bool:
             print(f"ignoring SEGMENTER_GC_THRESHOLDS={text!r}: expected e.g. 50000,20,20", file=sys.stderr)
         else:
             gc.set_threshold(*values)
-            return True
+            return
     gc.set_threshold(*thresholds)
     gc.freeze()
-    return True
 
 
 def limit_malloc_arenas(n: int = 2) -> bool:

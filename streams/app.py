@@ -40,6 +40,7 @@ from segmenter.engine import Segmenter
 from streams import metrics
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
+from streams.outbox import Outbox
 from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
 from streams.settings import Settings
 from streams.store import Store
@@ -89,6 +90,12 @@ class Worker:
     in_batch: bool = False  # the batch loop is handling records (it releases held ones when done)
     storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
+    partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
+
+    def outbox(self) -> Outbox:
+        """An empty :class:`Outbox` on the app's (started) producer."""
+        producer: Any = self.app.producer
+        return Outbox(producer._ensure_producer(), self.partitioners)
 
     async def flush_store(self) -> None:
         """Wait until the last batch's states are stored and its input offsets acked.
@@ -144,6 +151,9 @@ def create_worker(
         stream_wait_empty=False,
         producer_acks=-1,
         producer_linger_ms=0,
+        # record batches of up to 256 KiB (aiokafka's 16 KiB default meant a produce round trip per 20 states
+        # per partition); under the brokers' default 1 MiB message.max.bytes
+        producer_max_batch_size=256 * 1024,
         broker_commit_every=BATCH_MAX * 5,
         # one fetch is one batch: bounded, so memory and the time a batch holds the loop stay bounded
         broker_max_poll_records=BATCH_MAX,
@@ -365,18 +375,24 @@ async def handle_batch(worker: Worker, records: list[Record]) -> list[Write]:
         )
 
     unstored = worker.unstored
+    db_for = getattr(table.data, "_db_for_partition", None)  # RocksDB: one database per partition
 
-    def load(key: str) -> bytes | None:
-        k = key.encode()
-        value: bytes | None = unstored.get(k)
-        return value if value is not None else table.get(k)
+    def loader(partition: int) -> Callable[[str], bytes | None]:
+        read = db_for(partition).get if db_for is not None else table.get
+
+        def load(key: str) -> bytes | None:
+            k = key.encode()
+            value: bytes | None = unstored.get(k)
+            return value if value is not None else read(k)
+
+        return load
 
     results: list[tuple[_Anchor, BatchResult]] = []
-    for recs in by_partition.values():
+    for p, recs in by_partition.items():
         # faust picks the table partition from the current event: make it one of this partition
-        anchor = _Anchor(recs[-1].topic, recs[-1].partition)
+        anchor = _Anchor(recs[-1].topic, p)
         _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-        results.append((anchor, proc.process(recs, load)))
+        results.append((anchor, proc.process(recs, loader(p))))
     writes = [
         (anchor, p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
         for anchor, res in results
@@ -421,40 +437,52 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
     """
     table = worker.table
     changelog = table.changelog_topic_name
-    producer = worker.app.producer
-    spans: list[tuple[int, int]] = []
-    futures: list[Any] = []
+    outbox = worker.outbox()
     for _, p, items in writes:
-        start = len(futures)
         for k, v in items:
-            futures.append(await producer.send(changelog, k, v, p, None, None))
-        spans.append((start, len(futures)))
-    if not futures:
+            outbox.add(changelog, p, k, v)
+    sent = await outbox.send()
+    if not sent:
         return
-    acked = await asyncio.gather(*futures)
+    last: dict[int, int] = {}
+    for _, p, _, end in sent:
+        last[p] = max(end, last.get(p, -1))
     data = table.data
-    for (anchor, p, items), (start, end) in zip(writes, spans, strict=True):
-        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-        for k, v in items:
-            data[k] = v
-        if end > start:
-            data.set_persisted_offset(TP(changelog, p), max(m.offset for m in acked[start:end]))
+    dbs = getattr(data, "_db_for_partition", None)
+    for anchor, p, items in writes:
+        if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
+            put = dbs(p).put
+            for k, v in items:
+                put(k, v)
+        else:
+            _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
+            for k, v in items:
+                data[k] = v
+        if p in last:
+            data.set_persisted_offset(TP(changelog, p), last[p])
 
 
 async def _publish(worker: Worker, results: list[BatchResult]) -> None:
     # straight to the producer: we await every delivery ourselves, Faust's topic machinery adds nothing
-    producer = worker.app.producer
     t = worker.settings.topics
-    futures = []
+    outbox = worker.outbox()
+    to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
+    add = outbox.add
     for res in results:
         for change in res.changes:
-            futures.append(await producer.send(t.changes, change.key.encode(), change.to_json(), None, None, None))
+            key = change.key.encode()
+            add(t.changes, to_changes(key), key, change.to_json())
         for msg in res.routed:
-            futures.append(await producer.send(t.routing, msg.key.encode(), msg.to_json(), None, None, None))
-        for key, letter in res.dead_letters:
-            futures.append(await producer.send(t.dead_letter, key, letter, None, None, None))
+            key = msg.key.encode()
+            add(t.routing, to_routing(key), key, msg.to_json())
+    await outbox.send()
+    dead = [d for res in results for d in res.dead_letters]
+    if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
+        producer = worker.app.producer
+        futures = []
+        for letter_key, letter in dead:
+            futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
             log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
-    if futures:
         await asyncio.gather(*futures)
     if worker.store is not None:
         changes = [c.to_dict() for res in results for c in res.changes]

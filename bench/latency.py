@@ -52,7 +52,10 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     proc = None
     if not args.no_worker:
         inputs = [ins["shop.page_views"], ins["shop.carts"], ins["shop.orders"]]
-        env = segmenter_env(args.bootstrap, args.redis, run, inputs, changes=changes_topic)
+        # events stamped "now": the production default (an idle partition follows the wall clock) applies
+        env = segmenter_env(
+            args.bootstrap, args.redis, run, inputs, changes=changes_topic, idle_wallclock_advance="true"
+        )
         for kv in args.env:
             k, _, v = kv.partition("=")
             env[k] = v

@@ -91,6 +91,7 @@ class Worker:
     storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
+    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last read
 
     def outbox(self) -> Outbox:
         """An empty :class:`Outbox` on the app's (started) producer."""
@@ -206,15 +207,7 @@ def create_worker(
         worker.fatal = fatal
 
     def caught_up(topic: str, partition: int, last: int | None) -> bool:
-        tp = TP(topic, partition)
-        consumer: Any = app.consumer
-        high = consumer.highwater(tp)
-        if high is None:
-            return False
-        if last is None:
-            committed = consumer._committed_offset.get(tp)
-            return bool(high == 0 or (committed is not None and committed >= high))
-        return bool(last + 1 >= high)
+        return _caught_up(app.consumer, topic, partition, last)
 
     async def on_batch(batch: list[Any]) -> None:
         # held records stay unacked, so offsets are never committed past them
@@ -222,8 +215,10 @@ def create_worker(
         try:
             ready: list[Record] = []
             add = worker.merger.add
+            last = worker.last_offsets
             for r in batch:
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
+                last[r.topic, r.partition] = r.offset
             worker.merger.release(caught_up, ready)
             if ready:
                 writes = await handle_batch(worker, ready)
@@ -253,9 +248,14 @@ def create_worker(
                 # nothing to advance to yet, but the batch loop must build the index before it is ready
                 await topics["ticks"].send(value=NUDGE, partition=tp.partition)
                 continue
-            w = processor.tick_watermark(tp.partition, wall_ms, idle_after, settings.idle_wallclock_advance)
+            # a partition is idle when it receives nothing AND has nothing waiting: one whose backlog is
+            # still being read (a restart, a catch-up) keeps its event time, or every deadline would fire
+            wallclock = settings.idle_wallclock_advance and not _backlogged(
+                app.consumer, t.inputs(), tp.partition, worker.last_offsets
+            )
+            w = processor.tick_watermark(tp.partition, wall_ms, idle_after, wallclock)
             if w is not None and processor.tick_needed(tp.partition, w):
-                wall = settings.idle_wallclock_advance and w >= wall_ms
+                wall = wallclock and w >= wall_ms
                 await topics["ticks"].send(value=tick_message(w, wall=wall), partition=tp.partition)
 
     @app.timer(interval=worker.merger.grace_s)
@@ -272,6 +272,8 @@ def create_worker(
         gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
         processor.forget(gone)
         worker.merger.forget(gone)
+        for key in [k for k in worker.last_offsets if k[1] in gone]:
+            del worker.last_offsets[key]
         if gone:  # faust revokes nothing before the first assignment: not worth a line
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
@@ -321,6 +323,24 @@ def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | Non
         for key, value in db.items():
             if key != skip:
                 yield p, key, value
+
+
+def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool:
+    """Whether ``topic``/``partition`` has nothing more to read: ``last`` (the last offset handled) is
+    the end as of the last fetch; with nothing handled yet, the group's commit is at the end."""
+    tp = TP(topic, partition)
+    high = consumer.highwater(tp)
+    if high is None:
+        return False  # not fetched yet: unknown, so not caught up
+    if last is None:
+        committed = consumer._committed_offset.get(tp)
+        return bool(high == 0 or (committed is not None and committed >= high))
+    return bool(last + 1 >= high)
+
+
+def _backlogged(consumer: Any, topics: tuple[str, ...], partition: int, last: dict[tuple[str, int], int]) -> bool:
+    """Whether any of ``topics`` has records of ``partition`` this worker has not read yet."""
+    return not all(_caught_up(consumer, t, partition, last.get((t, partition))) for t in topics)
 
 
 def _owned_partitions(worker: Worker) -> set[int]:
@@ -432,8 +452,10 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
     acknowledgement) and nothing waits for it before the input offsets are
     committed. Here the batch's changelog messages (one per changed
     customer) are sent only after the batch's changes are acknowledged and in
-    Redis, and awaited; then the states go to the store and the partition's
-    persisted offset is set once. Only after that are the input records acked.
+    Redis, and awaited; then the states go to the store (RocksDB: straight to
+    the partition's database, skipping faust's per-key index) and the
+    partition's persisted offset is set once. Only after that are the input
+    records acked. Messages go as record batches (:class:`Outbox`).
     """
     table = worker.table
     changelog = table.changelog_topic_name

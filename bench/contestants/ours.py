@@ -111,6 +111,10 @@ def segmenter_env(
             "SEGMENTER_DATA_DIR": f"/tmp/{run}",
             "SEGMENTER_WEB_PORT": str(port if port is not None else free_port()),
             "SEGMENTER_LOG_FORMAT": "text",
+            # the pre-loaded events are from 2024: a partition that has read its share while others are
+            # still busy would (rightly, in production) follow the wall clock and fire two years of
+            # deadlines for its customers, work no other contestant does and that varies with timing
+            "SEGMENTER_IDLE_WALLCLOCK_ADVANCE": "false",
         }
     )
     env.update({f"SEGMENTER_{k.upper()}": v for k, v in overrides.items()})
@@ -174,6 +178,9 @@ async def watch(args) -> dict:  # type: ignore[no-untyped-def,type-arg]
         t_end = time.perf_counter()
         cpu_end = tree_cpu_seconds(proc.pid)
         rss = tree_peak_rss_mb(proc.pid)
+        # what it published (every change is acked before the offsets of its inputs are committed)
+        ch_begin, ch_end = await _offsets(args.bootstrap, [env["SEGMENTER_TOPICS__CHANGES"]])
+        changes = total_messages(ch_begin, ch_end)
     finally:
         await admin.close()
         proc.send_signal(signal.SIGTERM)
@@ -200,6 +207,7 @@ async def watch(args) -> dict:  # type: ignore[no-untyped-def,type-arg]
         "startup_seconds": round(t_first - t_spawn, 3),
         "cpu_seconds_total": round(cpu_end, 2),
         "complete": done_n >= expected,
+        "changes": changes,
         "group": group,
         "log": log.name,
     }

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,41 @@ async def test_in_process_worker_matches_replay_on_real_sample_and_journeys(serv
     assert segments["advocate"] == 1 and segments["impulse_buy"] >= 1 and segments["cart_abandoned"] >= 1
     assert any("linked_to" in c["evidence"] for c in got)
     await _redis_matches(settings, expected.members)
+
+
+async def test_a_backlog_keeps_event_time_with_the_wall_clock_advance_on(services: tuple[str, str]) -> None:
+    # production settings for idle partitions (their watermark follows the wall clock), fast ticks, and a
+    # backlog of 2024 events: until a partition has read its backlog it is not idle, so up to the last
+    # event the worker says exactly what replay says; only afterwards do deadlines up to "now" fire
+    settings = settings_for(*services, idle_wallclock_advance=True, tick_interval_seconds=0.2)
+    lines = read_lines(SAMPLES / "otto_sample.jsonl.gz") + journeys()
+    expected = replay_expected(lines)
+    await produce(settings, lines)
+
+    def at_ms(c: dict[str, Any]) -> int:
+        return int(datetime.fromisoformat(c["occurred_at"]).timestamp() * 1000)
+
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    failures: list[str] = []
+    worker = create_worker(settings, store=store, fatal=failures.append)
+    await worker.app.start()
+    try:
+        await wait_caught_up(settings)
+        for _ in range(60):  # then idle: the wall clock takes over (idle after 1 s, ticks every 0.2 s)
+            got = await changes_of(settings)
+            if any(at_ms(c) > expected.last_event_ms for c in got):
+                break
+            await asyncio.sleep(0.5)
+        await wait_caught_up(settings)
+    finally:
+        await worker.app.stop()
+        await store.close()
+    assert not failures
+    got = await changes_of(settings)
+    until_last = [c for c in got if at_ms(c) <= expected.last_event_ms]
+    _compare([c for c in expected.changes if at_ms(c) <= expected.last_event_ms], until_last)
+    later = [c for c in got if at_ms(c) > expected.last_event_ms]
+    assert later, "the wall clock never advanced the idle partitions"
 
 
 async def test_subprocess_worker_matches_replay_on_online_retail(services: tuple[str, str], tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ async def test_a_failed_delivery_raises(services: Services, unique_id: str) -> N
         outbox = Outbox(producer, {})
         # larger than the broker's default message.max.bytes (1 MiB): refused by the broker
         outbox.add(f"outbox-big-{unique_id}", 0, b"k", b"x" * (2 * 2**20))
-        with pytest.raises(Exception, match="(?i)too large|size"):
+        with pytest.raises(Exception, match=r"(?i)too large|size"):
             await outbox.send()
     finally:
         await producer.stop()

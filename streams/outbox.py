@@ -76,8 +76,7 @@ class Outbox:
         futures = [await send(b, t, partition=p) for t, p, b in batches]
         acked = await asyncio.gather(*futures)
         return [
-            (t, p, meta.offset, meta.offset + n - 1)
-            for (t, p, _), meta, n in zip(batches, acked, counts, strict=True)
+            (t, p, meta.offset, meta.offset + n - 1) for (t, p, _), meta, n in zip(batches, acked, counts, strict=True)
         ]
 
 

@@ -91,7 +91,6 @@ class Worker:
     storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
-    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last read
 
     def outbox(self) -> Outbox:
         """An empty :class:`Outbox` on the app's (started) producer."""
@@ -206,7 +205,7 @@ def create_worker(
     if fatal is not None:
         worker.fatal = fatal
 
-    def caught_up(topic: str, partition: int, last: int | None) -> bool:
+    def caught_up(topic: str, partition: int, last: int | None) -> bool | None:
         return _caught_up(app.consumer, topic, partition, last)
 
     async def on_batch(batch: list[Any]) -> None:
@@ -215,10 +214,8 @@ def create_worker(
         try:
             ready: list[Record] = []
             add = worker.merger.add
-            last = worker.last_offsets
             for r in batch:
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-                last[r.topic, r.partition] = r.offset
             worker.merger.release(caught_up, ready)
             if ready:
                 writes = await handle_batch(worker, ready)
@@ -251,7 +248,7 @@ def create_worker(
             # a partition is idle when it receives nothing AND has nothing waiting: one whose backlog is
             # still being read (a restart, a catch-up) keeps its event time, or every deadline would fire
             wallclock = settings.idle_wallclock_advance and not _backlogged(
-                app.consumer, t.inputs(), tp.partition, worker.last_offsets
+                app.consumer, t.inputs(), tp.partition, worker.merger.last_offset
             )
             w = processor.tick_watermark(tp.partition, wall_ms, idle_after, wallclock)
             if w is not None and processor.tick_needed(tp.partition, w):
@@ -272,8 +269,6 @@ def create_worker(
         gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
         processor.forget(gone)
         worker.merger.forget(gone)
-        for key in [k for k in worker.last_offsets if k[1] in gone]:
-            del worker.last_offsets[key]
         if gone:  # faust revokes nothing before the first assignment: not worth a line
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
@@ -325,13 +320,14 @@ def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | Non
                 yield p, key, value
 
 
-def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool:
-    """Whether ``topic``/``partition`` has nothing more to read: ``last`` (the last offset handled) is
-    the end as of the last fetch; with nothing handled yet, the group's commit is at the end."""
+def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool | None:
+    """Whether ``topic``/``partition`` has nothing more to read: ``last`` (the last offset received) is
+    the end as of the last fetch; with nothing received yet, the group's commit is at the end.
+    ``None``: not known (not fetched yet)."""
     tp = TP(topic, partition)
     high = consumer.highwater(tp)
     if high is None:
-        return False  # not fetched yet: unknown, so not caught up
+        return None
     if last is None:
         committed = consumer._committed_offset.get(tp)
         return bool(high == 0 or (committed is not None and committed >= high))

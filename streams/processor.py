@@ -352,11 +352,13 @@ class Merger:
         max_wait_s: float = 2.0,
         grace_s: float = 0.1,
         max_held: int = 50_000,
+        max_behind_wait_s: float = 120.0,
     ) -> None:
         # internal topics (routing, ticks) are ordered with the inputs but never waited for
         self.rank = {t: i for i, t in enumerate((*input_topics, *internal_topics))}
         self.inputs = frozenset(input_topics)
         self.max_wait_s = max_wait_s
+        self.max_behind_wait_s = max_behind_wait_s
         self.grace_s = grace_s
         self.max_held = max_held
         self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}  # (event ms, record, received)
@@ -389,11 +391,16 @@ class Merger:
             parts = self.held[rec.partition] = {topic: [] for topic in self.rank}
         parts[rec.topic].append((t, rec, time.monotonic()))
 
-    def release(self, caught_up: Callable[[str, int, int | None], bool], out: list[Record]) -> None:
+    def release(self, caught_up: Callable[[str, int, int | None], bool | None], out: list[Record]) -> None:
         """Move every record that is safe to hand on to ``out``, in order, per partition.
 
         ``caught_up(topic, partition, last_offset_received)`` says whether that
-        topic-partition has nothing more to read right now.
+        topic-partition has nothing more to read right now: ``True``; ``False``
+        when records are known to be waiting in Kafka (its high watermark is
+        past them) — they are waited for up to ``max_behind_wait_s``, since a
+        consumer catching up on a backlog turns to each topic-partition only
+        every few seconds; ``None`` when unknown (not fetched yet) — waited
+        for up to ``max_wait_s``.
         """
         now = time.monotonic()
         for p, parts in self.held.items():
@@ -401,7 +408,7 @@ class Merger:
             total = sum(len(q) for q in parts.values())
             while True:
                 head_topic, head_key = None, None
-                blocked = empty = False
+                blocked = behind = empty = False
                 for topic, q in parts.items():
                     i = pos[topic]
                     if i < len(q):
@@ -410,10 +417,13 @@ class Merger:
                             head_topic, head_key = topic, k
                     elif topic not in self.inputs:
                         continue
-                    elif not caught_up(topic, p, self.last_offset.get((topic, p))):
-                        blocked = True
                     else:
-                        empty = True
+                        done = caught_up(topic, p, self.last_offset.get((topic, p)))
+                        if done:
+                            empty = True
+                        else:
+                            blocked = True
+                            behind = behind or done is False
                 if head_topic is None:
                     self.waiting_since.pop(p, None)
                     break
@@ -421,7 +431,8 @@ class Merger:
                     break  # a record of an idle topic produced at the same moment may not be visible yet
                 if blocked:
                     since = self.waiting_since.setdefault(p, now)
-                    if now - since < self.max_wait_s and total < self.max_held:
+                    limit = self.max_behind_wait_s if behind else self.max_wait_s
+                    if now - since < limit and total < self.max_held:
                         break
                 else:
                     self.waiting_since.pop(p, None)

@@ -28,9 +28,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas import parse_event  # noqa: E402
-from schemas.events import event_time_ms  # noqa: E402
-from segmenter.engine import Engine  # noqa: E402
+from schemas import parse_event
+from schemas.events import event_time_ms
+from segmenter.engine import Engine
 
 INPUTS = ("shop.page_views", "shop.carts", "shop.orders")
 

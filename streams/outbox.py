@@ -10,7 +10,11 @@ topic-partition the order of appending is the order in Kafka.
 
 Messages without an explicit partition get the one the producer's default
 partitioner would pick (murmur2 of the key, as the Java client), so keyed
-consumers of our topics see what they would have seen from ``send``.
+consumers of our topics see what they would have seen from ``send``. A
+topic's partition count is looked up once per worker (as aiokafka's metadata
+would be refreshed, a worker must restart to see partitions added later).
+Beyond aiokafka's public ``create_batch``/``send_batch`` this reads the
+client's metadata (``client._wait_on_metadata``, ``cluster``), as ``send`` does.
 """
 
 from __future__ import annotations

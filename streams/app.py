@@ -321,22 +321,34 @@ def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | Non
 
 
 def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool | None:
-    """Whether ``topic``/``partition`` has nothing more to read: ``last`` (the last offset received) is
-    the end as of the last fetch; with nothing received yet, the group's commit is at the end.
-    ``None``: not known (not fetched yet)."""
+    """Whether ``topic``/``partition`` has nothing more to read, as of the last fetch's high watermark.
+
+    ``True``: read to the end (``last``, the last offset received, or with nothing received the group's
+    commit). ``False``: records are known to be waiting. ``None``: not known — never fetched, no
+    position yet, or one offset short, which may be a transaction's commit marker (never delivered).
+    """
     tp = TP(topic, partition)
     high = consumer.highwater(tp)
     if high is None:
         return None
-    if last is None:
+    if last is not None:
+        position = last + 1
+    elif high == 0:
+        return True
+    else:
         committed = consumer._committed_offset.get(tp)
-        return bool(high == 0 or (committed is not None and committed >= high))
-    return bool(last + 1 >= high)
+        if committed is None:
+            return None
+        position = committed
+    gap = high - position
+    if gap <= 0:
+        return True
+    return None if gap == 1 else False
 
 
 def _backlogged(consumer: Any, topics: tuple[str, ...], partition: int, last: dict[tuple[str, int], int]) -> bool:
-    """Whether any of ``topics`` has records of ``partition`` this worker has not read yet."""
-    return not all(_caught_up(consumer, t, partition, last.get((t, partition))) for t in topics)
+    """Whether any of ``topics`` is known to have records of ``partition`` this worker has not read yet."""
+    return any(_caught_up(consumer, t, partition, last.get((t, partition))) is False for t in topics)
 
 
 def _owned_partitions(worker: Worker) -> set[int]:

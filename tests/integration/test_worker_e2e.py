@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,19 @@ async def _redis_matches(settings: Any, expected_members: dict[str, set[str]]) -
         await store.close()
 
 
-async def _run_in_process(settings: Any, until_caught_up: float = 180) -> None:
+async def _run_in_process(
+    settings: Any, until_caught_up: float = 180, then: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run a worker in this process until caught up; with ``then``, await it and catch up again."""
     store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     failures: list[str] = []
     worker = create_worker(settings, store=store, fatal=failures.append)
     await worker.app.start()
     try:
         await wait_caught_up(settings, until_caught_up)
+        if then is not None:
+            await then()
+            await wait_caught_up(settings)
     finally:
         await worker.app.stop()
         await store.close()
@@ -181,19 +188,8 @@ async def test_in_process_worker_matches_replay_on_real_sample_and_journeys(serv
     lines = read_lines(SAMPLES / "otto_sample.jsonl.gz") + journeys()
     expected = replay_expected(lines)
     await produce(settings, lines)
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    failures: list[str] = []
-    worker = create_worker(settings, store=store, fatal=failures.append)
-    await worker.app.start()
-    try:
-        await wait_caught_up(settings)
-        # replay fires every deadline up to its last event; the worker's watermark is per partition
-        await send_final_ticks(settings, expected.last_event_ms)
-        await wait_caught_up(settings)
-    finally:
-        await worker.app.stop()
-        await store.close()
-    assert not failures
+    # replay fires every deadline up to its last event; the worker's watermark is per partition
+    await _run_in_process(settings, then=lambda: send_final_ticks(settings, expected.last_event_ms))
     got = await changes_of(settings)
     repeats = _compare(expected.changes, got)
     assert not repeats, f"a clean run repeated changes: {repeats.most_common(3)}"
@@ -216,22 +212,13 @@ async def test_a_backlog_keeps_event_time_with_the_wall_clock_advance_on(service
     def at_ms(c: dict[str, Any]) -> int:
         return int(datetime.fromisoformat(c["occurred_at"]).timestamp() * 1000)
 
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    failures: list[str] = []
-    worker = create_worker(settings, store=store, fatal=failures.append)
-    await worker.app.start()
-    try:
-        await wait_caught_up(settings)
-        for _ in range(60):  # then idle: the wall clock takes over (idle after 1 s, ticks every 0.2 s)
-            got = await changes_of(settings)
-            if any(at_ms(c) > expected.last_event_ms for c in got):
-                break
+    async def until_the_wall_clock_fires() -> None:
+        for _ in range(60):  # idle now: the wall clock takes over (idle after 1 s, ticks every 0.2 s)
+            if any(at_ms(c) > expected.last_event_ms for c in await changes_of(settings)):
+                return
             await asyncio.sleep(0.5)
-        await wait_caught_up(settings)
-    finally:
-        await worker.app.stop()
-        await store.close()
-    assert not failures
+
+    await _run_in_process(settings, then=until_the_wall_clock_fires)
     got = await changes_of(settings)
     until_last = [c for c in got if at_ms(c) <= expected.last_event_ms]
     _compare([c for c in expected.changes if at_ms(c) <= expected.last_event_ms], until_last)

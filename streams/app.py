@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -40,7 +39,7 @@ from segmenter.engine import Segmenter
 from streams import metrics
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
-from streams.outbox import Outbox
+from streams.outbox import Outbox, default_partition
 from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
 from streams.settings import Settings
 from streams.store import Store
@@ -54,7 +53,7 @@ def partitioner_for(n: int) -> Callable[[str], int]:
     """The producer's default partitioner (murmur2, as Java and aiokafka): key -> partition."""
 
     def partition(key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % n
+        return default_partition(key.encode(), n)
 
     return partition
 

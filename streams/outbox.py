@@ -84,11 +84,16 @@ class Outbox:
         ]
 
 
+def default_partition(key: bytes, n: int) -> int:
+    """The partition the producer's default partitioner gives ``key`` among ``n`` (murmur2, as Java)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % n
+
+
 def key_partitioner(n: int) -> Callable[[bytes], int]:
-    """The default partitioner over ``n`` partitions, remembering the last 2**17 keys (murmur2 is Python)."""
+    """:func:`default_partition` over ``n`` partitions, remembering the last 2**17 keys (murmur2 is Python)."""
 
     @lru_cache(maxsize=2**17)
     def partition(key: bytes) -> int:
-        return int(murmur2(key) & 0x7FFFFFFF) % n
+        return default_partition(key, n)
 
     return partition

@@ -9,32 +9,18 @@ from streams.processor import Merger, Record
 VIEWS, CARTS, ORDERS = "views", "carts", "orders"
 
 
+def _record(topic: str, offset: int, minute: int, **fields: object) -> Record:
+    at = f"2024-03-01T10:{minute:02d}:00Z"
+    value = orjson.dumps({"event_id": f"{topic}{offset}", "occurred_at": at, "anonymous_id": "a-1", **fields})
+    return Record(topic, 0, offset, b"a-1", value, 0)
+
+
 def view(offset: int, minute: int) -> Record:
-    value = orjson.dumps(
-        {
-            "event_id": f"v{offset}",
-            "type": "page_view",
-            "occurred_at": f"2024-03-01T10:{minute:02d}:00Z",
-            "anonymous_id": "a-1",
-            "page_type": "home",
-        }
-    )
-    return Record(VIEWS, 0, offset, b"a-1", value, 0)
+    return _record(VIEWS, offset, minute, type="page_view", page_type="home")
 
 
 def cart(offset: int, minute: int) -> Record:
-    value = orjson.dumps(
-        {
-            "event_id": f"c{offset}",
-            "type": "cart_add",
-            "occurred_at": f"2024-03-01T10:{minute:02d}:00Z",
-            "anonymous_id": "a-1",
-            "product_id": "p",
-            "quantity": 1,
-            "price": 1.0,
-        }
-    )
-    return Record(CARTS, 0, offset, b"a-1", value, 0)
+    return _record(CARTS, offset, minute, type="cart_add", product_id="p", quantity=1, price=1.0)
 
 
 def merger(**kw: float) -> Merger:

@@ -66,8 +66,14 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
         await asyncio.sleep(args.startup)
     sent: dict[str, float] = {}
+    # events that link a visitor to a customer (the first with both ids): the customer's key fetches the
+    # visitor's history through the routing topic (link, then merge) before judging them: two more trips
+    linking: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
     lat: list[tuple[float, float]] = []  # (sent at, latency) as the reader sees the change
     lat_record: list[tuple[float, float]] = []  # (sent at, change record's timestamp - sent at)
+    lat_linking: list[tuple[float, float]] = []  # (sent at, latency) of changes caused by a linking event
+    lat_other: list[tuple[float, float]] = []  # and of all other changes
     consumer = AIOKafkaConsumer(
         changes_topic, bootstrap_servers=args.bootstrap, group_id=f"{run}-reader", auto_offset_reset="earliest"
     )
@@ -86,6 +92,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                     t = sent.get(trig) if trig else None
                     if t is not None:
                         lat.append((t, now - t))
+                        (lat_linking if trig in linking else lat_other).append((t, now - t))
                         # when the worker appended it to its record batch (CreateTime): published a few ms later
                         lat_record.append((t, r.timestamp / 1000 - t))
 
@@ -110,6 +117,11 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                 # a live shop: the event happened just now (the generator's timeline spans weeks)
                 ev["occurred_at"] = loadgen.rfc3339(int(time.time() * 1000), 0, "Z")
             topic = ins[loadgen.TOPICS[ev["type"]]]
+            if ev.get("customer_id") and ev.get("anonymous_id"):
+                pair = (ev["customer_id"], ev["anonymous_id"])
+                if pair not in pairs:
+                    pairs.add(pair)
+                    linking.add(ev["event_id"])
             sent[ev["event_id"]] = time.time()
             await producer.send(topic, orjson.dumps(ev), key=loadgen.key_of(ev).encode())
             n += 1
@@ -151,6 +163,15 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     if xs:
         res.update(
             p50_ms=round(pct(xs, 50) * 1000, 1), p99_ms=round(pct(xs, 99) * 1000, 1), max_ms=round(max(xs) * 1000, 1)
+        )
+    zs = [latency for t, latency in lat_linking if t - t0 >= args.warmup]
+    rest = [latency for t, latency in lat_other if t - t0 >= args.warmup]
+    if zs:
+        res.update(
+            linking_changes=len(zs),
+            linking_p50_ms=round(pct(zs, 50) * 1000, 1),
+            linking_p99_ms=round(pct(zs, 99) * 1000, 1),
+            other_p99_ms=round(pct(rest, 99) * 1000, 1) if rest else None,
         )
     ys = [latency for t, latency in lat_record if t - t0 >= args.warmup]
     if ys:

@@ -207,9 +207,6 @@ def create_worker(
     def caught_up(topic: str, partition: int, last: int | None) -> bool | None:
         return _caught_up(app.consumer, topic, partition, last)
 
-    def polled_at(topic: str, partition: int) -> float | None:
-        return _polled_at(app.consumer, topic, partition)
-
     async def on_batch(batch: list[Any]) -> None:
         # held records stay unacked, so offsets are never committed past them
         worker.in_batch = True
@@ -218,7 +215,7 @@ def create_worker(
             add = worker.merger.add
             for r in batch:
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-            worker.merger.release(caught_up, ready, polled_at)
+            worker.merger.release(caught_up, ready)
             if ready:
                 writes = await handle_batch(worker, ready)
                 # the previous batch's store ran while this one was processed and published; states are
@@ -346,15 +343,6 @@ def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> b
     if gap <= 0:
         return True
     return None if gap == 1 else False
-
-
-def _polled_at(consumer: Any, topic: str, partition: int) -> float | None:
-    """Wall-clock seconds at which the high watermark of ``topic``/``partition`` was last fetched (None: unknown)."""
-    try:
-        ms = consumer._thread._ensure_consumer().last_poll_timestamp(TP(topic, partition))
-    except AssertionError:  # aiokafka: not assigned (a revocation under way)
-        return None
-    return None if ms is None else ms / 1000
 
 
 def _backlogged(consumer: Any, topics: tuple[str, ...], partition: int, last: dict[tuple[str, int], int]) -> bool:

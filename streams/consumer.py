@@ -190,7 +190,6 @@ _CONSUMER_INTERNALS = (
     "_n_acked",
     "_commit_every",
     "_buffered_partitions",
-    "_thread",  # its aiokafka consumer: when each high watermark was fetched (streams.app._polled_at)
 )
 _RECOVERY_INTERNALS = (
     "tp_to_table",

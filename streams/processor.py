@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -335,16 +336,12 @@ class Merger:
     (ties: page views, then carts, then orders), but only while every other
     input topic of that partition either has a record waiting or has been
     read up to its high watermark (nothing earlier can still come) and the
-    high watermark that says an idle topic is read to its end was fetched at
-    least ``grace_s`` after the head was produced (a record produced to that
-    topic at the same moment may not have been visible yet; Kafka Streams'
-    ``max.task.idle.ms``). "Produced" is the record's Kafka timestamp, or when
-    it was received if that is earlier (a producer whose clock runs ahead),
-    so records that already waited ``grace_s`` in Kafka are not held again;
-    routed messages and ticks carry events read from an input a batch ago
-    or more, and get no grace.
-    Held records are not acked, so a crash loses nothing. ``max_wait_s``
-    bounds the wait for a topic whose high watermark is unknown or stuck.
+    head has waited ``grace_s`` (a high watermark read a moment ago does not
+    yet show a record produced at the same time to another topic; Kafka
+    Streams' ``max.task.idle.ms``). Routed messages and ticks get no grace:
+    they carry events read from an input a batch ago or more. Held records
+    are not acked, so a crash loses nothing. ``max_wait_s`` bounds the wait for a topic whose high
+    watermark is unknown or stuck.
 
     Records of other topics (routing, ticks) and records that are not valid
     events pass straight through, in arrival order.
@@ -366,8 +363,7 @@ class Merger:
         self.max_behind_wait_s = max_behind_wait_s
         self.grace_s = grace_s
         self.max_held = max_held
-        # (event ms, record, produced: wall-clock s, the earlier of its Kafka timestamp and its receipt)
-        self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}
+        self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}  # (event ms, record, received)
         self.last_offset: dict[tuple[str, int], int] = {}
         self.waiting_since: dict[int, float] = {}
 
@@ -395,20 +391,11 @@ class Merger:
         parts = self.held.get(rec.partition)
         if parts is None:
             parts = self.held[rec.partition] = {topic: [] for topic in self.rank}
-        if rec.topic in self.inputs:
-            now = time.time()
-            ts = rec.timestamp_ms
-            produced = now if ts is None or ts / 1000 > now else ts / 1000
-        else:
-            produced = 0.0  # routed/tick: its event was read from an input at least a batch ago, no grace
-        parts[rec.topic].append((t, rec, produced))
+        # routed messages and ticks: received "long ago", the grace is over (their event was read a batch ago)
+        received = time.monotonic() if rec.topic in self.inputs else -math.inf
+        parts[rec.topic].append((t, rec, received))
 
-    def release(
-        self,
-        caught_up: Callable[[str, int, int | None], bool | None],
-        out: list[Record],
-        polled_at: Callable[[str, int], float | None] | None = None,
-    ) -> None:
+    def release(self, caught_up: Callable[[str, int, int | None], bool | None], out: list[Record]) -> None:
         """Move every record that is safe to hand on to ``out``, in order, per partition.
 
         ``caught_up(topic, partition, last_offset_received)`` says whether that
@@ -417,19 +404,15 @@ class Merger:
         past them) — they are waited for up to ``max_behind_wait_s``, since a
         consumer catching up on a backlog turns to each topic-partition only
         every few seconds; ``None`` when unknown (not fetched yet) — waited
-        for up to ``max_wait_s``. ``polled_at(topic, partition)``: the wall
-        clock (s) when that high watermark was fetched (``None``: unknown,
-        taken as now; without the callback, now).
+        for up to ``max_wait_s``.
         """
         now = time.monotonic()
-        wall = time.time()
         for p, parts in self.held.items():
             pos = dict.fromkeys(parts, 0)
             total = sum(len(q) for q in parts.values())
             while True:
                 head_topic, head_key = None, None
-                blocked = behind = False
-                empty: list[str] = []
+                blocked = behind = empty = False
                 for topic, q in parts.items():
                     i = pos[topic]
                     if i < len(q):
@@ -441,18 +424,15 @@ class Merger:
                     else:
                         done = caught_up(topic, p, self.last_offset.get((topic, p)))
                         if done:
-                            empty.append(topic)
+                            empty = True
                         else:
                             blocked = True
                             behind = behind or done is False
                 if head_topic is None:
                     self.waiting_since.pop(p, None)
                     break
-                if not blocked and empty:
-                    # a record produced to an idle topic at the same moment may not have been visible yet
-                    seen = wall if polled_at is None else _oldest_poll(polled_at, empty, p, wall)
-                    if seen < parts[head_topic][pos[head_topic]][2] + self.grace_s:
-                        break
+                if not blocked and empty and now - parts[head_topic][pos[head_topic]][2] < self.grace_s:
+                    break  # a record of an idle topic produced at the same moment may not be visible yet
                 if blocked:
                     since = self.waiting_since.setdefault(p, now)
                     limit = self.max_behind_wait_s if behind else self.max_wait_s
@@ -479,13 +459,3 @@ class Merger:
             self.waiting_since.pop(p, None)
         self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in partitions}
         return dropped
-
-
-def _oldest_poll(polled_at: Callable[[str, int], float | None], topics: list[str], partition: int, now: float) -> float:
-    """The earliest wall-clock time (s) at which one of ``topics``' high watermarks was last fetched (unknown: now)."""
-    oldest = now
-    for topic in topics:
-        at = polled_at(topic, partition)
-        if at is not None and at < oldest:
-            oldest = at
-    return oldest

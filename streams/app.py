@@ -9,10 +9,12 @@ one call at a time. A batch goes through the event-time :class:`Merger`,
 is split by partition and run through :class:`~streams.processor.Processor`
 under a stand-in "current event" of that partition, so table reads and
 writes go to the partition that owns the key. Per batch: publish changes,
-routed messages and dead letters and wait for Kafka's acknowledgement;
-apply the changes to Redis; send the changed states to the changelog and
-wait; write them to the store; then ack the input offsets (Faust commits
-up to the first offset not acked).
+routed messages and dead letters; then, while the next batch is processed,
+wait for Kafka's acknowledgement, apply the changes to Redis, send the
+changed states to the changelog and wait, write them to the store, and ack
+the input offsets (Faust commits up to the first offset not acked).
+Batches finish in order: a batch waits for the previous one's finish
+before starting its own.
 
 Time: a timer produces, for every partition this worker *actively* owns, a
 tick carrying the partition's event-time watermark (advanced with the wall
@@ -27,7 +29,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,12 +219,13 @@ def create_worker(
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
             worker.merger.release(caught_up, ready)
             if ready:
-                writes = await handle_batch(worker, ready)
-                # the previous batch's store ran while this one was processed and published; states are
-                # stored in batch order, and each batch's inputs are acked only once its states are stored
+                writes, delivered = await handle_batch(worker, ready)
+                # the previous batch was acknowledged, written to Redis and stored while this one was
+                # processed and handed to the producer; batches finish in order, and each batch's inputs are
+                # acked only once its changes are acknowledged and in Redis and its states are stored
                 await worker.flush_store()
                 worker.unstored = {k: v for _, _, items in writes for k, v in items}
-                worker.storing = asyncio.ensure_future(_store_and_ack(worker, writes, ready))
+                worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
         finally:
             worker.in_batch = False
             worker.last_batch_at = time.monotonic()
@@ -380,11 +383,14 @@ def _ack(worker: Worker, records: list[Record]) -> None:
         consumer.ack_offsets(tp, offsets)
 
 
-async def handle_batch(worker: Worker, records: list[Record]) -> list[Write]:
-    """Records in order: process per partition, publish and wait, serve to Redis; the states to store.
+async def handle_batch(worker: Worker, records: list[Record]) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
+    """Records in order: process per partition and hand the messages to the producer.
 
-    The states are encoded here, before the next batch can change them; the
-    caller stores them (:func:`_store_and_ack`) while the next batch runs.
+    Returns the states to store, encoded here before the next batch can
+    change them, and the wait for Kafka's acknowledgement, which then serves
+    the changes to Redis. The caller finishes both (:func:`_finish_batch`)
+    while the next batch is processed: the acknowledgement's round trip is
+    not spent idle in the batch loop.
     """
     proc, table = worker.processor, worker.table
     by_partition: dict[int, list[Record]] = {}
@@ -426,22 +432,27 @@ async def handle_batch(worker: Worker, records: list[Record]) -> list[Write]:
         for p, states in res.states.items()
     ]
     try:
-        await _publish(worker, [r for _, r in results])
+        delivered = await _publish(worker, [r for _, r in results], records)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
-    for _, res in results:
-        metrics.observe_batch(worker, res)
-    metrics.observe_processed(worker, records)
     worker.batches += 1
-    return writes
+    return writes, delivered
 
 
 Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
 """A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""
 
 
-async def _store_and_ack(worker: Worker, writes: list[Write], records: list[Record]) -> None:
+async def _finish_batch(
+    worker: Worker, delivered: Callable[[], Awaitable[None]], writes: list[Write], records: list[Record]
+) -> None:
+    """A handled batch: wait for its changes' acknowledgement (then Redis), store its states, ack its inputs."""
+    try:
+        await delivered()
+    except Exception as exc:
+        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
+        raise
     try:
         await _store_states(worker, writes)
     except Exception as exc:
@@ -491,8 +502,13 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
             data.set_persisted_offset(TP(changelog, p), last[p])
 
 
-async def _publish(worker: Worker, results: list[BatchResult]) -> None:
-    # straight to the producer: we await every delivery ourselves, Faust's topic machinery adds nothing
+async def _publish(worker: Worker, results: list[BatchResult], records: list[Record]) -> Callable[[], Awaitable[None]]:
+    """Hand the batch's messages to the producer (batch after batch, so in order); returns the wait.
+
+    The wait: Kafka's acknowledgement of every message, then the changes
+    written to Redis and the batch counted in the metrics. Straight to the
+    producer: Faust's topic machinery adds nothing.
+    """
     t = worker.settings.topics
     outbox = worker.outbox()
     to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
@@ -504,16 +520,25 @@ async def _publish(worker: Worker, results: list[BatchResult]) -> None:
         for msg in res.routed:
             key = msg.key.encode()
             add(t.routing, to_routing(key), key, msg.to_json())
-    await outbox.send()
+    acknowledged = await outbox.dispatch()
+    futures = []
     dead = [d for res in results for d in res.dead_letters]
     if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
         producer = worker.app.producer
-        futures = []
         for letter_key, letter in dead:
             futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
             log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
-        await asyncio.gather(*futures)
-    if worker.store is not None:
-        changes = [c.to_dict() for res in results for c in res.changes]
-        if changes:
-            await worker.store.apply_many(changes)
+
+    async def delivered() -> None:
+        await acknowledged()
+        if futures:
+            await asyncio.gather(*futures)
+        if worker.store is not None:
+            changes = [c.to_dict() for res in results for c in res.changes]
+            if changes:
+                await worker.store.apply_many(changes)
+        for res in results:
+            metrics.observe_batch(worker, res)
+        metrics.observe_processed(worker, records)
+
+    return delivered

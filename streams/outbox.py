@@ -20,7 +20,7 @@ client's metadata (``client._wait_on_metadata``, ``cluster``), as ``send`` does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -71,17 +71,28 @@ class Outbox:
         delivered (after its retries); then some batches may have been
         delivered and others not — at-least-once callers replay the lot.
         """
+        return await (await self.dispatch())()
+
+    async def dispatch(self) -> Callable[[], Awaitable[list[tuple[str, int, int, int]]]]:
+        """Hand everything added to the producer, without waiting for Kafka; returns the wait (as :meth:`send`).
+
+        Outboxes dispatched one after the other reach each topic-partition
+        in that order. Call the wait: a failed delivery raises there.
+        """
         batches = self._batches + [(t, p, b) for (t, p), b in self._open.items()]
         self._batches, self._open = [], {}
-        if not batches:
-            return []
         counts = [b.record_count() for _, _, b in batches]
         send = self._producer.send_batch
         futures = [await send(b, t, partition=p) for t, p, b in batches]
-        acked = await asyncio.gather(*futures)
-        return [
-            (t, p, meta.offset, meta.offset + n - 1) for (t, p, _), meta, n in zip(batches, acked, counts, strict=True)
-        ]
+
+        async def acknowledged() -> list[tuple[str, int, int, int]]:
+            acked = await asyncio.gather(*futures)
+            return [
+                (t, p, meta.offset, meta.offset + n - 1)
+                for (t, p, _), meta, n in zip(batches, acked, counts, strict=True)
+            ]
+
+        return acknowledged
 
 
 def default_partition(key: bytes, n: int) -> int:

@@ -28,6 +28,8 @@ from streams.commands._kafka import (
 from streams.settings import Settings
 
 FETCH_TIMEOUT_S = 5.0
+# a broker that has just started has no group coordinator yet (its offsets topic is being created)
+COORDINATOR_WAIT_S = 20.0
 
 
 def register(sub: Any) -> None:
@@ -210,6 +212,25 @@ class LagProbe:
         c.assign([])
         return found
 
+    async def _group_offsets(self, tps: list[Any]) -> dict[Any, Any]:
+        """The group's committed offsets, waiting up to ``COORDINATOR_WAIT_S`` for a coordinator to exist."""
+        from aiokafka import errors
+
+        retriable = (
+            errors.CoordinatorNotAvailableError,
+            errors.CoordinatorLoadInProgressError,
+            errors.NotCoordinatorError,
+        )
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        while True:
+            try:
+                offsets: dict[Any, Any] = await self._admin.list_consumer_group_offsets(self.group, partitions=tps)
+                return offsets
+            except retriable:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
     async def measure(self, threshold_s: float | None, threshold_m: int | None) -> Report:
         from aiokafka import TopicPartition
 
@@ -225,7 +246,7 @@ class LagProbe:
         tps.sort(key=lambda tp: (topics.index(tp.topic), tp.partition))
         committed: dict[Any, int] = {}
         if tps:
-            offsets = await self._admin.list_consumer_group_offsets(self.group, partitions=tps)
+            offsets = await self._group_offsets(tps)
             committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         starts = await c.beginning_offsets(tps) if tps else {}
         ends = await c.end_offsets(tps) if tps else {}

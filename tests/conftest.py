@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import NamedTuple
 
@@ -46,16 +47,24 @@ def services() -> Iterator[Services]:
             pytrace=False,
         )
     yield Services(bootstrap, redis_url)
-    from tests.integration.harness import delete_test_redis_keys
+    from tests.integration.harness import delete_test_redis_keys, delete_test_topics
 
     delete_test_redis_keys()
+    try:
+        delete_test_topics(bootstrap)
+    except Exception as exc:  # noqa: BLE001 - the tests ran; a leftover topic is not their failure
+        warnings.warn(f"could not delete this session's test topics: {exc!r}", stacklevel=1)
     if services_started_by_us():
         stop_services()
 
 
 @pytest.fixture
 def unique_id() -> str:
-    return uuid.uuid4().hex[:12]
+    from tests.integration.harness import TOPIC_TOKENS
+
+    uid = uuid.uuid4().hex[:12]
+    TOPIC_TOKENS.append(uid)  # topics named with it are deleted after the session
+    return uid
 
 
 @pytest.fixture

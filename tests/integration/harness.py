@@ -62,6 +62,35 @@ def delete_test_redis_keys() -> int:
     return deleted
 
 
+# what this session's topic names contain: settings_for's prefixes, the unique_id fixture's random ids
+TOPIC_TOKENS: list[str] = []
+
+
+def delete_test_topics(bootstrap: str) -> int:
+    """Delete the Kafka topics this session's tests made (names containing one of ``TOPIC_TOKENS``).
+
+    A broker kept across sessions otherwise holds every test's partitions
+    (thousands after a few suite runs), and Kafka's start-up slows with each.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    tokens = tuple(TOPIC_TOKENS)
+    TOPIC_TOKENS.clear()
+
+    async def delete() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if any(token in t for token in tokens)]
+            for i in range(0, len(mine), 200):
+                await admin.delete_topics(mine[i : i + 200], timeout_ms=30_000)
+            return len(mine)
+        finally:
+            await admin.close()
+
+    return asyncio.run(delete()) if tokens else 0
+
+
 def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
     run = uuid.uuid4().hex[:8]
     REDIS_PREFIXES.append((redis_url, f"t{run}:"))
@@ -79,7 +108,10 @@ def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
         "idle_wallclock_advance": False,
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    # this run's topics (prefixed) and Faust's (changelog, assignor: named after the app id)
+    TOPIC_TOKENS.extend((f"t{run}.", f"segmenter-test-{run}-"))
+    return settings
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

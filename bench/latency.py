@@ -70,10 +70,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     # visitor's history through the routing topic (link, then merge) before judging them: two more trips
     linking: set[str] = set()
     pairs: set[tuple[str, str]] = set()
-    lat: list[tuple[float, float]] = []  # (sent at, latency) as the reader sees the change
+    lat: list[tuple[float, float, bool]] = []  # (sent at, latency as the reader sees the change, linking event)
     lat_record: list[tuple[float, float]] = []  # (sent at, change record's timestamp - sent at)
-    lat_linking: list[tuple[float, float]] = []  # (sent at, latency) of changes caused by a linking event
-    lat_other: list[tuple[float, float]] = []  # and of all other changes
     consumer = AIOKafkaConsumer(
         changes_topic, bootstrap_servers=args.bootstrap, group_id=f"{run}-reader", auto_offset_reset="earliest"
     )
@@ -91,8 +89,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                     trig = orjson.loads(r.value).get("trigger_event_id")
                     t = sent.get(trig) if trig else None
                     if t is not None:
-                        lat.append((t, now - t))
-                        (lat_linking if trig in linking else lat_other).append((t, now - t))
+                        lat.append((t, now - t, trig in linking))
                         # when the worker appended it to its record batch (CreateTime): published a few ms later
                         lat_record.append((t, r.timestamp / 1000 - t))
 
@@ -152,7 +149,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             await admin.close()
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
-    xs = [latency for t, latency in lat if t - t0 >= args.warmup]
+    xs = [latency for t, latency, _ in lat if t - t0 >= args.warmup]
     res = {
         "rate": args.rate,
         "timeline": args.timeline,
@@ -164,8 +161,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         res.update(
             p50_ms=round(pct(xs, 50) * 1000, 1), p99_ms=round(pct(xs, 99) * 1000, 1), max_ms=round(max(xs) * 1000, 1)
         )
-    zs = [latency for t, latency in lat_linking if t - t0 >= args.warmup]
-    rest = [latency for t, latency in lat_other if t - t0 >= args.warmup]
+    zs = [latency for t, latency, linked in lat if linked and t - t0 >= args.warmup]
+    rest = [latency for t, latency, linked in lat if not linked and t - t0 >= args.warmup]
     if zs:
         res.update(
             linking_changes=len(zs),

@@ -340,8 +340,8 @@ class Merger:
     yet show a record produced at the same time to another topic; Kafka
     Streams' ``max.task.idle.ms``). Routed messages and ticks get no grace:
     they carry events read from an input a batch ago or more. Held records
-    are not acked, so a crash loses nothing. ``max_wait_s`` bounds the wait for a topic whose high
-    watermark is unknown or stuck.
+    are not acked, so a crash loses nothing. ``max_wait_s`` bounds the wait
+    for a topic whose high watermark is unknown or stuck.
 
     Records of other topics (routing, ticks) and records that are not valid
     events pass straight through, in arrival order.

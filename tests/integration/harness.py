@@ -108,10 +108,9 @@ def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
         "idle_wallclock_advance": False,
     }
     values.update(overrides)
-    settings = Settings(**values)
     # this run's topics (prefixed) and Faust's (changelog, assignor: named after the app id)
     TOPIC_TOKENS.extend((f"t{run}.", f"segmenter-test-{run}-"))
-    return settings
+    return Settings(**values)
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

@@ -87,8 +87,6 @@ class Worker:
     batches: int = 0
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
-    last_batch_at: float = 0.0  # monotonic time the batch loop last handled records
-    in_batch: bool = False  # the batch loop is handling records (it releases held ones when done)
     storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
@@ -210,29 +208,25 @@ def create_worker(
         return _caught_up(app.consumer, topic, partition, last)
 
     async def on_batch(batch: list[Any]) -> None:
-        # held records stay unacked, so offsets are never committed past them
-        worker.in_batch = True
-        try:
-            ready: list[Record] = []
-            add = worker.merger.add
-            for r in batch:
-                add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-            worker.merger.release(caught_up, ready)
-            if ready:
-                writes, delivered = await handle_batch(worker, ready)
-                # the previous batch was acknowledged, written to Redis and stored while this one was
-                # processed and handed to the producer; batches finish in order, and each batch's inputs are
-                # acked only once its changes are acknowledged and in Redis and its states are stored
-                await worker.flush_store()
-                worker.unstored = {k: v for _, _, items in writes for k, v in items}
-                worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
-        finally:
-            worker.in_batch = False
-            worker.last_batch_at = time.monotonic()
+        # held records stay unacked, so offsets are never committed past them; an empty batch comes when a
+        # held record's grace is over (the merger's wake_in) and only releases
+        ready: list[Record] = []
+        add = worker.merger.add
+        for r in batch:
+            add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
+        worker.merger.release(caught_up, ready)
+        if ready:
+            writes, delivered = await handle_batch(worker, ready)
+            # the previous batch was acknowledged, written to Redis and stored while this one was
+            # processed and handed to the producer; batches finish in order, and each batch's inputs are
+            # acked only once its changes are acknowledged and in Redis and its states are stored
+            await worker.flush_store()
+            worker.unstored = {k: v for _, _, items in writes for k, v in items}
+            worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
-    app.transport.Consumer = batch_consumer_class(on_batch, source.topics, worker.flush_store)
+    app.transport.Consumer = batch_consumer_class(on_batch, source.topics, worker.flush_store, worker.merger.wake_in)
 
     idle_after = max(2 * settings.tick_interval_seconds, 1.0)
 
@@ -256,14 +250,6 @@ def create_worker(
             if w is not None and processor.tick_needed(tp.partition, w):
                 wall = wallclock and w >= wall_ms
                 await topics["ticks"].send(value=tick_message(w, wall=wall), partition=tp.partition)
-
-    @app.timer(interval=worker.merger.grace_s)
-    async def nudger() -> None:
-        # held records are released when a batch runs; without new input, wake the loop
-        if worker.in_batch or time.monotonic() - worker.last_batch_at < worker.merger.grace_s:
-            return  # batches are coming: the next one releases them, a nudge would only add work
-        for p in worker.merger.holding():
-            await topics["ticks"].send(value=NUDGE, partition=p)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:

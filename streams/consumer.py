@@ -36,6 +36,7 @@ from faust.types import TP
 
 Handler = Callable[[list[Any]], Awaitable[None]]
 Flusher = Callable[[], Awaitable[None]]
+Waker = Callable[[], "float | None"]
 
 
 class BatchConsumer(FaustAIOKafkaConsumer):
@@ -43,6 +44,9 @@ class BatchConsumer(FaustAIOKafkaConsumer):
 
     handler: Handler | None = None
     flusher: Flusher | None = None  # awaited when the loop ends: what the handler left running finishes
+    # seconds until the handler wants to run though no record came (None: no need); it is then called
+    # with an empty batch (the merger releases a record whose grace is over, without a trip through Kafka)
+    waker: Waker | None = None
     batch_topics: frozenset[str] = frozenset()
     restored: int = 0  # changelog records written by the bulk restore (the shell resets it per assignment)
 
@@ -70,10 +74,18 @@ class BatchConsumer(FaustAIOKafkaConsumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         fetcher_should_stop = fetcher._stopped.is_set
+        waker = self.waker
         try:
             while not (self._stopped.is_set() or fetcher_should_stop()):
-                records, active = await self._wait_next_records(1.0)
+                wake = waker() if waker is not None else None
+                timeout = 1.0 if wake is None else min(1.0, max(wake, 0.001))
+                records, active = await self._wait_next_records(timeout)
                 if not records or self.should_stop:
+                    if wake is not None and not self.should_stop and self.flow_active:
+                        wake = waker() if waker is not None else None
+                        if wake is not None and wake <= 0:
+                            await handler([])
+                            continue
                     await asyncio.sleep(0)
                     continue
                 if not self.flow_active:
@@ -216,7 +228,7 @@ def check_faust_internals(consumer: Any, recovery: Any) -> None:
 
 
 def batch_consumer_class(
-    handler: Handler, batch_topics: Iterable[str], flusher: Flusher | None = None
+    handler: Handler, batch_topics: Iterable[str], flusher: Flusher | None = None, waker: Waker | None = None
 ) -> type[BatchConsumer]:
     """A :class:`BatchConsumer` bound to one worker's handler (Faust instantiates the class itself)."""
     return type(
@@ -225,6 +237,7 @@ def batch_consumer_class(
         {
             "handler": staticmethod(handler),
             "flusher": staticmethod(flusher) if flusher is not None else None,
+            "waker": staticmethod(waker) if waker is not None else None,
             "batch_topics": frozenset(batch_topics),
         },
     )

@@ -366,6 +366,7 @@ class Merger:
         self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}  # (event ms, record, received)
         self.last_offset: dict[tuple[str, int], int] = {}
         self.waiting_since: dict[int, float] = {}
+        self.wake_at: float | None = None  # monotonic time a held record may be released (set by release)
 
     def __len__(self) -> int:
         return sum(len(q) for parts in self.held.values() for q in parts.values())
@@ -407,6 +408,7 @@ class Merger:
         for up to ``max_wait_s``.
         """
         now = time.monotonic()
+        wake = math.inf
         for p, parts in self.held.items():
             pos = dict.fromkeys(parts, 0)
             total = sum(len(q) for q in parts.values())
@@ -431,12 +433,17 @@ class Merger:
                 if head_topic is None:
                     self.waiting_since.pop(p, None)
                     break
-                if not blocked and empty and now - parts[head_topic][pos[head_topic]][2] < self.grace_s:
-                    break  # a record of an idle topic produced at the same moment may not be visible yet
+                received = parts[head_topic][pos[head_topic]][2]
+                if not blocked and empty and now - received < self.grace_s:
+                    # a record of an idle topic produced at the same moment may not be visible yet
+                    wake = min(wake, received + self.grace_s)
+                    break
                 if blocked:
                     since = self.waiting_since.setdefault(p, now)
                     limit = self.max_behind_wait_s if behind else self.max_wait_s
                     if now - since < limit and total < self.max_held:
+                        # look again a grace later: a fetch may have shown the topic caught up meanwhile
+                        wake = min(wake, now + self.grace_s, since + limit)
                         break
                 else:
                     self.waiting_since.pop(p, None)
@@ -445,10 +452,15 @@ class Merger:
             for topic, i in pos.items():
                 if i:
                     del parts[topic][:i]
+        self.wake_at = wake if wake < math.inf else None
 
-    def holding(self) -> list[int]:
-        """Partitions with records held (the shell nudges them, so they are released without new input)."""
-        return [p for p, parts in self.held.items() if any(parts.values())]
+    def wake_in(self) -> float | None:
+        """Seconds until :meth:`release` should run again though nothing new came (``None``: nothing held).
+
+        The batch loop waits for the next fetch at most this long, so a held
+        record goes out when its grace ends, not when the next fetch happens to come.
+        """
+        return None if self.wake_at is None else self.wake_at - time.monotonic()
 
     def forget(self, partitions: set[int]) -> list[Record]:
         """Drop what is held for revoked partitions (their records were not acked: another worker reads them)."""
@@ -457,5 +469,7 @@ class Merger:
             for q in self.held.pop(p, {}).values():
                 dropped.extend(item[1] for item in q)
             self.waiting_since.pop(p, None)
+        if not self.held or not any(q for parts in self.held.values() for q in parts.values()):
+            self.wake_at = None
         self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in partitions}
         return dropped

@@ -104,3 +104,27 @@ def test_routed_messages_get_no_grace() -> None:
     m.add(msg, out)
     m.release(caught_up, out)
     assert [r.topic for r in out] == [ROUTING]
+
+
+def test_wake_in_says_when_the_grace_of_a_held_record_ends() -> None:
+    # the batch loop waits for the next fetch no longer than this, then releases without new input
+    m, out = graced(), []
+    assert m.wake_in() is None
+    m.add(cart(0, 30), out)
+    m.release(caught_up, out)
+    wake = m.wake_in()
+    assert out == [] and wake is not None and 0 < wake <= GRACE
+    time.sleep(wake + 0.005)
+    assert (m.wake_in() or 0) <= 0
+    m.release(caught_up, out)
+    assert [r.topic for r in out] == [CARTS] and m.wake_in() is None
+
+
+def test_wake_in_looks_again_a_grace_later_while_another_topic_is_behind() -> None:
+    m, out = graced(), []
+    m.add(cart(0, 30), out)
+    m.release(lambda t, p, last: None if t == VIEWS else True, out)  # views: high watermark not known yet
+    wake = m.wake_in()
+    assert out == [] and wake is not None and 0 < wake <= GRACE
+    m.forget({0})
+    assert m.wake_in() is None

@@ -154,9 +154,12 @@ class Segmenter:
         return Outcome(s)
 
     def _merge(self, s: CustomerState, body: dict[str, Any]) -> Outcome:
-        if body.get("state") is not None:
-            merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
         anon = body["anonymous_id"]
+        # a visitor hands its history over once (then it is linked and answers without it): a history from
+        # a visitor already merged is a message delivered again (at least once; the worker also applies
+        # routed messages of its own partitions at once and still publishes them), not more history
+        if body.get("state") is not None and anon not in s.linked_anons:
+            merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
         if anon not in s.linked_anons:
             s.linked_anons.append(anon)
             cap(s.linked_anons, 8)

@@ -16,6 +16,10 @@ from journeys import (
     view,
 )
 
+from schemas.events import parse_event_obj
+from segmenter.changes import Change
+from segmenter.engine import Engine, Outcome
+from segmenter.routing import Routed
 from segmenter.rules.lifecycle import STAGES
 
 
@@ -159,3 +163,35 @@ def test_held_events_are_bounded_when_the_history_never_comes() -> None:
     last = seg.on_event(state, parse_event_obj({**base, "event_id": "e3"}))
     assert last.state is not None and last.state.pending == [] and last.state.linking is None
     assert [c.trigger_event_id for c in last.changes][:1] == ["e0"]  # held events applied in order
+
+
+class _Redelivering(Engine):
+    """Delivers every routed message a second time after all the input (as a worker's routing topic may)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[Routed] = []
+
+    def _absorb(self, key: str, outcome: Outcome, out: list[Change]) -> None:
+        self.delivered.extend(outcome.routed)
+        super()._absorb(key, outcome, out)
+
+    def redeliver(self) -> list[Change]:
+        out: list[Change] = []
+        for msg in list(self.delivered):
+            self._absorb(msg.key, self.segmenter.on_routed(self.states.get(msg.key), msg), out)
+            self._drain(out)
+        return out
+
+
+def test_routed_messages_delivered_twice_change_nothing_the_second_time() -> None:
+    order = order_placed(6 * MIN, [line("p1", 40, category="shoes")], cid="c1", aid="a1", session="s1")
+    events = [*_anonymous_browsing(), order, view(7 * MIN, "p2", "shoes", cid=None, aid="a1", session="s1")]
+    once = run(events)
+    engine = _Redelivering()
+    changes = [c for ev in events for c in engine.feed(parse_event_obj(ev))]
+    assert {m.kind for m in engine.delivered} >= {"link", "merge", "apply"}
+    assert engine.redeliver() == []
+    assert [c.to_dict() for c in changes] == [c.to_dict() for c in once.changes]
+    for key in ("c1", "a1"):
+        assert engine.states[key].to_bytes() == once.engine.states[key].to_bytes()

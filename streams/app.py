@@ -49,7 +49,6 @@ from streams.store import Store
 log = logging.getLogger("segmenter.worker")
 
 BATCH_MAX = 2000
-LOCAL_ROUNDS = 4  # routed messages applied in their own batch beget more for at most this many rounds
 
 
 def partitioner_for(n: int) -> Callable[[str], int]:
@@ -217,7 +216,7 @@ def create_worker(
             add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
         worker.merger.release(caught_up, ready)
         if ready:
-            writes, delivered = await handle_batch(worker, ready, caught_up)
+            writes, delivered = await handle_batch(worker, ready)
             # the previous batch was acknowledged, written to Redis and stored while this one was
             # processed and handed to the producer; batches finish in order, and each batch's inputs are
             # acked only once its changes are acknowledged and in Redis and its states are stored
@@ -370,9 +369,7 @@ def _ack(worker: Worker, records: list[Record]) -> None:
         consumer.ack_offsets(tp, offsets)
 
 
-async def handle_batch(
-    worker: Worker, records: list[Record], caught_up: CaughtUp | None = None
-) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
+async def handle_batch(worker: Worker, records: list[Record]) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
     """Records in order: process per partition and hand the messages to the producer.
 
     Returns the states to store, encoded here before the next batch can
@@ -409,52 +406,25 @@ async def handle_batch(
 
         return load
 
-    results: list[BatchResult] = []
-    anchors: dict[int, _Anchor] = {}
-
-    def process(p: int, recs: list[Record]) -> BatchResult:
+    results: list[tuple[_Anchor, BatchResult]] = []
+    for p, recs in by_partition.items():
         # faust picks the table partition from the current event: make it one of this partition
-        anchor = anchors[p] = _Anchor(recs[-1].topic, p)
+        anchor = _Anchor(recs[-1].topic, p)
         _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-        res = proc.process(recs, loader(p))
-        results.append(res)
-        return res
-
-    routed = [msg for p, recs in by_partition.items() for msg in process(p, recs).routed]
-    # routed messages to keys of partitions this worker owns are applied in this batch too, as replay applies
-    # them right after their event (a linking event's link and merge cost two trips through Kafka otherwise).
-    # They are published all the same: if a crash stores some of the batch's states and not others, the
-    # routed copy still reaches its key, where a message applied already changes nothing (core tests)
-    # — when the merger would release them at once on their arrival (nothing earlier held or unread there)
-    owned = _owned_partitions(worker) if routed and caught_up is not None else set()
-    for _ in range(LOCAL_ROUNDS):
-        local: dict[int, list[Record]] = {}
-        for msg in routed:
-            q = proc.partitioner(msg.key)
-            value = msg.to_json()
-            if q in owned and worker.merger.would_release(q, value, caught_up):
-                local.setdefault(q, []).append(Record(proc.routing_topic, q, -1, msg.key.encode(), value))
-        if not local:
-            break
-        routed = [msg for q, recs in local.items() for msg in process(q, recs).routed]
-    latest: dict[int, dict[str, Any]] = {}  # the last state of each key, per partition
-    for res in results:
-        for p, states in res.states.items():
-            latest.setdefault(p, {}).update(states)
+        results.append((anchor, proc.process(recs, loader(p))))
     writes = [
-        (anchors[p], p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
-        for p, states in latest.items()
+        (anchor, p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
+        for anchor, res in results
+        for p, states in res.states.items()
     ]
     try:
-        delivered = await _publish(worker, results, records)
+        delivered = await _publish(worker, [r for _, r in results], records)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
     worker.batches += 1
     return writes, delivered
 
-
-CaughtUp = Callable[[str, int, "int | None"], "bool | None"]
 
 Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
 """A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""

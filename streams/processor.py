@@ -454,32 +454,6 @@ class Merger:
                     del parts[topic][:i]
         self.wake_at = wake if wake < math.inf else None
 
-    def would_release(
-        self, partition: int, value: bytes, caught_up: Callable[[str, int, int | None], bool | None]
-    ) -> bool:
-        """Whether a routed message (``value``) for ``partition`` would be released at once if it arrived now.
-
-        True when nothing held for that partition comes before it in event
-        time and every input topic of it with nothing held is caught up: the
-        worker may then apply the message in the batch that made it, as the
-        merger would on its arrival from the routing topic.
-        """
-        try:
-            t = _message_time(value)
-        except ValueError:
-            return False
-        if t is None:
-            return False
-        parts = self.held.get(partition, {})
-        for topic in self.rank:
-            q = parts.get(topic)
-            if q:
-                if q[0][0] <= t:
-                    return False
-            elif topic in self.inputs and not caught_up(topic, partition, self.last_offset.get((topic, partition))):
-                return False  # an input topic with nothing held and records not read yet (or unknown)
-        return True
-
     def wake_in(self) -> float | None:
         """Seconds until :meth:`release` should run again though nothing new came (``None``: nothing held).
 

@@ -128,19 +128,3 @@ def test_wake_in_looks_again_a_grace_later_while_another_topic_is_behind() -> No
     assert out == [] and wake is not None and 0 < wake <= GRACE
     m.forget({0})
     assert m.wake_in() is None
-
-
-def _routed_cart(minute: int) -> bytes:
-    return Routed("c-1", EVENT, {"event": orjson.loads(cart(0, minute).value or b"{}")}).to_json()
-
-
-def test_a_routed_message_is_applied_at_once_only_when_nothing_earlier_is_held_or_unread() -> None:
-    # the worker applies routed messages of its own partitions in the batch that made them only then
-    m, out = graced(), []
-    assert m.would_release(0, _routed_cart(30), caught_up)
-    assert not m.would_release(0, _routed_cart(30), lambda t, p, last: t != VIEWS)  # views not read to the end
-    assert not m.would_release(0, _routed_cart(30), lambda t, p, last: None)  # high watermarks unknown
-    m.add(view(0, 20), out)  # held (grace): an earlier view goes first
-    assert not m.would_release(0, _routed_cart(30), caught_up)
-    assert m.would_release(0, _routed_cart(10), caught_up)  # earlier than anything held
-    assert m.would_release(1, _routed_cart(30), caught_up)  # another partition

@@ -156,8 +156,8 @@ class Segmenter:
     def _merge(self, s: CustomerState, body: dict[str, Any]) -> Outcome:
         anon = body["anonymous_id"]
         # a visitor hands its history over once (then it is linked and answers without it): a history from
-        # a visitor already merged is a message delivered again (at least once; the worker also applies
-        # routed messages of its own partitions at once and still publishes them), not more history
+        # a visitor already merged is the same message delivered again (the routing topic is at least
+        # once: a crash after the state is stored and before the message is acked), not more history
         if body.get("state") is not None and anon not in s.linked_anons:
             merge(s, CustomerState.from_bytes(orjson.dumps(body["state"])), self.ctx)
         if anon not in s.linked_anons:

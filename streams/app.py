@@ -226,7 +226,14 @@ def create_worker(
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
-    app.transport.Consumer = batch_consumer_class(on_batch, source.topics, worker.flush_store, worker.merger.wake_in)
+    app.transport.Consumer = batch_consumer_class(
+        on_batch,
+        source.topics,
+        worker.flush_store,
+        worker.merger.wake_in,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
 
     idle_after = max(2 * settings.tick_interval_seconds, 1.0)
 

@@ -31,6 +31,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 from faust.types import TP
 
@@ -48,7 +49,14 @@ class BatchConsumer(FaustAIOKafkaConsumer):
     # with an empty batch (the merger releases a record whose grace is over, without a trip through Kafka)
     waker: Waker | None = None
     batch_topics: frozenset[str] = frozenset()
+    # Faust passes neither to aiokafka (fetch.min.bytes 1, fetch.max.wait 1,500 ms: every record that arrives
+    # answers a fetch at once); None keeps aiokafka's
+    fetch_min_bytes: int | None = None
+    fetch_max_wait_ms: int | None = None
     restored: int = 0  # changelog records written by the bulk restore (the shell resets it per assignment)
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
 
     def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
         """``Consumer.ack`` for offsets of ``tp`` (no message objects, no per-record sensors)."""
@@ -172,6 +180,24 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             recovery.signal_recovery_end.set()
 
 
+class _FetchTunedThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the consumer's fetch.min.bytes / fetch.max.wait.ms applied."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        owner: Any = self.consumer
+        for attr, value in (
+            ("_fetch_min_bytes", owner.fetch_min_bytes),
+            ("_fetch_max_wait_ms", owner.fetch_max_wait_ms),
+        ):
+            if value is None:
+                continue
+            if not hasattr(consumer, attr):  # read by AIOKafkaConsumer.start() when it builds its fetcher
+                raise RuntimeError(f"this aiokafka version has no AIOKafkaConsumer.{attr} (tested with aiokafka 0.14)")
+            setattr(consumer, attr, value)
+        return consumer
+
+
 class _ChangelogMessage:
     __slots__ = ("key", "offset", "partition", "tp", "value")
 
@@ -228,7 +254,12 @@ def check_faust_internals(consumer: Any, recovery: Any) -> None:
 
 
 def batch_consumer_class(
-    handler: Handler, batch_topics: Iterable[str], flusher: Flusher | None = None, waker: Waker | None = None
+    handler: Handler,
+    batch_topics: Iterable[str],
+    flusher: Flusher | None = None,
+    waker: Waker | None = None,
+    fetch_min_bytes: int | None = None,
+    fetch_max_wait_ms: int | None = None,
 ) -> type[BatchConsumer]:
     """A :class:`BatchConsumer` bound to one worker's handler (Faust instantiates the class itself)."""
     return type(
@@ -239,5 +270,7 @@ def batch_consumer_class(
             "flusher": staticmethod(flusher) if flusher is not None else None,
             "waker": staticmethod(waker) if waker is not None else None,
             "batch_topics": frozenset(batch_topics),
+            "fetch_min_bytes": fetch_min_bytes,
+            "fetch_max_wait_ms": fetch_max_wait_ms,
         },
     )

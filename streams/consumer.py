@@ -89,11 +89,10 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                 timeout = 1.0 if wake is None else min(1.0, max(wake, 0.001))
                 records, active = await self._wait_next_records(timeout)
                 if not records or self.should_stop:
-                    if wake is not None and not self.should_stop and self.flow_active:
-                        wake = waker() if waker is not None else None
-                        if wake is not None and wake <= 0:
-                            await handler([])
-                            continue
+                    due = waker() if waker is not None and self.flow_active and not self.should_stop else None
+                    if due is not None and due <= 0:
+                        await handler([])
+                        continue
                     await asyncio.sleep(0)
                     continue
                 if not self.flow_active:

@@ -469,7 +469,7 @@ class Merger:
             for q in self.held.pop(p, {}).values():
                 dropped.extend(item[1] for item in q)
             self.waiting_since.pop(p, None)
-        if not self.held or not any(q for parts in self.held.values() for q in parts.values()):
+        if not any(q for parts in self.held.values() for q in parts.values()):
             self.wake_at = None
         self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in partitions}
         return dropped

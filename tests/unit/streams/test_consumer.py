@@ -47,3 +47,27 @@ def test_ack_offsets_commits_up_to_the_first_offset_not_acked(consumer: Any) -> 
     consumer._committed_offset[tp] = 12  # what Faust's commit records
     consumer.ack_offsets(tp, [12])
     assert consumer._new_offset(tp) == 14
+
+
+def _aiokafka_consumer(name: str, **fetch: int) -> Any:
+    """The aiokafka consumer our consumer thread builds (never started)."""
+    app = faust.App(name, broker="kafka://127.0.0.1:1", store="memory://")
+
+    async def handler(batch: list[Any]) -> None:  # pragma: no cover - not started here
+        pass
+
+    app.transport.Consumer = batch_consumer_class(handler, ["in"], **fetch)
+    return app.consumer._thread._create_worker_consumer(app.transport)
+
+
+async def test_the_consumer_thread_gives_aiokafka_the_fetch_settings() -> None:
+    # Faust passes neither to aiokafka; the worker's fetches wait at the broker for a fuller batch
+    aio = _aiokafka_consumer("consumer-fetch-unit", fetch_min_bytes=65536, fetch_max_wait_ms=10)
+    assert (aio._fetch_min_bytes, aio._fetch_max_wait_ms) == (65536, 10)
+    await aio.stop()
+
+
+async def test_without_fetch_settings_aiokafka_keeps_faust_s() -> None:
+    aio = _aiokafka_consumer("consumer-fetch-default-unit")
+    assert (aio._fetch_min_bytes, aio._fetch_max_wait_ms) == (1, 1500)
+    await aio.stop()

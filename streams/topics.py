@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from streams.settings import Settings
 
@@ -45,9 +46,15 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str
                 await admin.create_topics(
                     [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
                 )
-        counts: dict[str, int] = {}
-        for meta in await admin.describe_topics(list(all_topics(settings))):
-            counts[meta["topic"]] = len(meta["partitions"])
+        names = list(all_topics(settings))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counts = {meta["topic"]: len(meta["partitions"]) for meta in await admin.describe_topics(names)}
+            # a topic created a moment ago can be described before its partitions are (KRaft metadata
+            # propagates to the broker asynchronously): no partitions means "not yet", not a mismatch
+            if all(counts.get(name) for name in names) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
     wrong = {name: counts.get(name) for name in co_partitioned(settings) if counts.get(name) != settings.partitions}

@@ -61,6 +61,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     changes_topic = args.changes_topic or f"{run}-changes"
     await loadgen.ensure_topics(args.bootstrap, [*ins.values(), changes_topic], args.partitions)
     proc = None
+    links: dict[str, int] = {}
     if not args.no_worker:
         inputs = [ins["shop.page_views"], ins["shop.carts"], ins["shop.orders"]]
         # events stamped "now": the production default (an idle partition follows the wall clock) applies
@@ -83,6 +84,10 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     pairs: set[tuple[str, str]] = set()
     lat: list[tuple[float, float, bool]] = []  # (sent at, latency as the reader sees the change, linking event)
     lat_record: list[tuple[float, float]] = []  # (sent at, change record's timestamp - sent at)
+    what: list[str] = []  # "segment kind" of each matched change (for --dump)
+    all_changes: list[bytes] = []  # every change read, as published (for --dump, --check-replay)
+    sent_events: list[bytes] = []  # every event sent, as sent (for --dump, --check-replay)
+    keep = bool(args.dump or args.check_replay)
     consumer = AIOKafkaConsumer(
         changes_topic, bootstrap_servers=args.bootstrap, group_id=f"{run}-reader", auto_offset_reset="earliest"
     )
@@ -100,9 +105,13 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             now = time.time()
             for recs in batch.values():
                 for r in recs:
-                    trig = orjson.loads(r.value).get("trigger_event_id")
+                    change = orjson.loads(r.value)
+                    if keep:
+                        all_changes.append(r.value)
+                    trig = change.get("trigger_event_id")
                     t = sent.get(trig) if trig else None
                     if t is not None:
+                        what.append(f"{change.get('segment')} {change.get('change')}")
                         lat.append((t, now - t, trig in linking))
                         # when the worker appended it to its record batch (CreateTime): published a few ms later
                         lat_record.append((t, r.timestamp / 1000 - t))
@@ -115,6 +124,14 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     tag = run[-6:]
     try:
         pending: list[dict] = []  # type: ignore[type-arg]
+
+        fast = None
+        if args.producer == "librdkafka":
+            import confluent_kafka  # quixstreams' client: its sends cost the shared cores less than aiokafka's
+
+            fast = confluent_kafka.Producer(
+                {"bootstrap.servers": args.bootstrap, "linger.ms": 1, "acks": 1, "enable.idempotence": False}
+            )
 
         async def send_pending() -> None:
             # one record batch per topic-partition for the events due by now, stamped with the send time
@@ -132,13 +149,20 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                     p = partition_of[key] = partitioner(key, all_partitions, all_partitions)
                 tp = (ins[loadgen.TOPICS[ev["type"]]], p)
                 value = orjson.dumps(ev)
+                if keep:
+                    sent_events.append(value)
+                sent[ev["event_id"]] = now  # latency counts from the real send
+                if fast is not None:
+                    fast.produce(tp[0], value, key, partition=p)
+                    continue
                 batch = batches.get(tp)
                 if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
                     if batch is not None:
                         await producer.send_batch(batch, tp[0], partition=tp[1])
                     batch = batches[tp] = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
-                sent[ev["event_id"]] = now  # latency counts from the real send
+            if fast is not None:
+                fast.poll(0)  # serves librdkafka's delivery reports (none asked for); sending is its own thread
             for (topic, p), batch in batches.items():
                 await producer.send_batch(batch, topic, partition=p)
             pending.clear()
@@ -165,6 +189,9 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             n += 1
         await send_pending()
         await producer.flush()
+        if fast is not None:
+            while fast.flush(0):  # noqa: ASYNC110 - librdkafka's queue, not an asyncio event
+                await asyncio.sleep(0.01)
         produce_s = time.time() - t0
         # share of one core while producing: the load generator and reader (this process), and the worker
         cpu = (
@@ -172,6 +199,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             ((cpu_seconds(proc.pid) - cpu0[1]) / produce_s if proc is not None else None),
         )
         await asyncio.sleep(args.drain)
+        if proc is not None:
+            links = worker_links(int(env["SEGMENTER_WEB_PORT"]))
     finally:
         done.set()
         await reader
@@ -196,10 +225,19 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             await admin.close()
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
+    if args.dump:
+        with open(args.dump, "w") as f:  # noqa: ASYNC230 - after the run
+            f.write("sent_s,latency_ms,record_ms,linking,change\n")
+            for (t, latency, linked), (_, rec), w in zip(lat, lat_record, what, strict=True):
+                f.write(f"{t - t0:.4f},{latency * 1000:.1f},{rec * 1000:.1f},{int(linked)},{w}\n")
+        # the run's input and output, to compare with `segmenter replay` of the same events
+        Path(args.dump + ".events.jsonl").write_bytes(b"".join(e + b"\n" for e in sent_events))  # noqa: ASYNC240
+        Path(args.dump + ".changes.jsonl").write_bytes(b"".join(c + b"\n" for c in all_changes))  # noqa: ASYNC240
     xs = [latency for t, latency, _ in lat if t - t0 >= args.warmup]
-    res = {
+    res: dict[str, Any] = {
         "rate": args.rate,
         "timeline": args.timeline,
+        "producer": args.producer,
         "events_sent": n,
         "achieved_rate": round(n / produce_s),
         "changes_matched": len(xs),
@@ -219,6 +257,11 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             linking_p99_ms=round(pct(zs, 99) * 1000, 1),
             other_p99_ms=round(pct(rest, 99) * 1000, 1) if rest else None,
         )
+    if links:
+        # linking events whose visitor's history came in the same worker (local) or via the routing topic
+        res.update({f"links_{path}": n for path, n in sorted(links.items())})
+    if args.check_replay:
+        res.update(against_replay(sent_events, all_changes))
     ys = [latency for t, latency in lat_record if t - t0 >= args.warmup]
     if ys:
         # the same changes timed by their record timestamp: produce -> the worker publishing the change,
@@ -229,6 +272,49 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             record_max_ms=round(max(ys) * 1000, 1),
         )
     return res
+
+
+def worker_links(port: int) -> dict[str, int]:
+    """``segmenter_identity_links_total`` by path, from the worker's ``/metrics`` (empty if unreachable)."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("segmenter_identity_links_total{"):
+            labels, _, value = line.partition("} ")
+            out[labels.split('path="', 1)[1].rstrip('"')] = int(float(value))
+    return out
+
+
+def against_replay(events: list[bytes], changes: list[bytes]) -> dict[str, int]:
+    """The worker's event-triggered changes against ``segmenter replay`` of the events as sent.
+
+    Replay applies the events in the order they were sent; the worker, in the
+    order Kafka and its event-time merge gave them. Changes fired by time alone
+    are left out (the worker's watermark is per partition and moves with the
+    wall clock). ``replay_missing``: changes replay makes that the worker did
+    not publish (within the run and its drain); ``replay_unexpected``: the
+    other way round. Both 0 means the same output, change for change.
+    """
+    from segmenter.replay import replay
+
+    expected: set[str] = set()
+
+    def emit(change: Any) -> None:
+        if change.trigger_event_id is not None:
+            expected.add(change.change_id)
+
+    replay([("sent", events)], emit)
+    got = {c["change_id"] for c in map(orjson.loads, changes) if c.get("trigger_event_id")}
+    return {
+        "replay_changes": len(expected),
+        "replay_missing": len(expected - got),
+        "replay_unexpected": len(got - expected),
+    }
 
 
 def main() -> int:
@@ -255,10 +341,27 @@ def main() -> int:
         default=2.0,
         help="the generator sends what is due every this many ms (latency counts from the real send)",
     )
+    ap.add_argument(
+        "--producer",
+        choices=("aiokafka", "librdkafka"),
+        default="aiokafka",
+        help="the load generator's Kafka client: aiokafka (Python) or librdkafka (confluent-kafka, C; its "
+        "sending costs the cores it shares with the worker and Kafka less)",
+    )
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--pin", default="1", help="taskset CPU list for the worker ('' = none)")
     ap.add_argument("--no-worker", action="store_true", help="measure an already running worker")
     ap.add_argument("--changes-topic")
+    ap.add_argument(
+        "--dump",
+        help="write every matched change (send time in the run, latencies) to this CSV, and the events sent "
+        "and changes read to FILE.events.jsonl / FILE.changes.jsonl (for `segmenter replay`)",
+    )
+    ap.add_argument(
+        "--check-replay",
+        action="store_true",
+        help="also replay the events as sent and count the changes the worker missed or added (see against_replay)",
+    )
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument(
         "--repeat",
@@ -287,7 +390,15 @@ def summary(results: list[dict], target_p99_ms: float = 250) -> dict:  # type: i
         "target_p99_ms": target_p99_ms,
         "runs_meeting_target": sum(1 for r in results if r.get("p99_ms") is not None and r["p99_ms"] <= target_p99_ms),
     }
-    for k in ("p50_ms", "p99_ms", "linking_p99_ms", "other_p99_ms", "worker_cpu"):
+    for k in (
+        "p50_ms",
+        "p99_ms",
+        "linking_p99_ms",
+        "other_p99_ms",
+        "worker_cpu",
+        "replay_missing",
+        "replay_unexpected",
+    ):
         xs = sorted(r[k] for r in results if r.get(k) is not None)
         if xs:
             out[k] = {

@@ -61,7 +61,6 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     changes_topic = args.changes_topic or f"{run}-changes"
     await loadgen.ensure_topics(args.bootstrap, [*ins.values(), changes_topic], args.partitions)
     proc = None
-    links: dict[str, int] = {}
     if not args.no_worker:
         inputs = [ins["shop.page_views"], ins["shop.carts"], ins["shop.orders"]]
         # events stamped "now": the production default (an idle partition follows the wall clock) applies
@@ -199,8 +198,6 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             ((cpu_seconds(proc.pid) - cpu0[1]) / produce_s if proc is not None else None),
         )
         await asyncio.sleep(args.drain)
-        if proc is not None:
-            links = worker_links(int(env["SEGMENTER_WEB_PORT"]))
     finally:
         done.set()
         await reader
@@ -257,9 +254,6 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             linking_p99_ms=round(pct(zs, 99) * 1000, 1),
             other_p99_ms=round(pct(rest, 99) * 1000, 1) if rest else None,
         )
-    if links:
-        # linking events whose visitor's history came in the same worker (local) or via the routing topic
-        res.update({f"links_{path}": n for path, n in sorted(links.items())})
     if args.check_replay:
         res.update(against_replay(sent_events, all_changes))
     ys = [latency for t, latency in lat_record if t - t0 >= args.warmup]
@@ -272,22 +266,6 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             record_max_ms=round(max(ys) * 1000, 1),
         )
     return res
-
-
-def worker_links(port: int) -> dict[str, int]:
-    """``segmenter_identity_links_total`` by path, from the worker's ``/metrics`` (empty if unreachable)."""
-    import urllib.request
-
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("segmenter_identity_links_total{"):
-            labels, _, value = line.partition("} ")
-            out[labels.split('path="', 1)[1].rstrip('"')] = int(float(value))
-    return out
 
 
 def against_replay(events: list[bytes], changes: list[bytes]) -> dict[str, int]:

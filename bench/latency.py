@@ -110,7 +110,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
                     trig = change.get("trigger_event_id")
                     t = sent.get(trig) if trig else None
                     if t is not None:
-                        what.append(f"{change.get('segment')} {change.get('change')}")
+                        if keep:  # only --dump reads it: no string per change on the shared cores otherwise
+                            what.append(f"{change.get('segment')} {change.get('change')}")
                         lat.append((t, now - t, trig in linking))
                         # when the worker appended it to its record batch (CreateTime): published a few ms later
                         lat_record.append((t, r.timestamp / 1000 - t))

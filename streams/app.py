@@ -14,7 +14,8 @@ wait for Kafka's acknowledgement, apply the changes to Redis, send the
 changed states to the changelog and wait, write them to the store, and ack
 the input offsets (Faust commits up to the first offset not acked).
 Batches finish in order: a batch waits for the previous one's finish
-before starting its own.
+before starting its own. A revocation waits for the batch in progress
+(the batch lock) and its store before it forgets the revoked partitions.
 
 Time: a timer produces, for every partition this worker *actively* owns, a
 tick carrying the partition's event-time watermark (advanced with the wall
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -89,6 +91,7 @@ class Worker:
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
     storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
+    batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
 
     def outbox(self) -> Outbox:
@@ -207,22 +210,30 @@ def create_worker(
     def caught_up(topic: str, partition: int, last: int | None) -> bool | None:
         return _caught_up(app.consumer, topic, partition, last)
 
+    def polled_at(topic: str, partition: int) -> int | None:
+        return _polled_at(app.consumer, topic, partition)
+
     async def on_batch(batch: list[Any]) -> None:
         # held records stay unacked, so offsets are never committed past them; an empty batch comes when a
-        # held record's grace is over (the merger's wake_in) and only releases
-        ready: list[Record] = []
-        add = worker.merger.add
-        for r in batch:
-            add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-        worker.merger.release(caught_up, ready)
-        if ready:
-            writes, delivered = await handle_batch(worker, ready)
-            # the previous batch was acknowledged, written to Redis and stored while this one was
-            # processed and handed to the producer; batches finish in order, and each batch's inputs are
-            # acked only once its changes are acknowledged and in Redis and its states are stored
-            await worker.flush_store()
-            worker.unstored = {k: v for _, _, items in writes for k, v in items}
-            worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
+        # held record's grace is over (the merger's wake_in) and only releases. Under the batch lock: a
+        # revocation waits for a batch in progress (and the store it starts) before it forgets anything
+        async with worker.batch_lock:
+            consumer: Any = app.consumer
+            if not consumer.flow_active:
+                return  # a rebalance began: the new assignment reads these records again from the commits
+            ready: list[Record] = []
+            add = worker.merger.add
+            for r in batch:
+                add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
+            worker.merger.release(caught_up, ready, polled_at)
+            if ready:
+                writes, delivered = await handle_batch(worker, ready)
+                # the previous batch was acknowledged, written to Redis and stored while this one was
+                # processed and handed to the producer; batches finish in order, and each batch's inputs are
+                # acked only once its changes are acknowledged and in Redis and its states are stored
+                await worker.flush_store()
+                worker.unstored = {k: v for _, _, items in writes for k, v in items}
+                worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
@@ -260,10 +271,14 @@ def create_worker(
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
-        await worker.flush_store()
-        gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
-        processor.forget(gone)
-        worker.merger.forget(gone)
+        # a batch in progress finishes first (its changes published, its states in the changelog and the
+        # store, its inputs acked): nothing of a revoked partition is written after the partition is gone,
+        # and nothing processed after this re-fills the state cache or a deadline index of one
+        async with worker.batch_lock:
+            await worker.flush_store()
+            gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
+            processor.forget(gone)
+            worker.merger.forget(gone)
         if gone:  # faust revokes nothing before the first assignment: not worth a line
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
@@ -339,6 +354,20 @@ def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> b
     if gap <= 0:
         return True
     return None if gap == 1 else False
+
+
+def _polled_at(consumer: Any, topic: str, partition: int) -> int | None:
+    """When a fetch response last reported on ``topic``/``partition`` (wall-clock ms; ``None``: never).
+
+    aiokafka's ``last_poll_timestamp``: set for every partition a fetch response covers, records or not,
+    in the thread Faust runs the consumer in (as the high watermark that ``_caught_up`` reads).
+    """
+    try:
+        aio = consumer._thread._ensure_consumer()
+        stamp: int | None = aio.last_poll_timestamp(TP(topic, partition))
+    except (AttributeError, AssertionError, KeyError, ConsumerNotStarted):  # not started or not assigned (yet)
+        return None
+    return stamp
 
 
 def _backlogged(consumer: Any, topics: tuple[str, ...], partition: int, last: dict[tuple[str, int], int]) -> bool:

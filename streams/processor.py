@@ -338,7 +338,12 @@ class Merger:
     read up to its high watermark (nothing earlier can still come) and the
     head has waited ``grace_s`` (a high watermark read a moment ago does not
     yet show a record produced at the same time to another topic; Kafka
-    Streams' ``max.task.idle.ms``). Routed messages and ticks get no grace:
+    Streams' ``max.task.idle.ms``). With ``polled_at`` (when a fetch response
+    last reported on a topic-partition), "read up to its high watermark" must
+    also be fresh: reported by a response that came after the head was
+    received, so a worker starved of CPU (the fetching thread late) cannot
+    take a watermark fetched before the head for proof that nothing earlier
+    is waiting. Routed messages and ticks get no grace:
     they carry events read from an input a batch ago or more. Held records
     are not acked, so a crash loses nothing. ``max_wait_s`` bounds the wait
     for a topic whose high watermark is unknown or stuck.
@@ -363,7 +368,8 @@ class Merger:
         self.max_behind_wait_s = max_behind_wait_s
         self.grace_s = grace_s
         self.max_held = max_held
-        self.held: dict[int, dict[str, list[tuple[int, Record, float]]]] = {}  # (event ms, record, received)
+        # (event ms, record, received: monotonic s, received: wall ms)
+        self.held: dict[int, dict[str, list[tuple[int, Record, float, int]]]] = {}
         self.last_offset: dict[tuple[str, int], int] = {}
         self.waiting_since: dict[int, float] = {}
         self.wake_at: float | None = None  # monotonic time a held record may be released (set by release)
@@ -393,10 +399,17 @@ class Merger:
         if parts is None:
             parts = self.held[rec.partition] = {topic: [] for topic in self.rank}
         # routed messages and ticks: received "long ago", the grace is over (their event was read a batch ago)
-        received = time.monotonic() if rec.topic in self.inputs else -math.inf
-        parts[rec.topic].append((t, rec, received))
+        if rec.topic in self.inputs:
+            parts[rec.topic].append((t, rec, time.monotonic(), int(time.time() * 1000)))
+        else:
+            parts[rec.topic].append((t, rec, -math.inf, 0))
 
-    def release(self, caught_up: Callable[[str, int, int | None], bool | None], out: list[Record]) -> None:
+    def release(
+        self,
+        caught_up: Callable[[str, int, int | None], bool | None],
+        out: list[Record],
+        polled_at: Callable[[str, int], int | None] | None = None,
+    ) -> None:
         """Move every record that is safe to hand on to ``out``, in order, per partition.
 
         ``caught_up(topic, partition, last_offset_received)`` says whether that
@@ -405,35 +418,48 @@ class Merger:
         past them) — they are waited for up to ``max_behind_wait_s``, since a
         consumer catching up on a backlog turns to each topic-partition only
         every few seconds; ``None`` when unknown (not fetched yet) — waited
-        for up to ``max_wait_s``.
+        for up to ``max_wait_s``. ``polled_at(topic, partition)``: wall-clock
+        ms of the fetch response that last reported on it (``None``: none);
+        a ``True`` older than the head input record's receipt counts as unknown.
         """
         now = time.monotonic()
         wake = math.inf
         for p, parts in self.held.items():
             pos = dict.fromkeys(parts, 0)
             total = sum(len(q) for q in parts.values())
+            done_of: dict[str, bool | None] = {}  # per release call: the consumer's view does not change in it
+            polled_of: dict[str, int] = {}
             while True:
                 head_topic, head_key = None, None
-                blocked = behind = empty = False
                 for topic, q in parts.items():
                     i = pos[topic]
                     if i < len(q):
                         k = (q[i][0], self.rank[topic])
                         if head_key is None or k < head_key:
                             head_topic, head_key = topic, k
-                    elif topic not in self.inputs:
-                        continue
-                    else:
-                        done = caught_up(topic, p, self.last_offset.get((topic, p)))
-                        if done:
-                            empty = True
-                        else:
-                            blocked = True
-                            behind = behind or done is False
                 if head_topic is None:
                     self.waiting_since.pop(p, None)
                     break
-                received = parts[head_topic][pos[head_topic]][2]
+                _, _, received, received_ms = parts[head_topic][pos[head_topic]]
+                blocked = behind = empty = False
+                for topic in self.inputs:
+                    if pos[topic] < len(parts[topic]):
+                        continue
+                    if topic in done_of:
+                        done = done_of[topic]
+                    else:
+                        done = done_of[topic] = caught_up(topic, p, self.last_offset.get((topic, p)))
+                    if done and polled_at is not None and received_ms:
+                        polled = polled_of.get(topic)
+                        if polled is None:
+                            polled = polled_of[topic] = polled_at(topic, p) or 0
+                        if polled <= received_ms:
+                            done = None  # the watermark is older than the head: not known yet
+                    if done:
+                        empty = True
+                    else:
+                        blocked = True
+                        behind = behind or done is False
                 if not blocked and empty and now - received < self.grace_s:
                     # a record of an idle topic produced at the same moment may not be visible yet
                     wake = min(wake, received + self.grace_s)

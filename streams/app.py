@@ -44,7 +44,7 @@ from streams import metrics
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
 from streams.outbox import Outbox, default_partition
-from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
+from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, in_time_order, tick_message
 from streams.settings import Settings
 from streams.store import Store
 
@@ -195,6 +195,7 @@ def create_worker(
         ticks_topic=t.ticks,
     )
     processor.cache_size = settings.state_cache_size
+    processor.grace_s = settings.merge_grace_seconds
     worker = Worker(
         settings,
         app,
@@ -226,8 +227,8 @@ def create_worker(
             for r in batch:
                 add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
             worker.merger.release(caught_up, ready, polled_at)
-            if ready:
-                writes, delivered = await handle_batch(worker, ready)
+            if ready or processor.deferred:  # deferred links are tried again even when nothing new came
+                writes, delivered = await handle_batch(worker, ready, caught_up)
                 # the previous batch was acknowledged, written to Redis and stored while this one was
                 # processed and handed to the producer; batches finish in order, and each batch's inputs are
                 # acked only once its changes are acknowledged and in Redis and its states are stored
@@ -235,13 +236,18 @@ def create_worker(
                 worker.unstored = {k: v for _, _, items in writes for k, v in items}
                 worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
 
+    def wake_in() -> float | None:
+        # a held record's grace, or a deferred link's, ends: the batch loop runs then though nothing came
+        waits = [w for w in (worker.merger.wake_in(), processor.link_wake_in()) if w is not None]
+        return min(waits) if waits else None
+
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
     app.transport.Consumer = batch_consumer_class(
         on_batch,
         source.topics,
         worker.flush_store,
-        worker.merger.wake_in,
+        wake_in,
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
@@ -405,20 +411,22 @@ def _ack(worker: Worker, records: list[Record]) -> None:
         consumer.ack_offsets(tp, offsets)
 
 
-async def handle_batch(worker: Worker, records: list[Record]) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
-    """Records in order: process per partition and hand the messages to the producer.
+async def handle_batch(
+    worker: Worker, records: list[Record], caught_up: CaughtUp | None = None
+) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
+    """Records in event-time order: process them and hand the messages to the producer.
 
     Returns the states to store, encoded here before the next batch can
     change them, and the wait for Kafka's acknowledgement, which then serves
     the changes to Redis. The caller finishes both (:func:`_finish_batch`)
     while the next batch is processed: the acknowledgement's round trip is
-    not spent idle in the batch loop.
+    not spent idle in the batch loop. With ``caught_up`` (the merger's view of
+    the inputs) and ``local_links`` on, a linking event whose visitor lives on
+    a partition of this worker gets the visitor's history in this batch.
     """
     proc, table = worker.processor, worker.table
-    by_partition: dict[int, list[Record]] = {}
-    for rec in records:
-        by_partition.setdefault(rec.partition, []).append(rec)
-    missing = {p for p in by_partition if p not in proc.indexes}
+    partitions = {rec.partition for rec in records}
+    missing = {p for p in partitions if p not in proc.indexes}
     if missing:
         await worker.flush_store()  # the rebuild reads the store
         started = time.monotonic()
@@ -431,8 +439,12 @@ async def handle_batch(worker: Worker, records: list[Record]) -> tuple[list[Writ
 
     unstored = worker.unstored
     db_for = getattr(table.data, "_db_for_partition", None)  # RocksDB: one database per partition
+    loaders: dict[int, Callable[[str], bytes | None]] = {}
 
     def loader(partition: int) -> Callable[[str], bytes | None]:
+        known = loaders.get(partition)
+        if known is not None:
+            return known
         read = db_for(partition).get if db_for is not None else table.get
 
         def load(key: str) -> bytes | None:
@@ -440,27 +452,50 @@ async def handle_batch(worker: Worker, records: list[Record]) -> tuple[list[Writ
             value: bytes | None = unstored.get(k)
             return value if value is not None else read(k)
 
+        loaders[partition] = load
         return load
 
-    results: list[tuple[_Anchor, BatchResult]] = []
-    for p, recs in by_partition.items():
-        # faust picks the table partition from the current event: make it one of this partition
-        anchor = _Anchor(recs[-1].topic, p)
-        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-        results.append((anchor, proc.process(recs, loader(p))))
+    local = None
+    if caught_up is not None and worker.settings.local_links:
+        owned = {p for p in _owned_partitions(worker) if p in proc.indexes}
+        would_release = worker.merger.would_release
+
+        consumer = worker.app.consumer
+        inputs = worker.settings.topics.inputs()
+
+        def local(partition: int, t: int, received: float) -> bool | None:
+            if partition not in owned:
+                return False
+            # every input of the visitor's partition seen by a fetch answered after the linking event came (a
+            # partition not fetched lately, e.g. at start-up, may hold the visitor's earlier events unseen)
+            since_ms = 1000 * (time.time() - (time.monotonic() - received))
+            for topic in inputs:
+                polled = _polled_at(consumer, topic, partition)
+                if polled is None or polled < since_ms:
+                    return None
+            return True if would_release(partition, t, received, caught_up) else None
+
+    # faust's table reads pick the partition from the current event: the reads here go to the partition's
+    # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
+    first = records[0] if records else None
+    if first is not None:
+        _current_event.set(weakref.ref(_Anchor(first.topic, first.partition)))  # type: ignore[arg-type]
+    res = proc.process(in_time_order(records), loader(first.partition if first else 0), load_in=loader, local=local)
+    routing = worker.settings.topics.routing
     writes = [
-        (anchor, p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
-        for anchor, res in results
+        (_Anchor(routing, p), p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
         for p, states in res.states.items()
     ]
     try:
-        delivered = await _publish(worker, [r for _, r in results], records)
+        delivered = await _publish(worker, [res], records)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
     worker.batches += 1
     return writes, delivered
 
+
+CaughtUp = Callable[[str, int, "int | None"], "bool | None"]
 
 Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
 """A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""

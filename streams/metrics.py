@@ -30,6 +30,11 @@ What the less obvious ones measure:
 * ``segmenter_merger_held_records``: input records the event-time merge holds
   (unacked) until the other input topics of their partition catch up; large
   while a backlog is read, and the main memory cost then.
+* ``segmenter_identity_links_total{path}``: events that linked a visitor to a
+  customer, by where the visitor's history came from: ``local`` (its
+  partition is this worker's: fetched in the same batch) or ``routed`` (two
+  trips through the routing topic; a visitor on another worker's partition, or
+  with records of that moment still to come).
 
 Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 """
@@ -104,6 +109,12 @@ class Metrics:
             "Input records held by the event-time merge until the other input topics catch up (unacked).",
             registry=r,
         )
+        self.links = Counter(
+            "segmenter_identity_links",
+            "Events that linked a visitor to a customer, by where the visitor's history was fetched (local, routed).",
+            ["path"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "segmenter_redis_write_errors", "Failed Redis write attempts (retried).", registry=r
         )
@@ -136,6 +147,8 @@ def observe_batch(worker: Worker, res: BatchResult) -> None:
         m.invalid.labels(reason).inc(n)
     for reason, n in res.dead_letters_by_reason.items():
         m.dlq.labels(reason).inc(n)
+    for path, n in res.links.items():
+        m.links.labels(path).inc(n)
     for c in res.changes:
         segment = "category_fan" if c.segment.startswith("category_fan:") else c.segment
         m.changes.labels(segment, c.change).inc()

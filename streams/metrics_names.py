@@ -19,6 +19,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_customers",
     "segmenter_deadline_queue_size",
     "segmenter_merger_held_records",
+    "segmenter_identity_links_total",
     "segmenter_redis_write_errors_total",
     "segmenter_timer_lateness_seconds",
 )

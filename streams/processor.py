@@ -20,10 +20,12 @@ state write replays the batch and emits the same changes again (same
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,7 @@ from schemas.events import InputEvent, InvalidEvent, event_time_ms, parse_event
 from segmenter.changes import Change
 from segmenter.clock import DeadlineIndex
 from segmenter.engine import Outcome, Segmenter
-from segmenter.routing import EVENT, Routed
+from segmenter.routing import EVENT, LINK, MERGE, Routed
 from segmenter.state import CustomerState
 
 log = logging.getLogger("segmenter.processor")
@@ -46,6 +48,13 @@ _MS = timedelta(milliseconds=1)
 
 Partitioner = Callable[[str], int]
 """Partition of a key (the producer's default partitioner: murmur2 of the UTF-8 key)."""
+
+Local = Callable[[int, int, float], "bool | None"]
+"""``local(partition, t, received)``: may a message routed to ``partition`` at event time ``t``, from an
+input received then (``time.monotonic()``), be applied here now? ``True``; ``None``: not yet (something
+of that partition at or before ``t`` may still come); ``False``: never (another worker's partition)."""
+
+DEFER_MAX_S = 2.0  # a link not applied here by then is left to its copy on the routing topic
 
 
 @dataclass(slots=True)
@@ -59,6 +68,8 @@ class Record:
     value: bytes | None
     timestamp_ms: int | None = None
     event: InputEvent | None = None
+    time_ms: int | None = None  # event time, set by the merger (records of a batch are applied in its order)
+    received: float = -math.inf  # when the merger took an input record in (time.monotonic())
 
 
 @dataclass
@@ -75,6 +86,7 @@ class BatchResult:
     e2e_latency_s: list[float] = field(default_factory=list)  # event time -> processed, per change trigger
     ingest_ts_ms: list[int] = field(default_factory=list)  # Kafka timestamp of the input, per change it caused
     timer_lateness_s: list[float] = field(default_factory=list)  # wall clock - deadline, per wall-clock firing
+    links: dict[str, int] = field(default_factory=dict)  # linking events by where their link went: local, routed
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)  # invalid_event, malformed, processing_error
 
 
@@ -109,6 +121,27 @@ def _message_time(value: bytes) -> int | None:
 
 NUDGE = orjson.dumps({"nudge": True})
 """A tick that advances nothing: it wakes the batch loop of a partition whose merger holds records."""
+
+
+def in_time_order(records: Sequence[Record]) -> list[Record]:
+    """The records of several partitions interleaved by event time, each partition's own order kept.
+
+    The merger releases each partition's records in event-time order; this
+    merges the partitions' sequences (records without a time, which pass the
+    merger unordered, go first where they stand), so a batch is applied as
+    replay applies its input: what happened earlier first, whatever the partition.
+    """
+    by_partition: dict[int, list[Record]] = {}
+    for rec in records:
+        by_partition.setdefault(rec.partition, []).append(rec)
+    if len(by_partition) < 2:
+        return list(records)
+    return list(heapq.merge(*by_partition.values(), key=_time_key))
+
+
+def _time_key(rec: Record) -> int:
+    t = rec.time_ms
+    return -(2**62) if t is None else t
 
 
 def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
@@ -167,6 +200,11 @@ class Processor:
         self.watermarks: dict[int, int] = {}  # event time, per partition, from input events
         self.last_input_wall: dict[int, float] = {}
         self.customers: dict[int, int] = {}  # customer states per owned partition (counted, not scanned)
+        # links whose visitor's partition was not ready yet:
+        # (link, customer, its partition, event ms, the event received, deferred at) (time.monotonic())
+        self.deferred: list[tuple[Routed, str, int, int, float, float]] = []
+        self.grace_s = 0.0  # the merger's grace (the worker sets it): when a deferred link may be tried again
+        self._link_wake_at: float | None = None
 
     def partitioner(self, key: str) -> int:
         """The partition of ``key`` (murmur2 is costly in Python: remembered, bounded)."""
@@ -226,10 +264,32 @@ class Processor:
             self.last_input_wall.pop(p, None)
             self.customers.pop(p, None)
         self._cache.clear()
+        self.deferred = [
+            d for d in self.deferred if d[2] not in partitions and self.partitioner(d[0].key) not in partitions
+        ]
 
     # ---------------------------------------------------------------- batch
-    def process(self, records: Sequence[Record], load: Callable[[str], bytes | None]) -> BatchResult:
-        """Run ``records`` through the core; ``load(key)`` reads a stored state."""
+    def process(
+        self,
+        records: Sequence[Record],
+        load: Callable[[str], bytes | None],
+        *,
+        load_in: Callable[[int], Callable[[str], bytes | None]] | None = None,
+        local: Local | None = None,
+    ) -> BatchResult:
+        """Run ``records`` through the core; ``load(key)`` reads a stored state.
+
+        ``load_in(partition)``, when given, is the reader of that partition's
+        store (records of several partitions in one call). ``local(partition,
+        t, received)`` says whether a message routed to that partition at event
+        time ``t``, from an input received then, may be applied here and now
+        (the worker owns the partition and nothing of it before ``t`` is still
+        to come: :meth:`Merger.would_release`): a linking event's link
+        and merge then run right after the event, as replay runs them, instead
+        of through the routing topic; they are published all the same (see
+        :meth:`_link_here`). Records must then come in event-time order across
+        partitions, as :func:`in_time_order` puts them.
+        """
         res = BatchResult()
         # states stay decoded between batches: this worker alone writes its partitions' keys;
         # the oldest-inserted half goes when the cache is full (hot keys are re-inserted on reload)
@@ -238,10 +298,24 @@ class Processor:
             for key in list(itertools.islice(cache, len(cache) // 2)):
                 del cache[key]
         now_wall = time.time()
+        current = [records[0].partition if records else 0]  # the partition of the record being applied
+        if local is not None:
+            # the event times of each partition's records not applied yet: a link waits (goes through Kafka)
+            # while its visitor's partition still has a record of its time or earlier in this batch
+            # (ties: replay applies same-millisecond events in the order they were sent)
+            ahead: dict[int, deque[int]] = {}
+            for rec in records:
+                ahead.setdefault(rec.partition, deque()).append(_time_key(rec))
+            allowed = local
 
-        def state_of(key: str) -> CustomerState | None:
+            def local(partition: int, t: int, received: float) -> bool | None:
+                q = ahead.get(partition)
+                return None if q and q[0] <= t else allowed(partition, t, received)
+
+        def state_of(key: str, partition: int | None = None) -> CustomerState | None:
             if key not in cache:
-                raw = load(key)
+                read = load if load_in is None else load_in(current[0] if partition is None else partition)
+                raw = read(key)
                 cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
             return cache[key]
 
@@ -256,7 +330,9 @@ class Processor:
             res.routed.extend(out.routed)
 
         for rec in records:
-            p = rec.partition
+            p = current[0] = rec.partition
+            if local is not None:
+                ahead[p].popleft()
             try:
                 if rec.topic == self.ticks_topic:
                     self._tick(rec, state_of, absorb, res)
@@ -264,7 +340,7 @@ class Processor:
                     msg = Routed.from_json(rec.value or b"")
                     absorb(p, msg.key, self.segmenter.on_routed(state_of(msg.key), msg))
                 else:
-                    self._event(rec, state_of, absorb, res, now_wall)
+                    self._event(rec, state_of, absorb, res, now_wall, local)
             except InvalidEvent as exc:
                 res.invalid_by_reason[_reason_class(exc.reason)] = (
                     res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
@@ -280,9 +356,55 @@ class Processor:
                 log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
                 res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
                 _count(res.dead_letters_by_reason, "processing_error")
+        if self.deferred and local is not None:
+            self._retry_links(state_of, absorb, res, local)
+        now = time.monotonic()
+        ends = [d[4] + self.grace_s for d in self.deferred if d[4] + self.grace_s > now]
+        self._link_wake_at = min(ends) if ends else None
         return res
 
-    def _event(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult, now_wall: float) -> None:
+    def _retry_links(self, state_of: Any, absorb: Any, res: BatchResult, local: Local) -> None:
+        """Links deferred by this batch or earlier ones: apply those whose visitor's partition is ready now.
+
+        A link is dropped (left to its copy on the routing topic) when its
+        customer no longer waits for that visitor (the copy came round first),
+        when its visitor is linked already, or after :data:`DEFER_MAX_S`.
+        """
+        now = time.monotonic()
+        keep = []
+        for item in self.deferred:
+            link, customer, p, t, received, since = item
+            s = state_of(customer, p)
+            if s is None or s.linking != link.key or now - since > DEFER_MAX_S:
+                _count(res.links, "routed")
+                continue
+            try:
+                here = self._link_here(link, customer, p, t, received, state_of, absorb, local)
+            except Exception:  # a bug: the copy on the routing topic still comes round (and dead-letters)
+                log.exception("applying a deferred link to %s failed", link.key)
+                here = False
+            if here is None:
+                keep.append(item)
+            else:
+                _count(res.links, "local" if here else "routed")
+        self.deferred = keep
+
+    def link_wake_in(self) -> float | None:
+        """Seconds until the grace of the earliest deferred link ends (``None``: none waits for it).
+
+        Negative once it has ended, until the next batch tries the deferred links again.
+        """
+        return None if self._link_wake_at is None else self._link_wake_at - time.monotonic()
+
+    def _event(
+        self,
+        rec: Record,
+        state_of: Any,
+        absorb: Any,
+        res: BatchResult,
+        now_wall: float,
+        local: Local | None = None,
+    ) -> None:
         event = rec.event if rec.event is not None else parse_event(rec.value or b"")
         res.events_by_type[event.type] = res.events_by_type.get(event.type, 0) + 1
         p = rec.partition
@@ -296,13 +418,65 @@ class Processor:
             res.routed.append(Routed(key, EVENT, {"event": event.model_dump(mode="json", exclude_none=True)}))
             return
         before = len(res.changes)
-        absorb(p, key, self.segmenter.on_event(state_of(key), event))
+        out = self.segmenter.on_event(state_of(key), event)
+        absorb(p, key, out)
+        if local is not None and out.routed:
+            for msg in out.routed:
+                if msg.kind == LINK:
+                    here = self._link_here(msg, key, p, t, rec.received, state_of, absorb, local)
+                    if here is None:  # not yet: tried again at the end of the batch and in the next ones
+                        self.deferred.append((msg, key, p, t, rec.received, time.monotonic()))
+                    else:
+                        _count(res.links, "local" if here else "routed")
+        elif out.routed:
+            for msg in out.routed:
+                if msg.kind == LINK:
+                    _count(res.links, "routed")
         caused = len(res.changes) - before
         if caused:
             lat = now_wall - t / 1000
             res.e2e_latency_s.extend(lat for _ in range(caused))
             if rec.timestamp_ms is not None:
                 res.ingest_ts_ms.extend(rec.timestamp_ms for _ in range(caused))
+
+    def _link_here(
+        self,
+        link: Routed,
+        customer: str,
+        p: int,
+        t: int,
+        received: float,
+        state_of: Any,
+        absorb: Any,
+        local: Local,
+    ) -> bool | None:
+        """Apply ``link`` and its answer (the merge) now, when the visitor's partition allows it (``True``).
+
+        ``None``: not yet (see :data:`Local`); ``False``: left to the routing topic.
+
+        Both go to the routing topic all the same (``absorb`` collects them):
+        if a crash stores some of the batch's states and not others, the
+        copies still reach their keys, where a message applied already changes
+        nothing (a merge is absorbed once per visitor; a visitor already
+        linked answers without history). A visitor that is linked already
+        (a repeated link, e.g. the event read again after such a crash) is
+        left to the routing topic: its answer must come after the history it
+        sent before, which is on that topic already.
+        """
+        anon = link.key
+        q = self.partitioner(anon)
+        ok = local(q, t, received)
+        if not ok:
+            return ok
+        visitor = state_of(anon, q)
+        if visitor is not None and visitor.linked_to is not None:
+            return False
+        answer = self.segmenter.on_routed(visitor, link)
+        absorb(q, anon, answer)
+        for msg in answer.routed:
+            if msg.kind == MERGE and msg.key == customer:
+                absorb(p, customer, self.segmenter.on_routed(state_of(customer, p), msg))
+        return True
 
     def _tick(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult) -> None:
         obj = orjson.loads(rec.value or b"")
@@ -395,13 +569,16 @@ class Merger:
         if t is None:
             out.append(rec)
             return
+        rec.time_ms = t
         parts = self.held.get(rec.partition)
         if parts is None:
             parts = self.held[rec.partition] = {topic: [] for topic in self.rank}
         # routed messages and ticks: received "long ago", the grace is over (their event was read a batch ago)
         if rec.topic in self.inputs:
-            parts[rec.topic].append((t, rec, time.monotonic(), int(time.time() * 1000)))
+            rec.received = time.monotonic()
+            parts[rec.topic].append((t, rec, rec.received, int(time.time() * 1000)))
         else:
+            rec.received = -math.inf
             parts[rec.topic].append((t, rec, -math.inf, 0))
 
     def release(
@@ -479,6 +656,33 @@ class Merger:
                 if i:
                     del parts[topic][:i]
         self.wake_at = wake if wake < math.inf else None
+
+    def would_release(
+        self, partition: int, t: int, received: float, caught_up: Callable[[str, int, int | None], bool | None]
+    ) -> bool:
+        """Whether a message of event time ``t``, derived from an input ``received`` then, may go to ``partition`` now.
+
+        True when the input's grace is over, nothing held for that partition
+        comes at or before ``t`` and every input topic of it with nothing held
+        has been read up to its high watermark: nothing of that partition
+        before the message in event time is still to be applied (the batch
+        applies what it released in event-time order). The grace, as for the
+        input itself: a high watermark read a moment ago does not yet show a
+        record produced at the same time (a visitor's page view sent just
+        before the login). Used to apply a linking event's link and merge in
+        the batch of the event (:meth:`Processor.process`).
+        """
+        if time.monotonic() - received < self.grace_s:
+            return False
+        parts = self.held.get(partition, {})
+        for topic in self.rank:
+            q = parts.get(topic)
+            if q:
+                if q[0][0] <= t:
+                    return False
+            elif topic in self.inputs and not caught_up(topic, partition, self.last_offset.get((topic, partition))):
+                return False  # an input topic with nothing held and records not read yet (or unknown)
+        return True
 
     def wake_in(self) -> float | None:
         """Seconds until :meth:`release` should run again though nothing new came (``None``: nothing held).

@@ -201,6 +201,52 @@ async def test_in_process_worker_matches_replay_on_real_sample_and_journeys(serv
     await _redis_matches(settings, expected.members)
 
 
+async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(services: tuple[str, str]) -> None:
+    # a live shop: the worker is consuming when the events come, one by one; one worker owns every
+    # partition, so a login fetches the visitor's history in its own batch (no trip through the routing
+    # topic), and the output is still replay's
+    from aiokafka import AIOKafkaProducer
+
+    from streams.commands.produce import route
+    from streams.topics import ensure_topics
+
+    settings = settings_for(*services)
+    lines = journeys()
+    expected = replay_expected(lines)
+    await ensure_topics(settings)
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    failures: list[str] = []
+    worker = create_worker(settings, store=store, fatal=failures.append)
+    await worker.app.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for _ in range(600):
+            if worker.recovered():
+                break
+            await asyncio.sleep(0.1)
+        assert worker.recovered(), "the worker did not get its partitions within 60 s"
+        for line in lines:
+            topic, key, _valid = route(line, settings.topics)
+            await producer.send_and_wait(topic, line, key=key)
+            await asyncio.sleep(0.02)
+        await wait_caught_up(settings)
+        await send_final_ticks(settings, expected.last_event_ms)
+        await wait_caught_up(settings)
+        registry = worker.metrics.registry
+        local = registry.get_sample_value("segmenter_identity_links_total", {"path": "local"}) or 0
+        routed = registry.get_sample_value("segmenter_identity_links_total", {"path": "routed"}) or 0
+    finally:
+        await producer.stop()
+        await worker.app.stop()
+        await store.close()
+    assert not failures
+    assert local >= 1, f"no link was applied in its own batch ({routed} through the routing topic)"
+    got = await changes_of(settings)
+    assert not _compare(expected.changes, got)
+    await _redis_matches(settings, expected.members)
+
+
 async def test_a_backlog_keeps_event_time_with_the_wall_clock_advance_on(services: tuple[str, str]) -> None:
     # production settings for idle partitions (their watermark follows the wall clock), fast ticks, and a
     # backlog of 2024 events: until a partition has read its backlog it is not idle, so up to the last

@@ -44,7 +44,7 @@ from streams import metrics
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
 from streams.outbox import Outbox, default_partition
-from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, in_time_order, tick_message
+from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
 from streams.settings import Settings
 from streams.store import Store
 
@@ -414,7 +414,7 @@ def _ack(worker: Worker, records: list[Record]) -> None:
 async def handle_batch(
     worker: Worker, records: list[Record], caught_up: CaughtUp | None = None
 ) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
-    """Records in event-time order: process them and hand the messages to the producer.
+    """Records in order, partition after partition: process them and hand the messages to the producer.
 
     Returns the states to store, encoded here before the next batch can
     change them, and the wait for Kafka's acknowledgement, which then serves
@@ -478,9 +478,16 @@ async def handle_batch(
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
     # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
     first = records[0] if records else None
-    if first is not None:
-        _current_event.set(weakref.ref(_Anchor(first.topic, first.partition)))  # type: ignore[arg-type]
-    res = proc.process(in_time_order(records), loader(first.partition if first else 0), load_in=loader, local=local)
+    anchor = _Anchor(first.topic, first.partition) if first is not None else None
+    if anchor is not None:
+        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
+    # partition after partition, each in the merger's order (as before local links: an order across
+    # partitions by event time made a two-worker test lose changes after a rebalance, not understood yet)
+    by_partition: dict[int, list[Record]] = {}
+    for rec in records:
+        by_partition.setdefault(rec.partition, []).append(rec)
+    ordered = [rec for recs in by_partition.values() for rec in recs]
+    res = proc.process(ordered, loader(first.partition if first else 0), load_in=loader, local=local)
     routing = worker.settings.topics.routing
     writes = [
         (_Anchor(routing, p), p, [(key.encode(), state.to_bytes()) for key, state in states.items()])

@@ -20,12 +20,10 @@ state write replays the batch and emits the same changes again (same
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -121,27 +119,6 @@ def _message_time(value: bytes) -> int | None:
 
 NUDGE = orjson.dumps({"nudge": True})
 """A tick that advances nothing: it wakes the batch loop of a partition whose merger holds records."""
-
-
-def in_time_order(records: Sequence[Record]) -> list[Record]:
-    """The records of several partitions interleaved by event time, each partition's own order kept.
-
-    The merger releases each partition's records in event-time order; this
-    merges the partitions' sequences (records without a time, which pass the
-    merger unordered, go first where they stand), so a batch is applied as
-    replay applies its input: what happened earlier first, whatever the partition.
-    """
-    by_partition: dict[int, list[Record]] = {}
-    for rec in records:
-        by_partition.setdefault(rec.partition, []).append(rec)
-    if len(by_partition) < 2:
-        return list(records)
-    return list(heapq.merge(*by_partition.values(), key=_time_key))
-
-
-def _time_key(rec: Record) -> int:
-    t = rec.time_ms
-    return -(2**62) if t is None else t
 
 
 def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
@@ -287,8 +264,7 @@ class Processor:
         to come: :meth:`Merger.would_release`): a linking event's link
         and merge then run right after the event, as replay runs them, instead
         of through the routing topic; they are published all the same (see
-        :meth:`_link_here`). Records must then come in event-time order across
-        partitions, as :func:`in_time_order` puts them.
+        :meth:`_link_here`).
         """
         res = BatchResult()
         # states stay decoded between batches: this worker alone writes its partitions' keys;
@@ -300,17 +276,15 @@ class Processor:
         now_wall = time.time()
         current = [records[0].partition if records else 0]  # the partition of the record being applied
         if local is not None:
-            # the event times of each partition's records not applied yet: a link waits (goes through Kafka)
-            # while its visitor's partition still has a record of its time or earlier in this batch
-            # (ties: replay applies same-millisecond events in the order they were sent)
-            ahead: dict[int, deque[int]] = {}
+            # records of each partition not applied yet: a link waits (to the end of the batch at least)
+            # while its visitor's partition still has records in this batch, which may come before it
+            ahead: dict[int, int] = {}
             for rec in records:
-                ahead.setdefault(rec.partition, deque()).append(_time_key(rec))
+                ahead[rec.partition] = ahead.get(rec.partition, 0) + 1
             allowed = local
 
             def local(partition: int, t: int, received: float) -> bool | None:
-                q = ahead.get(partition)
-                return None if q and q[0] <= t else allowed(partition, t, received)
+                return None if ahead.get(partition) else allowed(partition, t, received)
 
         def state_of(key: str, partition: int | None = None) -> CustomerState | None:
             if key not in cache:
@@ -332,7 +306,7 @@ class Processor:
         for rec in records:
             p = current[0] = rec.partition
             if local is not None:
-                ahead[p].popleft()
+                ahead[p] -= 1
             try:
                 if rec.topic == self.ticks_topic:
                     self._tick(rec, state_of, absorb, res)
@@ -666,7 +640,7 @@ class Merger:
         comes at or before ``t`` and every input topic of it with nothing held
         has been read up to its high watermark: nothing of that partition
         before the message in event time is still to be applied (the batch
-        applies what it released in event-time order). The grace, as for the
+        applies the partition's records before any link to it). The grace, as for the
         input itself: a high watermark read a moment ago does not yet show a
         record produced at the same time (a visitor's page view sent just
         before the login). Used to apply a linking event's link and merge in

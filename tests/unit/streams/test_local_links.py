@@ -14,7 +14,7 @@ import orjson
 from schemas.events import parse_event
 from segmenter.engine import Engine, Segmenter
 from segmenter.routing import LINK, MERGE, Routed
-from streams.processor import Merger, Processor, Record, in_time_order
+from streams.processor import Merger, Processor, Record
 
 PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
 ROUTING = "routing"
@@ -83,7 +83,7 @@ def never(_partition: int, _t: int, _received: float) -> bool:
 def test_a_local_link_gives_the_customer_the_history_in_the_same_batch() -> None:
     proc, table = processor(), Table()
     records = journey()
-    res = proc.process(in_time_order(records), table.load, local=always)
+    res = proc.process(records, table.load, local=always)
     table.store(res)
     customer, visitor = res.states[0]["c-1"], res.states[1]["dev-1"]
     assert customer.linking is None and "dev-1" in customer.linked_anons
@@ -97,7 +97,7 @@ def test_a_local_link_gives_the_customer_the_history_in_the_same_batch() -> None
 
 def test_without_local_the_customer_waits_for_the_routing_topic() -> None:
     proc, table = processor(), Table()
-    res = proc.process(in_time_order(journey()), table.load, local=never)
+    res = proc.process(journey(), table.load, local=never)
     assert res.states[0]["c-1"].linking == "dev-1"
     assert [(m.kind, m.key) for m in res.routed] == [(LINK, "dev-1")]
     assert res.links == {"routed": 1}
@@ -105,7 +105,7 @@ def test_without_local_the_customer_waits_for_the_routing_topic() -> None:
 
 def test_the_copies_delivered_later_change_nothing() -> None:
     proc, table = processor(), Table()
-    res = proc.process(in_time_order(journey()), table.load, local=always)
+    res = proc.process(journey(), table.load, local=always)
     table.store(res)
     before = {k: table[k] for k in ("c-1", "dev-1")}
     # the routing topic brings the link to the visitor (which answers without history) and the merge
@@ -122,13 +122,13 @@ def test_the_copies_delivered_later_change_nothing() -> None:
     assert {k: table[k] for k in ("c-1", "dev-1")} == before
 
 
-def test_a_link_waits_for_a_visitor_record_of_the_same_time_still_in_the_batch() -> None:
-    # replay applies same-millisecond events in the order they were sent: the visitor's view was sent first
+def test_a_link_waits_for_the_visitor_partition_records_still_in_the_batch() -> None:
+    # the batch applies partition after partition: the visitor's view (sent first, same millisecond) comes
+    # after the login in the batch, so the link waits for the end of the batch
     proc, table = processor(), Table()
     login = view(4, T0 + 3000, customer="c-1")
     same_moment = view(3, T0 + 3000)
-    records = in_time_order([login, same_moment])  # the customer's partition comes first in the batch
-    assert [r.partition for r in records] == [0, 1]
+    records = [login, same_moment]  # the customer's partition comes first in the batch
     res = proc.process(records, table.load, local=always)
     # deferred to the end of the batch: the view is in the history the customer got
     assert res.links == {"local": 1}
@@ -141,14 +141,14 @@ def test_a_link_waits_for_a_visitor_record_of_the_same_time_still_in_the_batch()
 def test_a_deferred_link_is_applied_in_a_later_batch_once_the_visitor_partition_is_ready() -> None:
     proc, table = processor(), Table()
     records = journey()
-    first = proc.process(in_time_order(records[:3]), table.load, local=always)
+    first = proc.process(records[:3], table.load, local=always)
     table.store(first)
     ready = [False]
 
     def later(_partition: int, _t: int, _received: float) -> bool | None:
         return True if ready[0] else None
 
-    res = proc.process(in_time_order(records[3:]), table.load, local=later)
+    res = proc.process(records[3:], table.load, local=later)
     table.store(res)
     assert res.links == {} and len(proc.deferred) == 1
     assert res.states[0]["c-1"].linking == "dev-1"
@@ -163,12 +163,12 @@ def test_a_deferred_link_is_applied_in_a_later_batch_once_the_visitor_partition_
 def test_a_deferred_link_whose_copy_came_round_first_is_dropped() -> None:
     proc, table = processor(), Table()
     records = journey()
-    table.store(proc.process(in_time_order(records[:3]), table.load, local=always))
+    table.store(proc.process(records[:3], table.load, local=always))
 
     def not_yet(_partition: int, _t: int, _received: float) -> bool | None:
         return None
 
-    res = proc.process(in_time_order(records[3:]), table.load, local=not_yet)
+    res = proc.process(records[3:], table.load, local=not_yet)
     table.store(res)
     link = next(m for m in res.routed if m.kind == LINK)
     # the routing topic brings the link to the visitor, then its answer (with the history) to the customer
@@ -186,11 +186,11 @@ def test_a_repeated_link_goes_through_the_routing_topic() -> None:
     # links again; the visitor's answer must come after the history it sent, which is on the topic already
     proc, table = processor(), Table()
     records = journey()
-    res = proc.process(in_time_order(records), table.load, local=always)
+    res = proc.process(records, table.load, local=always)
     history = next(m for m in res.routed if m.kind == MERGE)
     table["dev-1"] = res.states[1]["dev-1"].to_bytes()  # stored; the customer's state lost
     proc2 = processor()
-    again = proc2.process(in_time_order(records), table.load, local=always)
+    again = proc2.process(records, table.load, local=always)
     assert again.links == {"routed": 1}
     assert again.states[0]["c-1"].linking == "dev-1"
     table.store(again)
@@ -201,15 +201,6 @@ def test_a_repeated_link_goes_through_the_routing_topic() -> None:
     assert customer.linking is None
     assert customer.to_bytes() == res.states[0]["c-1"].to_bytes()  # the history is there, once
     assert {c.change_id for c in [*res.changes, *again.changes, *out.changes]} >= replayed(records)
-
-
-def test_in_time_order_interleaves_partitions_and_keeps_each_ones_order() -> None:
-    a = [view(1, T0), view(2, T0 + 20)]
-    b = [view(3, T0 + 10, anon=None, customer="c-1"), view(4, T0 + 30, anon=None, customer="c-1")]
-    assert [r.offset for r in in_time_order([*a, *b])] == [1, 3, 2, 4]
-    untimed = view(5, T0 + 5)
-    untimed.time_ms = None  # passed the merger unordered (e.g. invalid): stays where it stands
-    assert [r.offset for r in in_time_order([view(6, T0 + 1, anon=None, customer="c-1"), untimed])] == [5, 6]
 
 
 def test_would_release_waits_the_grace_and_for_earlier_held_records() -> None:

@@ -86,11 +86,9 @@ class Settings(BaseSettings):
     # batches (the per-batch round trips were most of an idle worker's CPU) for at most the wait in latency
     fetch_min_bytes: int = Field(64 * 1024, ge=1)
     fetch_max_wait_ms: int = Field(10, ge=0, le=1500)
-    # EXPERIMENTAL, off: a linking event whose visitor's partition this worker owns fetches the visitor's
-    # history in the same batch instead of two trips through Kafka. With it on, the two-worker end-to-end
-    # test lost changes in about 1 run in 3 on a freshly started broker (a rebalance during a burst; cause
-    # not found yet), so it stays off until that is understood
-    local_links: bool = False
+    # a linking event whose visitor's partition this worker owns gets the visitor's history in the same
+    # batch instead of after two trips through Kafka (the routing topic); off: always the routing topic
+    local_links: bool = True
     lag_threshold_seconds: float = Field(120, gt=0)
     # customer states kept decoded between batches (saves a store read and a decode per event of a hot key)
     state_cache_size: int = Field(20_000, ge=0)

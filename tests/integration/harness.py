@@ -138,6 +138,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_TICK_INTERVAL_SECONDS=str(settings.tick_interval_seconds),
         SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
         SEGMENTER_MERGE_GRACE_SECONDS=str(settings.merge_grace_seconds),
+        SEGMENTER_LOCAL_LINKS=str(settings.local_links).lower(),
         SEGMENTER_LOG_FORMAT="json",
     )
     return env

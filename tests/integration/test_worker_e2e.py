@@ -210,7 +210,7 @@ async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(se
     from streams.commands.produce import route
     from streams.topics import ensure_topics
 
-    settings = settings_for(*services, local_links=True)  # experimental, off by default
+    settings = settings_for(*services)
     lines = journeys()
     expected = replay_expected(lines)
     await ensure_topics(settings)

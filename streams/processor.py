@@ -538,10 +538,16 @@ class Merger:
             else:
                 t = _message_time(rec.value or b"")
         except ValueError:
-            out.append(rec)  # invalid: the processor dead-letters it; holding it would gain nothing
-            return
+            t = None  # invalid: the processor dead-letters it; it has no time to be ordered by
         if t is None:
-            out.append(rec)
+            # passes straight through, unless records of its topic-partition are held: then right behind
+            # them, so a topic-partition's offsets are acked in order (Faust commits past a gap of one at
+            # the head of the acked offsets: a crash would lose the held record before it)
+            queue = self.held.get(rec.partition, {}).get(rec.topic)
+            if queue:
+                queue.append((queue[-1][0], rec, *queue[-1][2:]))
+            else:
+                out.append(rec)
             return
         rec.time_ms = t
         parts = self.held.get(rec.partition)

@@ -154,3 +154,20 @@ def test_a_fresh_high_watermark_releases_at_once_and_a_stale_one_only_after_max_
     m.release(caught_up, out, lambda t, p: None)  # never reported on: unknown, waited for max_wait_s
     m.release(caught_up, out, lambda t, p: None)
     assert [r.topic for r in out] == [CARTS]
+
+
+def test_an_invalid_record_behind_a_held_one_waits_behind_it() -> None:
+    # its offset acked first would let Faust commit past the held record (a gap of one at the head of the
+    # acked offsets is committed over): a crash then would lose it
+    m, out = merger(max_wait_s=60.0), []
+    m.add(cart(0, 30), out)
+    bad = Record(CARTS, 0, 1, b"a-1", b"{not json", 0)
+    m.add(bad, out)
+    m.release(lambda t, p, last: None if t == VIEWS else True, out)  # views unknown: the cart is held
+    assert out == []
+    m.add(view(0, 10), out)
+    m.release(caught_up, out)
+    assert [(r.topic, r.offset) for r in out] == [(VIEWS, 0), (CARTS, 0), (CARTS, 1)]
+    lone = Record(ORDERS, 0, 0, b"a-1", b"{not json", 0)
+    m.add(lone, out)  # nothing held of its topic-partition: straight through
+    assert out[-1] is lone

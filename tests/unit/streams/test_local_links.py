@@ -15,6 +15,7 @@ from schemas.events import parse_event
 from segmenter.engine import Engine, Segmenter
 from segmenter.routing import LINK, MERGE, Routed
 from streams.processor import Merger, Processor, Record
+from tests.unit.streams.fake_table import Table
 
 PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
 ROUTING = "routing"
@@ -50,16 +51,6 @@ def view(n: int, at_ms: int, *, anon: str | None = "dev-1", customer: str | None
     rec.time_ms = at_ms
     rec.received = -1e9  # long ago: the grace is over
     return rec
-
-
-class Table(dict[str, bytes]):
-    def load(self, key: str) -> bytes | None:
-        return self.get(key)
-
-    def store(self, res: Any) -> None:
-        for states in res.states.values():
-            for key, state in states.items():
-                self[key] = state.to_bytes()
 
 
 def journey() -> list[Record]:

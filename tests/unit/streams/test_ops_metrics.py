@@ -14,6 +14,7 @@ from streams import metrics
 from streams.metrics import Metrics
 from streams.processor import Merger, Processor, Record, tick_message
 from streams.settings import Settings
+from tests.unit.streams.fake_table import Table
 
 PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
 
@@ -36,16 +37,6 @@ def cart(key: str, at_ms: int, event_id: str = "e1") -> bytes:
             "unit_price": 5,
         }
     )
-
-
-class Table(dict[str, bytes]):
-    def load(self, key: str) -> bytes | None:
-        return self.get(key)
-
-    def store(self, res: Any) -> None:
-        for states in res.states.values():
-            for key, state in states.items():
-                self[key] = state.to_bytes()
 
 
 def test_dead_letters_are_counted_by_bounded_reason() -> None:

@@ -221,7 +221,8 @@ def create_worker(
         async with worker.batch_lock:
             consumer: Any = app.consumer
             if not consumer.flow_active:
-                return  # a rebalance began: the new assignment reads these records again from the commits
+                await consumer.rewind(batch)  # a rebalance began while we waited: read them again
+                return
             ready: list[Record] = []
             add = worker.merger.add
             for r in batch:

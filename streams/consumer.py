@@ -31,6 +31,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 from faust.types import TP
@@ -71,6 +72,32 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                 n += 1
         self._n_acked += n
 
+    async def rewind(self, records: Iterable[Any]) -> None:
+        """Seek each topic-partition of ``records`` (dropped unhandled) back to the first of them.
+
+        Faust drops a fetch that comes while its flow is stopped and relies on
+        seeking every partition back to its committed offset; aiokafka's
+        ``seek_to_committed`` skips a partition with nothing committed yet
+        (it seeks only to offsets > 0), so without this such a partition's
+        dropped records were never read again (seen: a worker restored on a new
+        machine never judged an order sent while it recovered). A partition no
+        longer assigned is left to its next owner.
+        """
+        first: dict[Any, int] = {}
+        for rec in records:
+            tp = TP(rec.topic, rec.partition)
+            if tp not in first or rec.offset < first[tp]:
+                first[tp] = rec.offset
+        if not first:
+            return
+        assigned = self.assignment()
+        wanted = {_aiokafka_tp(tp): offset for tp, offset in first.items() if tp in assigned}
+        if wanted:
+            try:
+                await self.seek_wait(wanted)
+            except Exception as exc:  # noqa: BLE001 - a rebalance took them meanwhile: their next owner reads them
+                self.log.info("rewinding %d partition(s) after a dropped fetch failed: %r", len(wanted), exc)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
         handler = self.handler
         if handler is None:
@@ -98,12 +125,15 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                 if not self.flow_active:
                     # as Faust's getmany: a fetch made while the flow stopped is read again after the seek
                     await self.perform_seek()
+                    await self.rewind(rec for recs in records.values() for rec in recs)
                     continue
                 generation = self.app.consumer_generation_id
                 batch: list[Any] = []
                 others: list[tuple[TP, Any]] = []
+                inactive: list[Any] = []
                 for tp, recs in records.items():
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        inactive.extend(recs)  # paused meanwhile: read again once resumed
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     r_offset = read_offset[tp]
@@ -121,10 +151,14 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                             others.append((tp, rec))
                     if last is not None:
                         read_offset[tp] = last
+                if inactive:
+                    await self.rewind(inactive)
                 if others:
                     await self._deliver_others(others, callback)
                 if self.app.consumer_generation_id != generation or not self.flow_active:
-                    continue  # a rebalance began: the new assignment re-reads from committed offsets
+                    # a rebalance or a recovery began: read the batch again (from the commits, or from here)
+                    await self.rewind(batch)
+                    continue
                 if batch:
                     await handler(batch)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -179,6 +213,10 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             recovery.signal_recovery_end.set()
 
 
+def _aiokafka_tp(tp: TP) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
 class _FetchTunedThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, with the consumer's fetch.min.bytes / fetch.max.wait.ms applied."""
 
@@ -227,6 +265,8 @@ _CONSUMER_INTERNALS = (
     "_n_acked",
     "_commit_every",
     "_buffered_partitions",
+    "seek_wait",
+    "assignment",
 )
 _RECOVERY_INTERNALS = (
     "tp_to_table",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,3 +72,23 @@ async def test_without_fetch_settings_aiokafka_keeps_faust_s() -> None:
     aio = _aiokafka_consumer("consumer-fetch-default-unit")
     assert (aio._fetch_min_bytes, aio._fetch_max_wait_ms) == (1, 1500)
     await aio.stop()
+
+
+def test_a_dropped_fetch_is_read_again_from_its_first_record(consumer: Any, monkeypatch: Any) -> None:
+    # aiokafka's seek_to_committed skips partitions with nothing committed: Faust's "seek back to the
+    # commits" after a dropped fetch left them past the dropped records for good
+    sought: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        sought.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP("orders", 3), TP("views", 3)})
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    records = [
+        SimpleNamespace(topic=t, partition=p, offset=o)
+        for t, p, o in (("orders", 3, 5), ("orders", 3, 4), ("views", 3, 9), ("carts", 1, 2))
+    ]
+    asyncio.run(consumer.rewind(records))
+    assert sought == [{TP("orders", 3): 4, TP("views", 3): 9}]  # carts-1 is not ours any more
+    asyncio.run(consumer.rewind([]))
+    assert len(sought) == 1

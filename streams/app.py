@@ -460,21 +460,15 @@ async def handle_batch(
     if caught_up is not None and worker.settings.local_links:
         owned = {p for p in _owned_partitions(worker) if p in proc.indexes}
         would_release = worker.merger.would_release
-
         consumer = worker.app.consumer
-        inputs = worker.settings.topics.inputs()
+
+        def polled_at(topic: str, partition: int) -> int | None:
+            return _polled_at(consumer, topic, partition)
 
         def local(partition: int, t: int, received: float) -> bool | None:
             if partition not in owned:
                 return False
-            # every input of the visitor's partition seen by a fetch answered after the linking event came (a
-            # partition not fetched lately, e.g. at start-up, may hold the visitor's earlier events unseen)
-            since_ms = 1000 * (time.time() - (time.monotonic() - received))
-            for topic in inputs:
-                polled = _polled_at(consumer, topic, partition)
-                if polled is None or polled < since_ms:
-                    return None
-            return True if would_release(partition, t, received, caught_up) else None
+            return True if would_release(partition, t, received, caught_up, polled_at) else None
 
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
     # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
@@ -482,8 +476,8 @@ async def handle_batch(
     anchor = _Anchor(first.topic, first.partition) if first is not None else None
     if anchor is not None:
         _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-    # partition after partition, each in the merger's order (as before local links: an order across
-    # partitions by event time made a two-worker test lose changes after a rebalance, not understood yet)
+    # partition after partition, each in the merger's order (a link waits while its visitor's partition
+    # still has records in the batch)
     by_partition: dict[int, list[Record]] = {}
     for rec in records:
         by_partition.setdefault(rec.partition, []).append(rec)

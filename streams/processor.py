@@ -638,7 +638,12 @@ class Merger:
         self.wake_at = wake if wake < math.inf else None
 
     def would_release(
-        self, partition: int, t: int, received: float, caught_up: Callable[[str, int, int | None], bool | None]
+        self,
+        partition: int,
+        t: int,
+        received: float,
+        caught_up: Callable[[str, int, int | None], bool | None],
+        polled_at: Callable[[str, int], int | None] | None = None,
     ) -> bool:
         """Whether a message of event time ``t``, derived from an input ``received`` then, may go to ``partition`` now.
 
@@ -649,19 +654,27 @@ class Merger:
         applies the partition's records before any link to it). The grace, as for the
         input itself: a high watermark read a moment ago does not yet show a
         record produced at the same time (a visitor's page view sent just
-        before the login). Used to apply a linking event's link and merge in
-        the batch of the event (:meth:`Processor.process`).
+        before the login). With ``polled_at``, "read up to the high watermark"
+        counts only from a fetch response newer than the input, as in
+        :meth:`release` (a partition not fetched lately, e.g. at start-up, may
+        hold the visitor's earlier events unseen). Used to apply a linking
+        event's link and merge in the batch of the event (:meth:`Processor.process`).
         """
-        if time.monotonic() - received < self.grace_s:
+        now = time.monotonic()
+        if now - received < self.grace_s:
             return False
+        received_ms = 1000 * (time.time() - (now - received))
         parts = self.held.get(partition, {})
         for topic in self.rank:
             q = parts.get(topic)
             if q:
                 if q[0][0] <= t:
                     return False
-            elif topic in self.inputs and not caught_up(topic, partition, self.last_offset.get((topic, partition))):
-                return False  # an input topic with nothing held and records not read yet (or unknown)
+            elif topic in self.inputs:
+                if not caught_up(topic, partition, self.last_offset.get((topic, partition))):
+                    return False  # an input topic with nothing held and records not read yet (or unknown)
+                if polled_at is not None and (polled_at(topic, partition) or 0) <= received_ms:
+                    return False  # its high watermark is older than the input: not known yet
         return True
 
     def wake_in(self) -> float | None:

@@ -210,3 +210,16 @@ def test_would_release_waits_the_grace_and_for_earlier_held_records() -> None:
     assert not m.would_release(1, T0, now - 1, caught_up)
     assert m.would_release(1, T0 - 10, now - 1, caught_up)
     assert not m.would_release(0, T0, now - 1, lambda *_: None)  # an input of that partition never fetched
+
+
+def test_would_release_takes_a_high_watermark_for_proof_only_from_a_fetch_after_the_input() -> None:
+    m = Merger((PAGES, CARTS, ORDERS), (ROUTING,), grace_s=0.01)
+    now = time.monotonic()
+
+    def done(*_: object) -> bool:
+        return True
+
+    received_ms = int(1000 * (time.time() - 1))  # the input came a second ago
+    assert not m.would_release(1, T0, now - 1, done, lambda t, p: received_ms - 100)  # fetched before it
+    assert not m.would_release(1, T0, now - 1, done, lambda t, p: None)  # never fetched
+    assert m.would_release(1, T0, now - 1, done, lambda t, p: received_ms + 100)

@@ -85,9 +85,13 @@ class Segmenter:
         if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
             if event.event_id in s.seen_ids:
                 return Outcome(None)
+            # what was due before this event fires now, on the history as it stood (replay has fired it
+            # already; a worker may not have, and the merge must not change what it judged)
+            t = event_time_ms(event)
+            changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
             # fetch the anonymous history first, so this event (and the ones after it) are judged with it
             s.linking = anon
-            return Outcome(s, routed=[Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
+            return Outcome(s, changes, [Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
         return self._apply(s, event)
 
     def on_routed(self, state: CustomerState | None, msg: Routed) -> Outcome:

@@ -1,26 +1,24 @@
-"""The Faust application: topics, the customer table, the segmenting batch loop, the ticker.
+"""The Faust application: topics, the customer table, the segmenting batch loop.
 
 Faust runs the consumer group, the co-partitioned assignment, the table
-(RocksDB + changelog + recovery) and the timers. The three input topics,
-the routing topic and the ticks topic, all co-partitioned with the table,
-are not consumed through a Faust agent: :mod:`streams.consumer` hands each
-fetch of their records (raw bytes, at most ``BATCH_MAX``) to ``on_batch``,
-one call at a time. A batch goes through the event-time :class:`Merger`,
-is split by partition and run through :class:`~streams.processor.Processor`
-under a stand-in "current event" of that partition, so table reads and
-writes go to the partition that owns the key. Per batch: publish changes,
-routed messages and dead letters; then, while the next batch is processed,
-wait for Kafka's acknowledgement, apply the changes to Redis, send the
-changed states to the changelog and wait, write them to the store, and ack
-the input offsets (Faust commits up to the first offset not acked).
-Batches finish in order: a batch waits for the previous one's finish
-before starting its own. A revocation waits for the batch in progress
-(the batch lock) and its store before it forgets the revoked partitions.
+(RocksDB + changelog + recovery). The three input topics, the routing topic
+and the ticks topic, all co-partitioned with the table, are not consumed
+through a Faust agent: :mod:`streams.consumer` hands each fetch of their
+records (raw bytes, at most ``BATCH_MAX``) to ``on_batch``, one call at a
+time, with an empty call when the loop should look again though nothing
+came. A call runs :class:`~streams.batch.BatchPath` (the sequencer decides
+what may be applied, from what every input is known to hold; the processor
+applies it and fires deadlines) under a stand-in "current event", so table
+writes go to the partition that owns the key. Per call: publish changes,
+routed messages, progress markers and dead letters; then, while the next
+call runs, wait for Kafka's acknowledgement, apply the changes to Redis, send
+the changed states to the changelog and wait, write them to the store, and
+ack the offsets the sequencer says are done (Faust commits up to the first
+offset not acked). Batches finish in order. A revocation waits for the batch
+in progress (the batch lock) and its store before it forgets anything.
 
-Time: a timer produces, for every partition this worker *actively* owns, a
-tick carrying the partition's event-time watermark (advanced with the wall
-clock when the partition is idle); the batch loop applies the tick
-in-stream, firing what is due. Timers never write tables (robinhood/faust#216).
+Time is event time: deadlines fire up to what the sequencer's bounds allow,
+which follow the wall clock only once every input is read to its end.
 """
 
 from __future__ import annotations
@@ -41,10 +39,12 @@ from faust.types import TP
 
 from segmenter.engine import Segmenter
 from streams import metrics
+from streams.batch import BatchPath, Handled, routed_value
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
 from streams.outbox import Outbox, default_partition
-from streams.processor import NUDGE, BatchResult, Merger, Processor, Record, tick_message
+from streams.processor import Processor
+from streams.sequencer import Record, Sequencer, TpView
 from streams.settings import Settings
 from streams.store import Store
 
@@ -84,7 +84,7 @@ class Worker:
     store: Store | None
     table: Any
     topics: dict[str, Any]
-    merger: Merger
+    path: BatchPath
     fatal: Callable[[str], None] = _fatal
     batches: int = 0
     metrics: Any = None
@@ -93,6 +93,12 @@ class Worker:
     unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
+    paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
+    last_batch: float = 0.0  # monotonic time the batch loop last ran
+
+    @property
+    def sequencer(self) -> Sequencer:
+        return self.path.sequencer
 
     def outbox(self) -> Outbox:
         """An empty :class:`Outbox` on the app's (started) producer."""
@@ -195,52 +201,42 @@ def create_worker(
         ticks_topic=t.ticks,
     )
     processor.cache_size = settings.state_cache_size
-    processor.grace_s = settings.merge_grace_seconds
-    worker = Worker(
-        settings,
-        app,
-        processor,
-        store,
-        table,
-        topics,
-        Merger(t.inputs(), (t.routing, t.ticks), grace_s=settings.merge_grace_seconds),
+    sequencer = Sequencer(
+        t.inputs(),
+        t.routing,
+        n,
+        processor.partitioner,
+        grace_ms=round(settings.merge_grace_seconds * 1000),
+        wallclock=settings.idle_wallclock_advance,
     )
+    worker = Worker(settings, app, processor, store, table, topics, BatchPath(sequencer, processor))
     if fatal is not None:
         worker.fatal = fatal
 
-    def caught_up(topic: str, partition: int, last: int | None) -> bool | None:
-        return _caught_up(app.consumer, topic, partition, last)
-
-    def polled_at(topic: str, partition: int) -> int | None:
-        return _polled_at(app.consumer, topic, partition)
-
     async def on_batch(batch: list[Any]) -> None:
-        # held records stay unacked, so offsets are never committed past them; an empty batch comes when a
-        # held record's grace is over (the merger's wake_in) and only releases. Under the batch lock: a
-        # revocation waits for a batch in progress (and the store it starts) before it forgets anything
+        # the sequencer holds what may not be applied yet (unacked, so never committed past); an empty batch
+        # comes when the loop should look again though nothing came (frontiers move with the fetches). Under
+        # the batch lock: a revocation waits for a batch in progress (and the store it starts)
         async with worker.batch_lock:
             consumer: Any = app.consumer
             if not consumer.flow_active:
                 await consumer.rewind(batch)  # a rebalance began while we waited: read them again
                 return
-            ready: list[Record] = []
-            add = worker.merger.add
-            for r in batch:
-                add(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp), ready)
-            worker.merger.release(caught_up, ready, polled_at)
-            if ready or processor.deferred:  # deferred links are tried again even when nothing new came
-                writes, delivered = await handle_batch(worker, ready, caught_up)
-                # the previous batch was acknowledged, written to Redis and stored while this one was
-                # processed and handed to the producer; batches finish in order, and each batch's inputs are
-                # acked only once its changes are acknowledged and in Redis and its states are stored
-                await worker.flush_store()
-                worker.unstored = {k: v for _, _, items in writes for k, v in items}
-                worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, ready))
+            worker.last_batch = time.monotonic()
+            await run_batch(
+                worker, [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+            )
 
     def wake_in() -> float | None:
-        # a held record's grace, or a deferred link's, ends: the batch loop runs then though nothing came
-        waits = [w for w in (worker.merger.wake_in(), processor.link_wake_in()) if w is not None]
-        return min(waits) if waits else None
+        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
+        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
+        waits = [settings.tick_interval_seconds - (time.monotonic() - worker.last_batch)]
+        held = worker.sequencer.wake_in_ms()
+        if held is not None:
+            waits.append(held / 1000)
+        if worker.path.markers_pending():
+            waits.append(worker.path.marker_every_ms / 1000)
+        return min(waits)
 
     # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
     app.topics.add(source)
@@ -253,29 +249,6 @@ def create_worker(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
 
-    idle_after = max(2 * settings.tick_interval_seconds, 1.0)
-
-    @app.timer(interval=settings.tick_interval_seconds)
-    async def ticker() -> None:
-        # a tick for a partition whose deadline index is not built yet makes the batch loop build it
-        wall_ms = int(time.time() * 1000)
-        for tp in sorted(app.assignor.assigned_actives()):
-            if tp.topic != t.ticks:
-                continue
-            if tp.partition not in processor.indexes:
-                # nothing to advance to yet, but the batch loop must build the index before it is ready
-                await topics["ticks"].send(value=NUDGE, partition=tp.partition)
-                continue
-            # a partition is idle when it receives nothing AND has nothing waiting: one whose backlog is
-            # still being read (a restart, a catch-up) keeps its event time, or every deadline would fire
-            wallclock = settings.idle_wallclock_advance and not _backlogged(
-                app.consumer, t.inputs(), tp.partition, worker.merger.last_offset
-            )
-            w = processor.tick_watermark(tp.partition, wall_ms, idle_after, wallclock)
-            if w is not None and processor.tick_needed(tp.partition, w):
-                wall = wallclock and w >= wall_ms
-                await topics["ticks"].send(value=tick_message(w, wall=wall), partition=tp.partition)
-
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
         # a batch in progress finishes first (its changes published, its states in the changelog and the
@@ -285,7 +258,9 @@ def create_worker(
             await worker.flush_store()
             gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
             processor.forget(gone)
-            worker.merger.forget(gone)
+            # faust seeks every partition it keeps back to its commit too: what is held is read again
+            worker.path.reset()
+            worker.paused.clear()
         if gone:  # faust revokes nothing before the first assignment: not worth a line
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
@@ -403,41 +378,40 @@ class _Anchor:
         self.message = _AnchorMessage(topic, partition)
 
 
-def _ack(worker: Worker, records: list[Record]) -> None:
-    by_tp: dict[TP, list[int]] = {}
-    for rec in records:
-        by_tp.setdefault(TP(rec.topic, rec.partition), []).append(rec.offset)
+MAX_HELD = 20_000  # records held per input topic-partition before it is paused (memory, never a release)
+
+
+def _views(worker: Worker, partitions: set[int]) -> dict[tuple[str, int], TpView]:
+    """What the consumer's latest fetch responses say of each topic-partition of ``partitions``."""
     consumer: Any = worker.app.consumer
-    for tp, offsets in by_tp.items():
-        consumer.ack_offsets(tp, offsets)
+    t = worker.settings.topics
+    last = worker.sequencer.last_offset
+    out = {}
+    for p in partitions:
+        for topic in (*t.inputs(), t.routing, t.ticks):
+            out[(topic, p)] = TpView(
+                _caught_up(consumer, topic, p, last.get((topic, p))), _polled_at(consumer, topic, p)
+            )
+    return out
 
 
-async def handle_batch(
-    worker: Worker, records: list[Record], caught_up: CaughtUp | None = None
-) -> tuple[list[Write], Callable[[], Awaitable[None]]]:
-    """Records in order, partition after partition: process them and hand the messages to the producer.
-
-    Returns the states to store, encoded here before the next batch can
-    change them, and the wait for Kafka's acknowledgement, which then serves
-    the changes to Redis. The caller finishes both (:func:`_finish_batch`)
-    while the next batch is processed: the acknowledgement's round trip is
-    not spent idle in the batch loop. With ``caught_up`` (the merger's view of
-    the inputs) and ``local_links`` on, a linking event whose visitor lives on
-    a partition of this worker gets the visitor's history in this batch.
-    """
-    proc, table = worker.processor, worker.table
-    partitions = {rec.partition for rec in records}
-    missing = {p for p in partitions if p not in proc.indexes}
+async def run_batch(worker: Worker, records: list[Record]) -> None:
+    """One fetch through the batch path; publish what it produced and start its finish (store, then ack)."""
+    proc, path = worker.processor, worker.path
+    owned = {p for p in _owned_partitions(worker)}
+    new = owned - set(path.sequencer.parts)
+    if new:
+        path.assign(new, int(time.time() * 1000))
+    missing = {p for p in owned if p not in proc.indexes}
     if missing:
         await worker.flush_store()  # the rebuild reads the store
         started = time.monotonic()
-        rebuild = {p for p in _owned_partitions(worker) | missing if p not in proc.indexes}
-        n = proc.rebuild_indexes(_stored_states(table, rebuild), rebuild)
+        n = proc.rebuild_indexes(_stored_states(worker.table, missing), missing)
         log.info(
             "deadline index rebuilt",
-            extra={"partitions": sorted(rebuild), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
+            extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
-
+    table = worker.table
     unstored = worker.unstored
     db_for = getattr(table.data, "_db_for_partition", None)  # RocksDB: one database per partition
     loaders: dict[int, Callable[[str], bytes | None]] = {}
@@ -456,55 +430,63 @@ async def handle_batch(
         loaders[partition] = load
         return load
 
-    local = None
-    if caught_up is not None and worker.settings.local_links:
-        owned = {p for p in _owned_partitions(worker) if p in proc.indexes}
-        would_release = worker.merger.would_release
-        consumer = worker.app.consumer
-
-        def polled_at(topic: str, partition: int) -> int | None:
-            return _polled_at(consumer, topic, partition)
-
-        def local(partition: int, t: int, received: float) -> bool | None:
-            if partition not in owned:
-                return False
-            return True if would_release(partition, t, received, caught_up, polled_at) else None
-
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
     # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
-    first = records[0] if records else None
-    anchor = _Anchor(first.topic, first.partition) if first is not None else None
-    if anchor is not None:
-        _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-    # partition after partition, each in the merger's order (a link waits while its visitor's partition
-    # still has records in the batch)
-    by_partition: dict[int, list[Record]] = {}
-    for rec in records:
-        by_partition.setdefault(rec.partition, []).append(rec)
-    ordered = [rec for recs in by_partition.values() for rec in recs]
-    res = proc.process(ordered, loader(first.partition if first else 0), load_in=loader, local=local)
+    first = next(iter(sorted(owned)), 0)
+    _current_event.set(weakref.ref(_Anchor(worker.settings.topics.routing, first)))  # type: ignore[arg-type]
+    handled = path.handle(records, _views(worker, owned), loader(first), loader, int(time.time() * 1000))
+    _flow_control(worker, owned)
+    if not (handled.results or handled.markers or handled.released):
+        return
     routing = worker.settings.topics.routing
     writes = [
         (_Anchor(routing, p), p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
+        for res in handled.results
         for p, states in res.states.items()
     ]
     try:
-        delivered = await _publish(worker, [res], records)
+        delivered = await _publish(worker, handled)
     except Exception as exc:
         worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
         raise
+    number = worker.batches
     worker.batches += 1
-    return writes, delivered
+    path.sequencer.mark_done(handled.released, number)
+    # the previous batch was acknowledged, written to Redis and stored while this one was processed and
+    # handed to the producer; batches finish in order, and each batch's inputs are acked only once its
+    # changes are acknowledged and in Redis and its states are stored
+    await worker.flush_store()
+    worker.unstored = {k: v for _, _, items in writes for k, v in items}
+    worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, number))
 
 
-CaughtUp = Callable[[str, int, "int | None"], "bool | None"]
+def _flow_control(worker: Worker, owned: set[int]) -> None:
+    """Pause input topic-partitions that run too far ahead (their records wait in memory); resume them."""
+    consumer: Any = worker.app.consumer
+    seq = worker.sequencer
+    pause, resume = [], []
+    for p in owned:
+        for topic in worker.settings.topics.inputs():
+            tp = TP(topic, p)
+            held = seq.held(topic, p)
+            if held > MAX_HELD and tp not in worker.paused:
+                pause.append(tp)
+            elif held < MAX_HELD // 2 and tp in worker.paused:
+                resume.append(tp)
+    if pause:
+        consumer.pause_partitions(pause)
+        worker.paused.update(pause)
+    if resume:
+        consumer.resume_partitions(resume)
+        worker.paused.difference_update(resume)
+
 
 Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
 """A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""
 
 
 async def _finish_batch(
-    worker: Worker, delivered: Callable[[], Awaitable[None]], writes: list[Write], records: list[Record]
+    worker: Worker, delivered: Callable[[], Awaitable[None]], writes: list[Write], number: int
 ) -> None:
     """A handled batch: wait for its changes' acknowledgement (then Redis), store its states, ack its inputs."""
     try:
@@ -517,7 +499,9 @@ async def _finish_batch(
     except Exception as exc:
         worker.fatal(f"storing a batch's states failed: {type(exc).__name__}: {exc}")
         raise
-    _ack(worker, records)
+    consumer: Any = worker.app.consumer
+    for (topic, p), offsets in worker.sequencer.ackable(number).items():
+        consumer.ack_offsets(TP(topic, p), offsets)
 
 
 async def _store_states(worker: Worker, writes: list[Write]) -> None:
@@ -561,14 +545,15 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
             data.set_persisted_offset(TP(changelog, p), last[p])
 
 
-async def _publish(worker: Worker, results: list[BatchResult], records: list[Record]) -> Callable[[], Awaitable[None]]:
-    """Hand the batch's messages to the producer (batch after batch, so in order); returns the wait.
+async def _publish(worker: Worker, handled: Handled) -> Callable[[], Awaitable[None]]:
+    """Hand the batch's messages to the producer (in order, markers after the messages they vouch for).
 
-    The wait: Kafka's acknowledgement of every message, then the changes
-    written to Redis and the batch counted in the metrics. Straight to the
-    producer: Faust's topic machinery adds nothing.
+    Returns the wait: Kafka's acknowledgement of every message, then the
+    changes written to Redis and the batch counted in the metrics. Straight to
+    the producer: Faust's topic machinery adds nothing.
     """
     t = worker.settings.topics
+    results = handled.results
     outbox = worker.outbox()
     to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
     add = outbox.add
@@ -576,9 +561,11 @@ async def _publish(worker: Worker, results: list[BatchResult], records: list[Rec
         for change in res.changes:
             key = change.key.encode()
             add(t.changes, to_changes(key), key, change.to_json())
-        for msg in res.routed:
+        for msg, mid in zip(res.routed, res.routed_ids, strict=True):
             key = msg.key.encode()
-            add(t.routing, to_routing(key), key, msg.to_json())
+            add(t.routing, to_routing(key), key, routed_value(msg, mid))
+    for q, value in handled.markers:
+        add(t.routing, q, b"progress", value)
     acknowledged = await outbox.dispatch()
     futures = []
     dead = [d for res in results for d in res.dead_letters]
@@ -587,6 +574,7 @@ async def _publish(worker: Worker, results: list[BatchResult], records: list[Rec
         for letter_key, letter in dead:
             futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
             log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
+    records = handled.released
 
     async def delivered() -> None:
         await acknowledged()

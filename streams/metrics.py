@@ -182,7 +182,7 @@ def refresh_state(worker: Worker) -> None:
     proc = worker.processor
     m.customers.set(sum(proc.customers.values()))
     m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
-    m.held.set(len(worker.merger))
+    m.held.set(len(worker.sequencer))
     errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
     if errors > m.redis_errors_seen:
         m.redis_errors.inc(errors - m.redis_errors_seen)

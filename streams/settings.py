@@ -80,15 +80,13 @@ class Settings(BaseSettings):
     tick_interval_seconds: float = Field(5, gt=0)
     # without it, a partition that stops receiving events never fires its deadlines
     idle_wallclock_advance: bool = True
-    # how long a record waits for a same-moment record of an idle input topic (event-time merge)
+    # a fetch that found a topic-partition read to its end vouches for event times up to this long before
+    # it (one producer's cross-topic reorder at the live edge; streams/sequencer.py)
     merge_grace_seconds: float = Field(0.03, gt=0, le=10)
     # a fetch waits at the broker until this much is there or the wait is over: at low rates fewer, larger
     # batches (the per-batch round trips were most of an idle worker's CPU) for at most the wait in latency
     fetch_min_bytes: int = Field(64 * 1024, ge=1)
     fetch_max_wait_ms: int = Field(10, ge=0, le=1500)
-    # a linking event whose visitor's partition this worker owns gets the visitor's history in the same
-    # batch instead of after two trips through Kafka (the routing topic); off: always the routing topic
-    local_links: bool = True
     lag_threshold_seconds: float = Field(120, gt=0)
     # customer states kept decoded between batches (saves a store read and a decode per event of a hot key)
     state_cache_size: int = Field(20_000, ge=0)

@@ -91,15 +91,6 @@ def delete_test_topics(bootstrap: str) -> int:
     return asyncio.run(delete()) if tokens else 0
 
 
-# For tests that produce while the workers run. One producer (linger, acks=all, one request in flight per
-# broker) can make a record visible after a later-produced record of another topic by a produce round trip
-# (aiokafka sends a partition's batch when its linger is over, not with the request that is going out); on
-# a loaded 2-core machine that exceeds the default merge grace (30 ms), and the worker, rightly by its
-# rules, judges the later record first (an order after the page views that followed it). Replay reads
-# the file in order, so these tests give the merger a grace that covers the round trip.
-LIVE_PRODUCE_GRACE_S = 1.0
-
-
 def settings_for(bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
     run = uuid.uuid4().hex[:8]
     REDIS_PREFIXES.append((redis_url, f"t{run}:"))
@@ -138,7 +129,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_TICK_INTERVAL_SECONDS=str(settings.tick_interval_seconds),
         SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
         SEGMENTER_MERGE_GRACE_SECONDS=str(settings.merge_grace_seconds),
-        SEGMENTER_LOCAL_LINKS=str(settings.local_links).lower(),
         SEGMENTER_LOG_FORMAT="json",
     )
     return env

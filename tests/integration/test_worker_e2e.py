@@ -17,7 +17,6 @@ import pytest
 from streams.app import create_worker
 from streams.store import RedisStore
 from tests.integration.harness import (
-    LIVE_PRODUCE_GRACE_S,
     SAMPLES,
     WorkerProcess,
     changes_of,
@@ -294,7 +293,7 @@ async def test_subprocess_worker_matches_replay_on_online_retail(services: tuple
 
 
 async def test_killed_worker_loses_nothing_and_only_repeats(services: tuple[str, str], tmp_path: Path) -> None:
-    settings = settings_for(*services, store="rocksdb", merge_grace_seconds=LIVE_PRODUCE_GRACE_S)
+    settings = settings_for(*services, store="rocksdb")
     lines = read_lines(SAMPLES / "rees46_sample.jsonl.gz")
     expected = replay_expected(lines)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
@@ -330,7 +329,7 @@ async def test_new_machine_restores_the_table_from_the_changelog_alone(
     services: tuple[str, str], tmp_path: Path
 ) -> None:
     # first half on one machine; the second half on another that has only the changelog to go on
-    settings = settings_for(*services, store="rocksdb", merge_grace_seconds=LIVE_PRODUCE_GRACE_S)
+    settings = settings_for(*services, store="rocksdb")
     lines = read_lines(SAMPLES / "online_retail_sample.jsonl.gz")
     expected = replay_expected(lines)
     half = len(lines) // 2
@@ -362,7 +361,7 @@ async def test_new_machine_restores_the_table_from_the_changelog_alone(
 
 
 async def test_two_workers_share_partitions_with_the_same_output(services: tuple[str, str], tmp_path: Path) -> None:
-    settings = settings_for(*services, merge_grace_seconds=LIVE_PRODUCE_GRACE_S)
+    settings = settings_for(*services)
     lines = read_lines(SAMPLES / "otto_sample.jsonl.gz") + journeys()
     expected = replay_expected(lines)
     first, second = WorkerProcess(settings, tmp_path / "w1.log"), WorkerProcess(settings, tmp_path / "w2.log")

@@ -10,7 +10,7 @@ from streams.app import Worker
 
 def _worker() -> Worker:
     none: Any = None
-    return Worker(settings=none, app=none, processor=none, store=None, table=none, topics={}, merger=none)
+    return Worker(settings=none, app=none, processor=none, store=None, table=none, topics={}, path=none)
 
 
 async def test_every_caller_waits_for_the_pending_store_and_nothing_stays_unstored() -> None:

@@ -12,7 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from segmenter.engine import Segmenter
 from streams import metrics
 from streams.metrics import Metrics
-from streams.processor import Merger, Processor, Record, tick_message
+from streams.batch import BatchPath
+from streams.processor import Processor
+from streams.sequencer import Record, Sequencer
 from streams.settings import Settings
 from tests.unit.streams.fake_table import Table
 
@@ -44,7 +46,7 @@ def test_dead_letters_are_counted_by_bounded_reason() -> None:
     recs = [
         Record(ORDERS, 0, 0, None, b"{not json"),
         Record(ORDERS, 0, 1, None, b'{"type": "teleport", "event_id": "x", "occurred_at": "2024-01-01T00:00:00Z"}'),
-        Record("ticks", 0, 0, None, b'{"watermark_ms": "soon"}'),
+        Record("r", 0, 0, None, b'{"kind": "teleport"}'),
     ]
     res = proc.process(recs, lambda _k: None)
     assert len(res.dead_letters) == 3
@@ -73,13 +75,13 @@ def test_timer_lateness_is_observed_for_wall_clock_ticks_only() -> None:
     due = proc.indexes[0].next_due()
     assert due is not None and due <= now_ms
 
-    # an event-time tick fires it too, but its lateness would be meaningless
+    # firing up to an event time of long ago (a backlog) fires it too, but its lateness would be meaningless
     replay = processor()
     replay.rebuild_indexes(((None, k, v) for k, v in table.items()), {0})
-    res = replay.process([Record("ticks", 0, 0, None, tick_message(now_ms))], table.load)
+    res = replay.process([], table.load, deadlines={0: due})
     assert res.changes and res.timer_lateness_s == []
 
-    res = proc.process([Record("ticks", 0, 0, None, tick_message(now_ms, wall=True))], table.load)
+    res = proc.process([], table.load, deadlines={0: now_ms})
     assert res.changes
     [late] = res.timer_lateness_s
     assert abs(late - (time.time() - due / 1000)) < 5
@@ -139,7 +141,13 @@ class FakeWorker:
     processor: Processor
     store: Any = None
     metrics: Metrics = field(default_factory=Metrics)
-    merger: Merger = field(default_factory=lambda: Merger((CARTS, ORDERS)))
+    path: BatchPath = field(
+        default_factory=lambda: BatchPath(Sequencer((CARTS, ORDERS), "r", 1, lambda _k: 0), processor())
+    )
+
+    @property
+    def sequencer(self) -> Sequencer:
+        return self.path.sequencer
 
 
 def gauges(m: Metrics, name: str) -> dict[tuple[str, str], float]:
@@ -186,8 +194,9 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     proc.customers[0] = 7
     worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), proc, store=Store(3))
     # a cart held until the orders topic of its partition catches up
-    worker.merger.add(Record(CARTS, 0, 0, b"c-1", cart("c-1", 1_700_000_000_000)), [])
-    worker.merger.release(lambda *_: False, [])
+    worker.sequencer.assign([0], 0)
+    worker.sequencer.add(Record(CARTS, 0, 0, b"c-1", cart("c-1", 1_700_000_000_000)))
+    assert worker.sequencer.release() == []
     metrics.refresh(worker)
     worker.store.errors = 5
     metrics.refresh(worker)

@@ -1,0 +1,118 @@
+"""The batch path without Kafka: records in, what to publish out (the worker and the simulation run it).
+
+One call of :meth:`BatchPath.handle` takes a fetch's records and what the fetch said of each
+topic-partition, and loops: the :class:`~streams.sequencer.Sequencer` releases what may be applied
+now, the :class:`~streams.processor.Processor` applies it, routed messages for partitions owned here
+are handed back to the sequencer at once (their copies still go to the routing topic, for a crash),
+until nothing more is released; then each partition's deadlines fire up to its bound, and progress
+markers are due for the partitions other workers own. The shell publishes the results, then the
+markers (after the messages they vouch for), waits for Kafka, stores the states and acks
+:meth:`~streams.sequencer.Sequencer.ackable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from segmenter.routing import LINK, Routed
+from streams.processor import BatchResult, Processor
+from streams.sequencer import Record, Sequencer, TpView, marker
+
+Loader = Callable[[str], "bytes | None"]
+
+
+@dataclass
+class Handled:
+    """What one call produced: results to publish (in order), the records they came from, markers."""
+
+    results: list[BatchResult] = field(default_factory=list)
+    released: list[Record] = field(default_factory=list)
+    markers: list[tuple[int, bytes]] = field(default_factory=list)  # (routing partition, marker value)
+
+
+class BatchPath:
+    """A worker's sequencer and processor, driven a fetch at a time."""
+
+    def __init__(self, sequencer: Sequencer, processor: Processor, *, marker_every_ms: int = 20) -> None:
+        self.sequencer = sequencer
+        self.processor = processor
+        sequencer.link_floor = processor.link_floor
+        self.marker_every_ms = marker_every_ms
+        self._sent: dict[int, tuple[int, int]] = {}  # source partition -> frontiers last published
+        self._sent_at: dict[int, int] = {}
+
+    def assign(self, partitions: Iterable[int], now_ms: int) -> None:
+        self.sequencer.assign(partitions, now_ms)
+
+    def forget(self, partitions: set[int]) -> list[Record]:
+        self.processor.forget(partitions)
+        for p in partitions:
+            self._sent.pop(p, None)
+            self._sent_at.pop(p, None)
+        return self.sequencer.forget(partitions)
+
+    def reset(self) -> None:
+        """Forget everything held (after a rebalance every partition is read again from its commit)."""
+        self.sequencer.forget(set(self.sequencer.parts))
+        self._sent.clear()
+        self._sent_at.clear()
+
+    def handle(
+        self,
+        records: Iterable[Record],
+        views: dict[tuple[str, int], TpView],
+        load: Loader,
+        load_in: Callable[[int], Loader],
+        now_ms: int,
+    ) -> Handled:
+        seq, proc = self.sequencer, self.processor
+        for rec in records:
+            seq.add(rec)
+        seq.observe(views)
+        out = Handled()
+        owned = seq.parts
+        while True:
+            ready = seq.release()
+            if not ready:
+                break
+            res = proc.process(ready, load, load_in=load_in)
+            out.results.append(res)
+            out.released.extend(ready)
+            for msg, mid in zip(res.routed, res.routed_ids, strict=True):
+                q = proc.partitioner(msg.key)
+                here = q in owned
+                if here:
+                    seq.add_local(q, msg, mid)
+                if msg.kind == LINK:
+                    res.links["local" if here else "routed"] = res.links.get("local" if here else "routed", 0) + 1
+        frontiers = seq.frontiers()
+        deadlines = {}
+        for p in owned:
+            bound = seq.deadline_bound(p, frontiers)
+            if bound is not None and proc.due_after(p, bound):
+                deadlines[p] = bound
+        if deadlines:
+            out.results.append(proc.process([], load, load_in=load_in, deadlines=deadlines))
+        remote = [q for q in range(seq.n) if q not in owned]
+        if remote:
+            for s, f in frontiers.items():
+                if self._sent.get(s) == f or now_ms - self._sent_at.get(s, -(2**62)) < self.marker_every_ms:
+                    continue
+                self._sent[s], self._sent_at[s] = f, now_ms
+                value = marker(s, *f)
+                out.markers.extend((q, value) for q in remote)
+        return out
+
+    def markers_pending(self) -> bool:
+        """Whether a marker is held back by :attr:`marker_every_ms` (the loop should run again soon)."""
+        return len(self.sequencer.parts) < self.sequencer.n and any(
+            self._sent.get(s) != self.sequencer.frontier(s) for s in self.sequencer.parts
+        )
+
+
+def routed_value(msg: Routed, mid: str) -> bytes:
+    """The routing topic's value of a routed message with its id (its in-process copy is known by it)."""
+    return orjson.dumps({"key": msg.key, "kind": msg.kind, "body": msg.body, "id": mid})

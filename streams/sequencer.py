@@ -1,0 +1,484 @@
+"""Event-time order within and across partitions, from knowledge only (no timeout ever releases a record).
+
+Replay applies every input in event-time order, and a routed message (``link``, ``apply``, ...) the
+moment the event that caused it is applied. A worker reads each topic-partition at its own pace, and
+the routed messages of a partition come from every other partition through the routing topic, so the
+:class:`Sequencer` decides when a record may be applied:
+
+* **Within a partition** (Kafka Streams' timestamp synchronisation, KIP-695): the input record with the
+  earliest ``(event time, topic rank)`` goes first, and only once every other input topic of the
+  partition either has a record held or is *known* to hold nothing earlier: read to its high watermark
+  by a fetch response at ``polled_ms``, which vouches for event times up to ``polled_ms - grace`` (the
+  grace covers one producer's cross-topic reorder at the live edge), or, when records are known to be
+  waiting, the time of the last record read from it (a topic-partition's event times do not go back).
+* **Across partitions** (Flink's watermarks, the minimum over the input channels): every partition ``s``
+  has two frontiers, ``link`` and ``apply``: ``s`` will send no ``link`` (resp. ``apply``) message for an
+  event time before it. They are the earliest held or unread record of ``s`` that may send one
+  (:func:`classify`). A visitor's own event waits until every partition's ``link`` frontier has reached
+  it (no login of that visitor can still come before it); a customer's own event waits for the
+  ``apply`` frontiers (no event of a linked device can still come before it). Frontiers of partitions
+  owned by this worker are computed here; the others' come as progress markers on the routing topic,
+  which each owner publishes after the routed messages they vouch for (:func:`marker`), so reading a
+  marker means the messages before it were read. Routed messages of partitions owned here are handed
+  over in-process (:meth:`add_local`), their copies on the routing topic recognised by id.
+* ``merge`` and ``credit`` wait for no other partition (a customer waiting for a merge holds its own
+  events in its state; credits are counted in event-time order whatever their arrival order), only for
+  the partition's own earlier inputs: a copy read again after a crash must not overtake the event that
+  caused it.
+* **Deadlines** of a partition fire only up to :meth:`deadline_bound`: one millisecond before the
+  earliest input any key of the partition may still receive.
+
+Memory is bounded by pausing topic-partitions whose held records exceed a bound (the shell does it with
+:meth:`held`), never by releasing. Records are acked in offset order per topic-partition only
+(:meth:`mark_done`, :meth:`ackable`), so a commit never passes a held record.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from schemas.events import event_time_ms, parse_event
+from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
+
+NEG = -(2**62)
+POS = 2**62
+LINKS = 1  # bit: waits for the link frontiers / may send a link
+APPLIES = 2  # bit: waits for the apply frontiers / may send an apply
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+@dataclass(slots=True)
+class Record:
+    """The parts of a Kafka record the worker needs.
+
+    ``event``: parsed already; ``routed``: a routed message handed over in-process (then ``value`` may be
+    ``None`` and ``offset`` is the copy's offset on the routing topic once it is read, else ``-1``);
+    ``mid``: the id of a routed message, from which the ids of the messages it causes derive;
+    ``duplicate``: the copy of a message applied in-process already (acked, not applied).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    event: object | None = None
+    time_ms: int | None = None
+    received: float = -math.inf
+    routed: Routed | None = None
+    mid: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class TpView:
+    """What the last fetch response said of a topic-partition: read to its end, and when."""
+
+    caught_up: bool | None  # True: read to the high watermark; False: records waiting; None: not known
+    polled_ms: int | None  # wall-clock ms of the response (None: none yet)
+
+
+@dataclass(slots=True)
+class _Held:
+    t: int
+    rank: int
+    seq: int
+    rec: Record
+    gate: int  # LINKS | APPLIES: the frontiers it waits for
+    makes: int  # LINKS | APPLIES: the messages it may send (counts in this partition's frontiers)
+
+    def __lt__(self, other: _Held) -> bool:
+        return (self.t, self.rank, self.seq) < (other.t, other.rank, other.seq)
+
+
+@dataclass
+class _Part:
+    queues: dict[str, deque[_Held]]
+    # event times of the held records that may send a link / an apply, per input topic, in FIFO order
+    links: dict[str, deque[int]] = field(default_factory=dict)
+    applies: dict[str, deque[int]] = field(default_factory=dict)
+    routed: list[_Held] = field(default_factory=list)  # heap
+    routed_makes: int = 0  # held routed messages that may send links or applies (``event``)
+    last_t: dict[str, int] = field(default_factory=dict)  # event time of the last record read, per input topic
+    max_t: int = NEG  # latest event time read from any input topic
+    floor: int = NEG  # an operator's tick: no input before this is still to come
+    local: dict[str, _Held | None] = field(default_factory=dict)  # in-process messages by id (None: applied)
+    markers: dict[int, tuple[int, int]] = field(default_factory=dict)  # source -> (link, apply), from Kafka
+    routing_ready: bool = False  # the routing topic read to its end once since the assignment
+    assigned_ms: int = 0
+
+
+def classify(
+    key_partition: int, partition: int, customer_id: str | None, anonymous_id: str | None, key: str
+) -> tuple[int, int]:
+    """``(gate, makes)`` of an input event read on ``partition`` whose key lives on ``key_partition``."""
+    if key_partition != partition:
+        return LINKS | APPLIES, LINKS | APPLIES  # forwarded as an ``event``: may link or apply there
+    if customer_id is None:
+        return LINKS, APPLIES  # a visitor: a login may come before it; once linked it is forwarded
+    if anonymous_id is not None and anonymous_id != key:
+        return APPLIES, LINKS  # a customer's event naming a device: may link it
+    return APPLIES, 0
+
+
+def marker(source: int, link: int, apply: int) -> bytes:
+    """A progress marker: partition ``source`` sends no link (apply) message for event times before these."""
+    return orjson.dumps({"progress": {"source": source, "link": link, "apply": apply}})
+
+
+def message_time(body: dict[str, object]) -> int:
+    """Event time of a routed message (``ValueError`` when it has none)."""
+    at_ms = body.get("at_ms")
+    if isinstance(at_ms, int):
+        return at_ms
+    event = body.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("occurred_at"), str):
+        raise ValueError("a routed message needs an event with occurred_at")
+    at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+    return (at - _EPOCH) // _MS
+
+
+_ROUTED_GATE = {LINK: LINKS, APPLY: APPLIES, EVENT: LINKS | APPLIES, MERGE: 0, CREDIT: 0}
+
+
+class Sequencer:
+    """Holds the records of the partitions this worker owns and releases them in event-time order."""
+
+    def __init__(
+        self,
+        input_topics: Sequence[str],
+        routing_topic: str,
+        partitions: int,
+        partitioner: Callable[[str], int],
+        *,
+        grace_ms: int = 30,
+        wallclock: bool = True,
+    ) -> None:
+        self.inputs = tuple(input_topics)
+        self.rank = {t: i for i, t in enumerate(self.inputs)}
+        self.routing = routing_topic
+        self.routing_rank = len(self.inputs)
+        self.n = partitions
+        self.partitioner = partitioner
+        self.grace_ms = grace_ms
+        self.wallclock = wallclock
+        self.parts: dict[int, _Part] = {}
+        self.views: dict[tuple[str, int], TpView] = {}
+        self._ready: list[Record] = []
+        self._seq = itertools.count()
+        # the earliest event a partition holds elsewhere (in a customer's state) that will link a device
+        self.link_floor: Callable[[int], int | None] = lambda _p: None
+        # acks in offset order: per topic-partition the offsets read, and the batch each was finished in
+        self._read: dict[tuple[str, int], deque[int]] = {}
+        self._done: dict[tuple[str, int], dict[int, int]] = {}
+        self.last_offset: dict[tuple[str, int], int] = {}  # the last offset read, per topic-partition
+
+    # ------------------------------------------------------------ assignment
+    def assign(self, partitions: Iterable[int], now_ms: int) -> None:
+        """Partitions this worker now owns (their records start coming)."""
+        for p in partitions:
+            if p not in self.parts:
+                self.parts[p] = _Part(
+                    {t: deque() for t in self.inputs},
+                    {t: deque() for t in self.inputs},
+                    {t: deque() for t in self.inputs},
+                    assigned_ms=now_ms,
+                )
+
+    def forget(self, partitions: Iterable[int]) -> list[Record]:
+        """Drop what is held for revoked partitions; they are not acked, their next owner reads them."""
+        gone = set(partitions)
+        dropped: list[Record] = []
+        for p in gone:
+            part = self.parts.pop(p, None)
+            if part is None:
+                continue
+            for q in part.queues.values():
+                dropped.extend(h.rec for h in q)
+            dropped.extend(h.rec for h in part.routed)
+        for tp in [tp for tp in self._read if tp[1] in gone]:
+            del self._read[tp]
+            self._done.pop(tp, None)
+        self.last_offset = {tp: o for tp, o in self.last_offset.items() if tp[1] not in gone}
+        self.views = {tp: v for tp, v in self.views.items() if tp[1] not in gone}
+        self._ready = [r for r in self._ready if r.partition not in gone]
+        return dropped
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self.parts)
+
+    def __len__(self) -> int:
+        return sum(len(q) for part in self.parts.values() for q in part.queues.values()) + sum(
+            len(part.routed) for part in self.parts.values()
+        )
+
+    def held(self, topic: str, partition: int) -> int:
+        """Records of an input topic-partition held (the shell pauses it above a bound)."""
+        part = self.parts.get(partition)
+        return len(part.queues[topic]) if part is not None and topic in part.queues else 0
+
+    # ---------------------------------------------------------------- input
+    def observe(self, views: dict[tuple[str, int], TpView]) -> None:
+        """What the latest fetch responses say of the owned topic-partitions."""
+        self.views.update(views)
+        for p, part in self.parts.items():
+            if not part.routing_ready:
+                v = views.get((self.routing, p))
+                if v is not None and v.caught_up and (v.polled_ms or 0) >= part.assigned_ms:
+                    part.routing_ready = True
+
+    def add(self, rec: Record) -> None:
+        """A record read from Kafka."""
+        part = self.parts.get(rec.partition)
+        if part is None:
+            return  # not ours (any more): its owner reads it
+        tp = (rec.topic, rec.partition)
+        self._read.setdefault(tp, deque()).append(rec.offset)
+        self.last_offset[tp] = rec.offset
+        if rec.topic in self.rank:
+            self._add_input(part, rec)
+        elif rec.topic == self.routing:
+            self._add_routed(part, rec)
+        else:
+            self._add_tick(part, rec)
+
+    def _add_tick(self, part: _Part, rec: Record) -> None:
+        # a nudge wakes the batch loop; a watermark is an operator's floor (never fires anything by itself)
+        rec.duplicate = True
+        self._ready.append(rec)
+        try:
+            obj = orjson.loads(rec.value or b"")
+        except ValueError:
+            return
+        if isinstance(obj, dict) and isinstance(obj.get("watermark_ms"), int):
+            part.floor = max(part.floor, obj["watermark_ms"] + 1)
+
+    def _add_input(self, part: _Part, rec: Record) -> None:
+        q = part.queues[rec.topic]
+        try:
+            event = parse_event(rec.value or b"")
+            t = event_time_ms(event)
+        except ValueError:
+            # invalid: no time to be ordered by; right behind the held records of its topic-partition (acks
+            # stay in offset order), else straight to the processor, which dead-letters it
+            if q:
+                last = q[-1]
+                q.append(_Held(last.t, last.rank, next(self._seq), rec, last.gate, 0))
+            else:
+                self._ready.append(rec)
+            return
+        rec.event, rec.time_ms = event, t
+        key = event.key
+        gate, makes = classify(self.partitioner(key), rec.partition, event.customer_id, event.anonymous_id, key)
+        q.append(_Held(t, self.rank[rec.topic], next(self._seq), rec, gate, makes))
+        if makes & LINKS:
+            part.links[rec.topic].append(t)
+        if makes & APPLIES:
+            part.applies[rec.topic].append(t)
+        part.last_t[rec.topic] = t
+        if t > part.max_t:
+            part.max_t = t
+
+    def _add_routed(self, part: _Part, rec: Record) -> None:
+        try:
+            obj = orjson.loads(rec.value or b"")
+        except ValueError:
+            self._ready.append(rec)
+            return
+        if isinstance(obj, dict) and isinstance(obj.get("progress"), dict):
+            self._marker(part, rec, obj["progress"])
+            return
+        mid = obj.get("id") if isinstance(obj, dict) else None
+        if isinstance(mid, str) and mid in part.local:
+            local = part.local.pop(mid)
+            if local is not None and local.rec.offset < 0:
+                local.rec.offset = rec.offset  # acked when the in-process copy is applied
+            else:
+                rec.duplicate = True  # applied in-process already: only acked
+                self._ready.append(rec)
+            return
+        try:
+            msg = Routed.from_json(rec.value or b"")
+            t = message_time(msg.body)
+        except (ValueError, KeyError, TypeError):
+            self._ready.append(rec)  # the processor dead-letters it
+            return
+        rec.routed, rec.mid, rec.time_ms = msg, mid if isinstance(mid, str) else None, t
+        self._hold_routed(part, rec, msg.kind, t)
+
+    def _marker(self, part: _Part, rec: Record, body: dict[str, object]) -> None:
+        rec.duplicate = True  # nothing to apply: acked with the batch
+        self._ready.append(rec)
+        source, link, apply = body.get("source"), body.get("link"), body.get("apply")
+        if isinstance(source, int) and isinstance(link, int) and isinstance(apply, int):
+            old = part.markers.get(source, (NEG, NEG))
+            part.markers[source] = (max(old[0], link), max(old[1], apply))
+
+    def add_local(self, partition: int, msg: Routed, mid: str) -> None:
+        """A routed message for a partition owned here, handed over in-process (its copy is on its way)."""
+        part = self.parts.get(partition)
+        if part is None:
+            return
+        rec = Record(self.routing, partition, -1, msg.key.encode(), None, routed=msg, mid=mid)
+        rec.time_ms = t = message_time(msg.body)
+        held = self._hold_routed(part, rec, msg.kind, t)
+        part.local[mid] = held
+
+    def _hold_routed(self, part: _Part, rec: Record, kind: str, t: int) -> _Held:
+        gate = _ROUTED_GATE.get(kind, 0)
+        makes = LINKS | APPLIES if kind == EVENT else 0
+        held = _Held(t, self.routing_rank, next(self._seq), rec, gate, makes)
+        heapq.heappush(part.routed, held)
+        part.routed_makes += bool(makes)
+        return held
+
+    def tick(self, partition: int, watermark_ms: int) -> None:
+        """An operator's (or a test's) word that no input of ``partition`` before ``watermark_ms`` will come."""
+        part = self.parts.get(partition)
+        if part is not None:
+            part.floor = max(part.floor, watermark_ms + 1)
+
+    # ------------------------------------------------------------ frontiers
+    def _unread(self, p: int, part: _Part, topic: str, wall: bool = True) -> int:
+        """No record of ``topic``/``p`` earlier than this is still to be read."""
+        last = part.last_t.get(topic, NEG)
+        v = self.views.get((topic, p))
+        if v is not None and v.caught_up and v.polled_ms is not None:
+            last = max(last, v.polled_ms - self.grace_ms) if wall else max(last, part.max_t)
+        return max(last, part.floor)
+
+    def frontier(self, p: int) -> tuple[int, int]:
+        """``(link, apply)``: partition ``p`` sends no link (apply) message for an event time before these."""
+        part = self.parts[p]
+        unread = min(self._unread(p, part, t) for t in self.inputs)
+        link = apply = unread
+        for times in part.links.values():
+            if times and times[0] < link:
+                link = times[0]
+        for times in part.applies.values():
+            if times and times[0] < apply:
+                apply = times[0]
+        floor = self.link_floor(p)
+        if floor is not None and floor < link:
+            link = floor
+        if part.routed_makes:
+            for h in part.routed:
+                if h.makes:
+                    link, apply = min(link, h.t), min(apply, h.t)
+        return link, apply
+
+    def gates(self, q: int, frontiers: dict[int, tuple[int, int]]) -> tuple[int, int]:
+        """``(link, apply)`` for partition ``q``: the minimum over every partition's frontiers."""
+        part = self.parts[q]
+        if not part.routing_ready:
+            return NEG, NEG
+        link = apply = POS
+        for s in range(self.n):
+            f = frontiers.get(s)
+            if f is None:
+                f = part.markers.get(s, (NEG, NEG))
+            if f[0] < link:
+                link = f[0]
+            if f[1] < apply:
+                apply = f[1]
+        return link, apply
+
+    def frontiers(self) -> dict[int, tuple[int, int]]:
+        """The frontiers of every owned partition (what the markers publish)."""
+        return {p: self.frontier(p) for p in self.parts}
+
+    def deadline_bound(self, p: int, frontiers: dict[int, tuple[int, int]] | None = None) -> int | None:
+        """Deadlines of ``p`` up to this may fire: no input of any of its keys at or before it is to come."""
+        part = self.parts.get(p)
+        if part is None:
+            return None
+        fr = frontiers if frontiers is not None else self.frontiers()
+        link, apply = self.gates(p, fr)
+        bound = min(link, apply, *(self._unread(p, part, t, self.wallclock) for t in self.inputs))
+        for q in part.queues.values():
+            if q:
+                bound = min(bound, q[0].t)
+        if part.routed:
+            bound = min(bound, part.routed[0].t)
+        return bound - 1 if bound > NEG else None
+
+    # -------------------------------------------------------------- release
+    def release(self) -> list[Record]:
+        """Records that may be applied now, in order per partition.
+
+        One round on the frontiers as they are now: what it releases may send routed messages, which
+        must be handed over (:meth:`add_local`) before frontiers computed without those records count.
+        The shell calls it again after applying what it returned, until it returns nothing.
+        """
+        out, self._ready = self._ready, []
+        fr = self.frontiers()
+        for p in sorted(self.parts):
+            part = self.parts[p]
+            link, apply = self.gates(p, fr)
+            unread = [(self._unread(p, part, t), self.rank[t], t) for t in self.inputs]
+            while True:
+                head = None
+                for q in part.queues.values():
+                    if q and (head is None or q[0] < head):
+                        head = q[0]
+                if part.routed and (head is None or part.routed[0] < head):
+                    head = part.routed[0]
+                if head is None:
+                    break
+                if (head.gate & LINKS and link < head.t) or (head.gate & APPLIES and apply < head.t):
+                    break
+                key = (head.t, head.rank)
+                # an empty input topic that may still show an earlier record (ties: by topic rank)
+                if any(not part.queues[topic] and (u, r) < key for u, r, topic in unread):
+                    break
+                if head.rank == self.routing_rank:
+                    heapq.heappop(part.routed)
+                    part.routed_makes -= bool(head.makes)
+                    if head.rec.mid is not None and head.rec.mid in part.local:
+                        part.local[head.rec.mid] = None  # its copy, when read, is only acked
+                else:
+                    topic = self.inputs[head.rank]
+                    part.queues[topic].popleft()
+                    if head.makes & LINKS:
+                        part.links[topic].popleft()
+                    if head.makes & APPLIES:
+                        part.applies[topic].popleft()
+                out.append(head.rec)
+        return out
+
+    def wake_in_ms(self) -> int | None:
+        """When to look again though nothing new came: a fetch moves the caught-up frontiers on."""
+        return self.grace_ms if len(self) else None
+
+    # ----------------------------------------------------------------- acks
+    def mark_done(self, records: Iterable[Record], batch: int) -> None:
+        """``records`` were applied (or only acked) in batch number ``batch``."""
+        for rec in records:
+            if rec.offset >= 0:
+                self._done.setdefault((rec.topic, rec.partition), {})[rec.offset] = batch
+
+    def ackable(self, batch: int) -> dict[tuple[str, int], list[int]]:
+        """Offsets to ack once batch ``batch`` is stored: per topic-partition, those done before the first open one."""
+        out: dict[tuple[str, int], list[int]] = {}
+        for tp, read in self._read.items():
+            done = self._done.get(tp)
+            if not done:
+                continue
+            acked = []
+            while read and done.get(read[0], batch + 1) <= batch:
+                acked.append(read.popleft())
+                del done[acked[-1]]
+            if acked:
+                out[tp] = acked
+        return out

@@ -127,11 +127,14 @@ class Worker:
         cleared, so a later rebalance or restore shows in ``app.rebalancing``
         and ``recovery.in_recovery`` instead.
         """
+        # and the deadline index of every owned partition rebuilt from the restored states
+        return self.restored() and _owned_partitions(self) <= set(self.processor.indexes)
+
+    def restored(self) -> bool:
+        """The table's assigned partitions restored: their states may be read (see :meth:`recovered`)."""
         app: Any = self.app
         recovery = app.tables.recovery
-        restored = app.started and recovery.completed.is_set() and not recovery.in_recovery and not app.rebalancing
-        # and the deadline index of every owned partition rebuilt from the restored states
-        return bool(restored and _owned_partitions(self) <= set(self.processor.indexes))
+        return bool(app.started and recovery.completed.is_set() and not recovery.in_recovery and not app.rebalancing)
 
 
 def create_worker(
@@ -219,8 +222,9 @@ def create_worker(
         # the batch lock: a revocation waits for a batch in progress (and the store it starts)
         async with worker.batch_lock:
             consumer: Any = app.consumer
-            if not consumer.flow_active:
-                await consumer.rewind(batch)  # a rebalance began while we waited: read them again
+            if not consumer.flow_active or not worker.restored():
+                # a rebalance began while we waited, or the table is still being restored: read them again
+                await consumer.rewind(batch)
                 return
             worker.last_batch = time.monotonic()
             await run_batch(

@@ -19,7 +19,7 @@ import orjson
 
 from segmenter.routing import LINK, Routed
 from streams.processor import BatchResult, Processor
-from streams.sequencer import Record, Sequencer, TpView, marker
+from streams.sequencer import Frontier, Record, Sequencer, TpView, marker
 
 Loader = Callable[[str], "bytes | None"]
 
@@ -41,7 +41,7 @@ class BatchPath:
         self.processor = processor
         sequencer.link_floor = processor.link_floor
         self.marker_every_ms = marker_every_ms
-        self._sent: dict[int, tuple[int, int]] = {}  # source partition -> frontiers last published
+        self._sent: dict[int, Frontier] = {}  # source partition -> frontiers last published
         self._sent_at: dict[int, int] = {}
 
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
@@ -71,7 +71,7 @@ class BatchPath:
         seq, proc = self.sequencer, self.processor
         for rec in records:
             seq.add(rec)
-        seq.observe(views)
+        seq.observe(views, now_ms)
         out = Handled()
         owned = seq.parts
         while True:
@@ -102,7 +102,7 @@ class BatchPath:
                 if self._sent.get(s) == f or now_ms - self._sent_at.get(s, -(2**62)) < self.marker_every_ms:
                     continue
                 self._sent[s], self._sent_at[s] = f, now_ms
-                value = marker(s, *f)
+                value = marker(s, f)
                 out.markers.extend((q, value) for q in remote)
         return out
 

@@ -110,10 +110,9 @@ class _Part:
     routed: list[_Held] = field(default_factory=list)  # heap
     routed_makes: int = 0  # held routed messages that may send links or applies (``event``)
     last_t: dict[str, int] = field(default_factory=dict)  # event time of the last record read, per input topic
-    max_t: int = NEG  # latest event time read from any input topic
     floor: int = NEG  # an operator's tick: no input before this is still to come
     local: dict[str, _Held | None] = field(default_factory=dict)  # in-process messages by id (None: applied)
-    markers: dict[int, tuple[int, int]] = field(default_factory=dict)  # source -> (link, apply), from Kafka
+    markers: dict[int, Frontier] = field(default_factory=dict)  # source -> its frontiers, from Kafka
     routing_ready: bool = False  # the routing topic read to its end once since the assignment
     assigned_ms: int = 0
 
@@ -131,9 +130,18 @@ def classify(
     return APPLIES, 0
 
 
-def marker(source: int, link: int, apply: int) -> bytes:
-    """A progress marker: partition ``source`` sends no link (apply) message for event times before these."""
-    return orjson.dumps({"progress": {"source": source, "link": link, "apply": apply}})
+Frontier = tuple[int, int, int, int]
+"""``(link, apply, wall_link, wall_apply)``: no link (apply) message for an event time before ``link``
+(``apply``); the ``wall_`` pair also takes the wall clock for read-to-the-end inputs (deadlines only)."""
+_UNKNOWN: Frontier = (NEG, NEG, NEG, NEG)
+
+
+def marker(source: int, frontier: Frontier) -> bytes:
+    """A progress marker: what partition ``source`` vouches for (see :data:`Frontier`)."""
+    link, apply, wall_link, wall_apply = frontier
+    return orjson.dumps(
+        {"progress": {"source": source, "link": link, "apply": apply, "wlink": wall_link, "wapply": wall_apply}}
+    )
 
 
 def message_time(body: dict[str, object]) -> int:
@@ -182,6 +190,9 @@ class Sequencer:
         self._read: dict[tuple[str, int], deque[int]] = {}
         self._done: dict[tuple[str, int], dict[int, int]] = {}
         self.last_offset: dict[tuple[str, int], int] = {}  # the last offset read, per topic-partition
+        # (wall ms, the latest event time read by then): what a read-to-the-end topic-partition vouches for
+        self._arrivals: deque[tuple[int, int]] = deque()
+        self._latest = NEG
 
     # ------------------------------------------------------------ assignment
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
@@ -229,9 +240,15 @@ class Sequencer:
         return len(part.queues[topic]) if part is not None and topic in part.queues else 0
 
     # ---------------------------------------------------------------- input
-    def observe(self, views: dict[tuple[str, int], TpView]) -> None:
-        """What the latest fetch responses say of the owned topic-partitions."""
+    def observe(self, views: dict[tuple[str, int], TpView], now_ms: int) -> None:
+        """What the latest fetch responses say of the owned topic-partitions (records read by ``now_ms``)."""
         self.views.update(views)
+        arrivals = self._arrivals
+        if not arrivals or arrivals[-1][1] != self._latest:
+            arrivals.append((now_ms, self._latest))
+        horizon = now_ms - 10 * self.grace_ms - 10_000
+        while len(arrivals) > 1 and arrivals[1][0] <= horizon:
+            arrivals.popleft()
         for p, part in self.parts.items():
             if not part.routing_ready:
                 v = views.get((self.routing, p))
@@ -287,8 +304,8 @@ class Sequencer:
         if makes & APPLIES:
             part.applies[rec.topic].append(t)
         part.last_t[rec.topic] = t
-        if t > part.max_t:
-            part.max_t = t
+        if t > self._latest:
+            self._latest = t
 
     def _add_routed(self, part: _Part, rec: Record) -> None:
         try:
@@ -321,9 +338,15 @@ class Sequencer:
         rec.duplicate = True  # nothing to apply: acked with the batch
         self._ready.append(rec)
         source, link, apply = body.get("source"), body.get("link"), body.get("apply")
-        if isinstance(source, int) and isinstance(link, int) and isinstance(apply, int):
-            old = part.markers.get(source, (NEG, NEG))
-            part.markers[source] = (max(old[0], link), max(old[1], apply))
+        wall_link, wall_apply = body.get("wlink", link), body.get("wapply", apply)
+        values = (link, apply, wall_link, wall_apply)
+        if isinstance(source, int) and all(isinstance(v, int) for v in values):
+            old = part.markers.get(source, _UNKNOWN)
+            part.markers[source] = tuple(max(o, v) for o, v in zip(old, values, strict=True))  # type: ignore[assignment]
+            # what another worker read had been produced by then: later records come after it (as for our own)
+            seen = min(link, apply) - 1
+            if NEG < seen < POS and seen > self._latest:
+                self._latest = seen
 
     def add_local(self, partition: int, msg: Routed, mid: str) -> None:
         """A routed message for a partition owned here, handed over in-process (its copy is on its way)."""
@@ -337,6 +360,8 @@ class Sequencer:
 
     def _hold_routed(self, part: _Part, rec: Record, kind: str, t: int) -> _Held:
         gate = _ROUTED_GATE.get(kind, 0)
+        if t > self._latest:  # derived from an input produced before it was read: vouched for the same way
+            self._latest = t
         makes = LINKS | APPLIES if kind == EVENT else 0
         held = _Held(t, self.routing_rank, next(self._seq), rec, gate, makes)
         heapq.heappush(part.routed, held)
@@ -350,19 +375,38 @@ class Sequencer:
             part.floor = max(part.floor, watermark_ms + 1)
 
     # ------------------------------------------------------------ frontiers
-    def _unread(self, p: int, part: _Part, topic: str, wall: bool = True) -> int:
-        """No record of ``topic``/``p`` earlier than this is still to be read."""
+    def _arrived_by(self, wall_ms: int) -> int:
+        """The latest event time among the input records read at or before ``wall_ms``."""
+        best = NEG
+        for at, latest in self._arrivals:
+            if at > wall_ms:
+                break
+            best = latest
+        return best
+
+    def _unread(self, p: int, part: _Part, topic: str, wall: bool = False) -> int:
+        """No record of ``topic``/``p`` earlier than this is still to be read.
+
+        Records known to be waiting: the last one read (event times of a topic-partition do not go back).
+        Read to its end by a response at ``polled``: anything produced before the records read by
+        ``polled - grace`` is visible, so it vouches for their event times (Kafka Streams'
+        ``max.task.idle.ms``; producers send in event-time order); with ``wall``, also for the wall clock
+        (deadlines of idle partitions).
+        """
         last = part.last_t.get(topic, NEG)
         v = self.views.get((topic, p))
         if v is not None and v.caught_up and v.polled_ms is not None:
-            last = max(last, v.polled_ms - self.grace_ms) if wall else max(last, part.max_t)
+            w = v.polled_ms - self.grace_ms
+            # a record produced later at the same instant comes after those read, in replay's order too: + 1
+            last = max(last, self._arrived_by(w) + 1, w if wall else NEG)
         return max(last, part.floor)
 
-    def frontier(self, p: int) -> tuple[int, int]:
-        """``(link, apply)``: partition ``p`` sends no link (apply) message for an event time before these."""
+    def frontier(self, p: int) -> Frontier:
+        """Partition ``p`` sends no link (apply) message for an event time before these (:data:`Frontier`)."""
         part = self.parts[p]
         unread = min(self._unread(p, part, t) for t in self.inputs)
-        link = apply = unread
+        wall_unread = min(self._unread(p, part, t, True) for t in self.inputs)
+        link = apply = POS
         for times in part.links.values():
             if times and times[0] < link:
                 link = times[0]
@@ -376,35 +420,36 @@ class Sequencer:
             for h in part.routed:
                 if h.makes:
                     link, apply = min(link, h.t), min(apply, h.t)
-        return link, apply
+        return min(link, unread), min(apply, unread), min(link, wall_unread), min(apply, wall_unread)
 
-    def gates(self, q: int, frontiers: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    def gates(self, q: int, frontiers: dict[int, Frontier], wall: bool = False) -> tuple[int, int]:
         """``(link, apply)`` for partition ``q``: the minimum over every partition's frontiers."""
         part = self.parts[q]
         if not part.routing_ready:
             return NEG, NEG
+        i = 2 if wall else 0
         link = apply = POS
         for s in range(self.n):
             f = frontiers.get(s)
             if f is None:
-                f = part.markers.get(s, (NEG, NEG))
-            if f[0] < link:
-                link = f[0]
-            if f[1] < apply:
-                apply = f[1]
+                f = part.markers.get(s, _UNKNOWN)
+            if f[i] < link:
+                link = f[i]
+            if f[i + 1] < apply:
+                apply = f[i + 1]
         return link, apply
 
-    def frontiers(self) -> dict[int, tuple[int, int]]:
+    def frontiers(self) -> dict[int, Frontier]:
         """The frontiers of every owned partition (what the markers publish)."""
         return {p: self.frontier(p) for p in self.parts}
 
-    def deadline_bound(self, p: int, frontiers: dict[int, tuple[int, int]] | None = None) -> int | None:
+    def deadline_bound(self, p: int, frontiers: dict[int, Frontier] | None = None) -> int | None:
         """Deadlines of ``p`` up to this may fire: no input of any of its keys at or before it is to come."""
         part = self.parts.get(p)
         if part is None:
             return None
         fr = frontiers if frontiers is not None else self.frontiers()
-        link, apply = self.gates(p, fr)
+        link, apply = self.gates(p, fr, self.wallclock)
         bound = min(link, apply, *(self._unread(p, part, t, self.wallclock) for t in self.inputs))
         for q in part.queues.values():
             if q:

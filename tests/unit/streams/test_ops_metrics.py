@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from segmenter.engine import Segmenter
 from streams import metrics
-from streams.metrics import Metrics
 from streams.batch import BatchPath
+from streams.metrics import Metrics
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer
 from streams.settings import Settings

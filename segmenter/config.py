@@ -16,9 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 
 Days = float
+Hours = float
 Minutes = float
 Share = float
 
@@ -27,6 +29,13 @@ class Rules(BaseModel):
     """Thresholds of every segment, trait and moment (all defaults from SEGMENTS.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # input
+    max_future_skew_hours: Hours = Field(
+        24,
+        gt=0,
+        description="An event more than this far ahead of the wall clock (replay: --now) is invalid.",
+    )
 
     # sessions and identity
     session_timeout_minutes: Minutes = Field(
@@ -157,7 +166,7 @@ class Rules(BaseModel):
 
     # derived durations in milliseconds, used on the hot path
     def ms(self, name: str) -> int:
-        """A ``*_days`` or ``*_minutes`` threshold in milliseconds."""
+        """A ``*_days``, ``*_hours`` or ``*_minutes`` threshold in milliseconds."""
         value = float(getattr(self, name))
-        unit = DAY_MS if name.endswith("_days") else MINUTE_MS
+        unit = DAY_MS if name.endswith("_days") else HOUR_MS if name.endswith("_hours") else MINUTE_MS
         return int(value * unit)

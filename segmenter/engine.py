@@ -347,6 +347,10 @@ class Engine:
         self._drain(out)
         return out
 
+    def drop_routed(self) -> None:
+        """Forget the routed messages not delivered yet (what an input that failed half-way had sent)."""
+        self._queue.clear()
+
     def _absorb(self, key: str, outcome: Outcome, out: list[Change]) -> None:
         if outcome.state is not None:
             self.states[key] = outcome.state

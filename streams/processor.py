@@ -8,6 +8,7 @@ the failure table testable with plain records:
 |-----------------------------------------|---------------------------------------------------------|
 | bytes that are not a contract event      | dead letter (``stage=decode``) with the reason; go on  |
 | a valid event the rules fail on (a bug)  | dead letter (``stage=process``), logged with position  |
+| a record whose outputs cannot be encoded | dead letter (``stage=encode``); the record undone  |
 | an event on the wrong partition for its key | re-routed to its key through the routing topic      |
 | a routed message or tick that is not ours | dead letter (``stage=decode``)                         |
 
@@ -32,12 +33,13 @@ from typing import Any
 import orjson
 
 from schemas.dead_letter import DeadLetter
-from schemas.events import InputEvent, InvalidEvent, event_time_ms, parse_event
+from schemas.events import InputEvent, InvalidEvent, check_not_ahead, event_time_ms, parse_event
 from segmenter.changes import Change
 from segmenter.clock import DeadlineIndex
 from segmenter.engine import Outcome, Segmenter
 from segmenter.routing import EVENT, LINK, MERGE, Routed
 from segmenter.state import CustomerState
+from streams.store import prepare
 
 log = logging.getLogger("segmenter.processor")
 
@@ -143,6 +145,48 @@ def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, by
     return rec.key, letter.model_dump_json().encode()
 
 
+class OutputError(Exception):
+    """A record's changes, routed messages or states cannot be encoded (dead letter, ``stage=encode``)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.reason = f"encoding its outputs failed: {type(cause).__name__}: {cause}"
+
+
+@dataclass(slots=True, frozen=True)
+class _Mark:
+    """How much of a batch's outputs came before the record being applied."""
+
+    changes: int
+    routed: int
+    latency: int
+    ingest: int
+    deferred: int
+
+    @classmethod
+    def of(cls, res: BatchResult, deferred: list[Any]) -> _Mark:
+        return cls(len(res.changes), len(res.routed), len(res.e2e_latency_s), len(res.ingest_ts_ms), len(deferred))
+
+
+def _encode_outputs(
+    res: BatchResult, mark: _Mark, changed: dict[tuple[int, str], None], good: dict[str, bytes]
+) -> None:
+    """Encode what one record produced, as publishing, the Redis write and the store will.
+
+    Deterministic failures of one record (a value no encoder takes) surface
+    here, where the record can still be dead-lettered alone, not when the
+    batch is published (which would crash the worker on every restart).
+    A change keeps its JSON (:meth:`Change.to_json` encodes once).
+    """
+    for change in res.changes[mark.changes :]:
+        change.to_json()
+        prepare(change.to_dict())
+    for msg in res.routed[mark.routed :]:
+        msg.to_json()
+    for p, key in changed:
+        good[key] = res.states[p][key].to_bytes()
+
+
 def _reason_class(reason: str) -> str:
     # a bounded label for metrics: the field named first ("lines.0.quantity: ..." -> "lines.quantity")
     head = reason.split(":", 1)[0].strip()
@@ -180,6 +224,7 @@ class Processor:
         # links whose visitor's partition was not ready yet:
         # (link, customer, its partition, event ms, the event received, deferred at) (time.monotonic())
         self.deferred: list[tuple[Routed, str, int, int, float, float]] = []
+        self.max_ahead_ms = segmenter.rules.ms("max_future_skew_hours")  # later than now + this: invalid
         self.grace_s = 0.0  # the merger's grace (the worker sets it): when a deferred link may be tried again
         self._link_wake_at: float | None = None
 
@@ -286,7 +331,14 @@ class Processor:
             def local(partition: int, t: int, received: float) -> bool | None:
                 return None if ahead.get(partition) else allowed(partition, t, received)
 
+        # the keys the record being applied read and changed, and each changed key's state as encoded
+        # after the last record of this batch that changed it: a record that fails is undone with these
+        touched: dict[str, None] = {}
+        changed: dict[tuple[int, str], None] = {}
+        good: dict[str, bytes] = {}
+
         def state_of(key: str, partition: int | None = None) -> CustomerState | None:
+            touched[key] = None
             if key not in cache:
                 read = load if load_in is None else load_in(current[0] if partition is None else partition)
                 raw = read(key)
@@ -300,6 +352,7 @@ class Processor:
                 cache[key] = out.state
                 res.states.setdefault(p, {})[key] = out.state
                 self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
+                changed[(p, key)] = None
             res.changes.extend(out.changes)
             res.routed.extend(out.routed)
 
@@ -307,6 +360,9 @@ class Processor:
             p = current[0] = rec.partition
             if local is not None:
                 ahead[p] -= 1
+            mark = _Mark.of(res, self.deferred)
+            touched.clear()
+            changed.clear()
             try:
                 if rec.topic == self.ticks_topic:
                     self._tick(rec, state_of, absorb, res)
@@ -315,6 +371,15 @@ class Processor:
                     absorb(p, msg.key, self.segmenter.on_routed(state_of(msg.key), msg))
                 else:
                     self._event(rec, state_of, absorb, res, now_wall, local)
+                try:
+                    _encode_outputs(res, mark, changed, good)
+                except Exception as exc:  # re-raised with its stage, undone below
+                    raise OutputError(exc) from exc
+            except OutputError as exc:
+                self._undo(res, mark, touched, changed, good, state_of)
+                log.error("encoding the outputs of %s[%d]@%d failed: %s", rec.topic, p, rec.offset, exc.reason)
+                res.dead_letters.append(_dead_letter(rec, "encode", exc.reason))
+                _count(res.dead_letters_by_reason, "processing_error")
             except InvalidEvent as exc:
                 res.invalid_by_reason[_reason_class(exc.reason)] = (
                     res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
@@ -327,6 +392,7 @@ class Processor:
                 res.dead_letters.append(_dead_letter(rec, "decode", reason))
                 _count(res.dead_letters_by_reason, "malformed")
             except Exception as exc:
+                self._undo(res, mark, touched, changed, good, state_of)
                 log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
                 res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
                 _count(res.dead_letters_by_reason, "processing_error")
@@ -336,6 +402,44 @@ class Processor:
         ends = [d[4] + self.grace_s for d in self.deferred if d[4] + self.grace_s > now]
         self._link_wake_at = min(ends) if ends else None
         return res
+
+    def _undo(
+        self,
+        res: BatchResult,
+        mark: _Mark,
+        touched: dict[str, None],
+        changed: dict[tuple[int, str], None],
+        good: dict[str, bytes],
+        state_of: Callable[..., CustomerState | None],
+    ) -> None:
+        """Take back what a failed record did: its outputs, and its keys' states as they were before it.
+
+        The core changes a state in place, so a record that raised half-way (or
+        whose outputs cannot be encoded) may have left its keys changed: each
+        goes back to its state after the batch's last good record that changed
+        it, or, if none did, is read from the store again.
+        """
+        del res.changes[mark.changes :]
+        del res.routed[mark.routed :]
+        del res.e2e_latency_s[mark.latency :]
+        del res.ingest_ts_ms[mark.ingest :]
+        del self.deferred[mark.deferred :]
+        partition_of = {key: p for p, key in changed}
+        for key in touched:
+            p = partition_of.get(key)
+            if key in good:
+                self._cache[key] = state = CustomerState.from_bytes(good[key])
+            else:
+                self._cache.pop(key, None)
+                state = state_of(key, p)  # as stored before this batch
+            if p is not None:
+                if key in good:
+                    res.states[p][key] = state  # type: ignore[assignment]
+                else:
+                    res.states.get(p, {}).pop(key, None)
+                index = self.indexes.get(p)
+                if index is not None:
+                    index.schedule(key, state.due_ms if state is not None else None)
 
     def _retry_links(self, state_of: Any, absorb: Any, res: BatchResult, local: Local) -> None:
         """Links deferred by this batch or earlier ones: apply those whose visitor's partition is ready now.
@@ -380,6 +484,8 @@ class Processor:
         local: Local | None = None,
     ) -> None:
         event = rec.event if rec.event is not None else parse_event(rec.value or b"")
+        # a device with a wrong clock must not move this partition's event time (and fire its deadlines)
+        check_not_ahead(event, int(now_wall * 1000), self.max_ahead_ms)
         res.events_by_type[event.type] = res.events_by_type.get(event.type, 0) + 1
         p = rec.partition
         t = event_time_ms(event)

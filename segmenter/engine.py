@@ -123,7 +123,9 @@ class Segmenter:
         if eid in s.seen_ids:
             return Outcome(None)
         t = event_time_ms(event)
-        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        # deadlines before the event fire first; one at the event's own instant is judged with the event
+        # (an event is applied before a deadline of the same instant: no entered/exited pair at one instant)
+        changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         s.seen_ids[eid] = None
         cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
         had_ordered = s.first_order_ms is not None
@@ -134,7 +136,9 @@ class Segmenter:
         routed = []
         if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
-        s.due_ms = self._next_due(s, now)
+        # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
+        # the event was no order) stays due: it fires right after the event, at that instant
+        s.due_ms = self._next_due(s, now - 1)
         return Outcome(s, changes, routed)
 
     def _hold(self, s: CustomerState, event: InputEvent) -> Outcome:
@@ -186,7 +190,7 @@ class Segmenter:
         s = state
         event = parse_event_obj(body["event"])
         t = max(s.clock_ms, event_time_ms(event))
-        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         reply["state"] = orjson.loads(s.to_bytes())
         for segment in list(s.members):
             reason = f"Linked to customer {customer}: this visitor's history now counts for them."
@@ -201,7 +205,7 @@ class Segmenter:
         if referred == key or any(c[0] == referred for c in s.credited):
             return Outcome(None)
         at = int(body["at_ms"])
-        changes = self._fire(s, at) if s.due_ms is not None and s.due_ms <= at else []
+        changes = self._fire(s, at - 1) if s.due_ms is not None and s.due_ms < at else []
         s.credited.append([referred, at, body.get("event_id")])
         # credits come from other keys in any order: judge by their event times, so the
         # change (time, trigger, id) is the same whatever order they arrive in
@@ -331,8 +335,14 @@ class Engine:
         self._queue: deque[Routed] = deque()
 
     def feed(self, event: InputEvent) -> list[Change]:
-        """Advance time to the event, apply it, deliver what it routes; return the changes."""
-        out = self.advance_to(event_time_ms(event))
+        """Advance time to just before the event, apply it, deliver what it routes; return the changes.
+
+        Deadlines at the event's own instant fire after it (its own key's are judged with it).
+        """
+        t = event_time_ms(event)
+        out = self.advance_to(t - 1)
+        if self.watermark is None or t > self.watermark:
+            self.watermark = t
         self._absorb(event.key, self.segmenter.on_event(self.states.get(event.key), event), out)
         self._drain(out)
         return out

@@ -103,7 +103,7 @@ def replay(
                 stats.after_until += 1
                 continue
             # time first, on its own: what other customers' deadlines do is not lost if this event fails
-            _emit_all(engine.advance_to, event_time_ms(event), emit, stats)
+            _emit_all(engine.advance_to, event_time_ms(event) - 1, emit, stats)
             try:
                 changes = engine.feed(event)
                 for change in changes:

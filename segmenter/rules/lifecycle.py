@@ -6,13 +6,17 @@ Precedence (SEGMENTS.md): ``lapsed``, ``inactive``, ``at_risk``,
 engaged enough for ``window_shopper`` is a ``passer_by`` (a single session of
 4-7 page views without a cart included), so the stage is always defined.
 
-Time thresholds take effect *at* the deadline: a customer whose last order
-was exactly 1.5 expected gaps ago is ``at_risk`` from that millisecond on, and
-a first order is "new" for the 30 days before that instant.
+Instants (SEGMENTS.md "Edges and decisions"): "≤ N days" includes the
+instant N days later and "more than" excludes it. A first order is "new"
+while it is at most 30 days old (up to and including that millisecond);
+``at_risk`` / ``inactive`` start the first millisecond the last order is
+*more than* 1.5 / 3 expected gaps ago; ``lapsed`` starts at exactly 365 days
+without an event.
 """
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Any
 
@@ -77,15 +81,15 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
         "expected_gap_days": _days(gap),
         "gap_from": "own rhythm" if own else "shop default",
     }
-    if since >= r.inactive_gap_factor * gap:
+    if since > r.inactive_gap_factor * gap:
         ev["inactive_after_days"] = _days(r.inactive_gap_factor * gap)
         ev["gap_factor"] = r.inactive_gap_factor
         return "inactive", ev
-    if since >= r.at_risk_gap_factor * gap:
+    if since > r.at_risk_gap_factor * gap:
         ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
         ev["gap_factor"] = r.at_risk_gap_factor
         return "at_risk", ev
-    if s.orders_total == 1 and since < c.new_ms:
+    if s.orders_total == 1 and since <= c.new_ms:
         ev["new_for_days"] = r.new_customer_days
         return "new_customer", ev
     return "active_customer", ev
@@ -103,14 +107,14 @@ def deadlines(s: CustomerState, c: Ctx, out: list[int]) -> None:
     last = times[-1]
     gap, _ = expected_gap_ms(times, c)
     if s.orders_total == 1:
-        out.append(last + c.new_ms)
-    out.append(last + _ceil(r.at_risk_gap_factor * gap))
-    out.append(last + _ceil(r.inactive_gap_factor * gap))
+        out.append(last + c.new_ms + 1)  # new while <= 30 days old: no longer the millisecond after
+    out.append(last + _after(r.at_risk_gap_factor * gap))
+    out.append(last + _after(r.inactive_gap_factor * gap))
 
 
-def _ceil(x: float) -> int:
-    i = int(x)
-    return i if i == x else i + 1
+def _after(x: float) -> int:
+    """The first whole millisecond strictly after ``x`` ("more than x")."""
+    return math.floor(x) + 1
 
 
 REASONS = {

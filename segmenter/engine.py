@@ -266,13 +266,14 @@ class Segmenter:
                 if segment in lifecycle.REASONS and segment != stage:
                     out[segment] = (False, ev)
         if "orders" in families and s.orders:
-            figures = traits.order_figures(s, t, c)
+            figures = traits.order_figures(s, t, c)  # exact: the thresholds compare these
+            shown: dict[str, Any] | None = None
             for name, fn in traits.ORDER_TRAITS.items():
                 was = name in members
-                if fn(figures, c, was):
-                    out[name] = (True, figures)
-                elif was:
-                    out[name] = (False, figures)
+                member = fn(figures, c, was)
+                if member or was:
+                    shown = shown or traits.order_evidence(figures)
+                    out[name] = (member, shown)
         for name, (family, rule) in traits.STATE_TRAITS.items():
             if family not in families:
                 continue

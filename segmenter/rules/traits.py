@@ -9,6 +9,7 @@ new event. ``REASONS`` turn the evidence into one human sentence.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
@@ -51,19 +52,44 @@ def _share_ok(share: float, threshold: float, was: bool, margin: float) -> bool:
     return share >= (threshold - margin if was else threshold)
 
 
+def down(x: float, digits: int) -> float:
+    """``x`` rounded *down* to ``digits`` decimals, for evidence and reasons.
+
+    Thresholds compare exact values; what is shown never rounds a figure
+    across a threshold of that precision (24.9967 is shown 24.99, not 25.0,
+    when the rule is "below 25"; a share of 0.6996 is shown 69.9 %, not 70 %).
+    """
+    scale = 10**digits
+    return math.floor(x * scale + 1e-9) / scale
+
+
 def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
-    """Window figures shared by loyal, best, low_order_value and discount_hunter."""
+    """Window figures shared by loyal, best, low_order_value and discount_hunter, exact.
+
+    :func:`order_evidence` turns them into what a change shows.
+    """
     orders = _window_orders(s, t, c.order_window_ms)
     units = sum(o[O_UNITS] for o in orders)
     spend = sum(o[O_VALUE] for o in orders)
     return {
         "orders": len(orders),
-        "spend": round(spend, 2),
+        "spend": spend,
         "units": units,
-        "full_price_share": round(sum(o[O_FULL] for o in orders) / units, 3) if units else 0.0,
-        "discount_share": round(sum(o[O_DISC] for o in orders) / units, 3) if units else 0.0,
-        "average_order_value": round(spend / len(orders), 2) if orders else 0.0,
+        "full_price_share": sum(o[O_FULL] for o in orders) / units if units else 0.0,
+        "discount_share": sum(o[O_DISC] for o in orders) / units if units else 0.0,
+        "average_order_value": spend / len(orders) if orders else 0.0,
         "window_days": c.rules.order_window_days,
+    }
+
+
+def order_evidence(f: dict[str, Any]) -> dict[str, Any]:
+    """The exact figures rounded down for display (see :func:`down`)."""
+    return {
+        **f,
+        "spend": down(f["spend"], 2),
+        "full_price_share": down(f["full_price_share"], 3),
+        "discount_share": down(f["discount_share"], 3),
+        "average_order_value": down(f["average_order_value"], 2),
     }
 
 
@@ -186,9 +212,9 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     member = len(back) >= r.dissatisfied_min_returns or (returned > 0 and share >= r.dissatisfied_min_value_share)
     return member, {
         "returns_and_cancellations": len(back),
-        "returned_value": round(returned, 2),
-        "ordered_value": round(ordered, 2),
-        "returned_share": round(min(share, 99.0), 3),
+        "returned_value": down(returned, 2),
+        "ordered_value": down(ordered, 2),
+        "returned_share": down(min(share, 99.0), 3),
         "window_days": r.dissatisfied_window_days,
     }
 
@@ -257,9 +283,9 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
                 by_views or by_units,
                 {
                     "category": cat,
-                    "view_share": round(vshare, 3),
+                    "view_share": down(vshare, 3),
                     "of_last_views": nv,
-                    "unit_share": round(ushare, 3),
+                    "unit_share": down(ushare, 3),
                     "of_last_units": nu,
                 },
             )
@@ -309,10 +335,10 @@ def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
 REASONS: dict[str, str] = {
     "loyal_customer": "{orders} orders in the last {window_days} days.",
     "best_customer": (
-        "{orders} orders worth {spend} in the last {window_days} days, {full_price_share:.0%} of units at full price."
+        "{orders} orders worth {spend} in the last {window_days} days, {full_price_share:.1%} of units at full price."
     ),
     "low_order_value": "{orders} orders in the last {window_days} days averaging {average_order_value}.",
-    "discount_hunter": "{orders} orders in the last {window_days} days, {discount_share:.0%} of units on discount.",
+    "discount_hunter": "{orders} orders in the last {window_days} days, {discount_share:.1%} of units on discount.",
     "impulse_buyer": "{impulse_orders} of the last {of_last_orders} orders contained an impulse buy.",
     "need_based_buyer": "{directed_orders} of the last {of_last_orders} orders were directed purchases.",
     "researcher": (
@@ -325,7 +351,7 @@ REASONS: dict[str, str] = {
     "referred_customer": "Arrived through a referral by {referred_by}.",
     "advocate": "{referred_customers_who_ordered} customers they referred have placed an order.",
     FAN: (
-        "{view_share:.0%} of the last {of_last_views} product views and "
-        "{unit_share:.0%} of the last {of_last_units} ordered units in {category}."
+        "{view_share:.1%} of the last {of_last_views} product views and "
+        "{unit_share:.1%} of the last {of_last_units} ordered units in {category}."
     ),
 }

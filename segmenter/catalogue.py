@@ -168,9 +168,10 @@ _ENTRIES = (
         "trait",
         "002",
         "At least {fan_view_share:.0%} of the last {fan_last_views} product views (at least {fan_min_views}) or "
-        "at least {fan_unit_share:.0%} of the last {fan_last_units} ordered units in one category "
+        "at least {fan_unit_share:.0%} of the last {fan_last_units} ordered units (at least {fan_min_units}) in "
+        "one category; shares of all those views and units, with a category or without "
         "(exits {share_exit_margin:.0%} below).",
-        ("fan_view_share", "fan_last_views", "fan_min_views", "fan_unit_share", "fan_last_units"),
+        ("fan_view_share", "fan_last_views", "fan_min_views", "fan_unit_share", "fan_last_units", "fan_min_units"),
     ),
     Entry(
         "impulse_buy",

@@ -112,7 +112,8 @@ class Rules(BaseModel):
     fan_min_views: int = Field(5, ge=1, description="… counted from at least this many views …")
     fan_view_share: Share = Field(0.60, ge=0, le=1, description="… at least this share in one category, or …")
     fan_last_units: int = Field(5, ge=1, le=200, description="… among this many latest ordered units …")
-    fan_unit_share: Share = Field(0.50, ge=0, le=1, description="… at least this share in one category.")
+    fan_unit_share: Share = Field(0.50, ge=0, le=1, description="… at least this share in one category …")
+    fan_min_units: int = Field(3, ge=1, description="… counted from at least this many ordered units.")
 
     # moments
     impulse_max_minutes: Minutes = Field(
@@ -151,6 +152,8 @@ class Rules(BaseModel):
             pass
         if self.fan_min_views > self.fan_last_views:
             raise ValueError("fan_min_views must not exceed fan_last_views")
+        if self.fan_min_units > self.fan_last_units:
+            raise ValueError("fan_min_units must not exceed fan_last_units")
         return self
 
     @classmethod

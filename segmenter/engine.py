@@ -43,6 +43,10 @@ AFFECTS: dict[str, frozenset[str]] = {
 }
 
 
+# traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
+ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
+
+
 def affected(event: InputEvent) -> frozenset[str]:
     """The rule families ``event`` can change."""
     kind = event.type
@@ -78,8 +82,14 @@ class Segmenter:
         s = state if state is not None else CustomerState(key)
         anon = event.anonymous_id
         if s.linked_to is not None:
-            # this visitor was merged into a customer: the history lives there now
-            return Outcome(None, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
+            # this visitor was merged into a customer: the history lives there now. The ids it had and
+            # forwarded are remembered here: after a second login on the device the events go to another
+            # customer, who must not take a repeat of one the first customer had for new
+            if event.event_id in s.seen_ids:
+                return Outcome(None)
+            s.seen_ids[event.event_id] = None
+            cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
+            return Outcome(s, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
         if s.linking is not None:
             return self._hold(s, event)
         if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
@@ -132,9 +142,9 @@ class Segmenter:
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
-        self._evaluate(s, now, eid, changes, affected(event) if families is None else families)
+        self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
         routed = []
-        if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
+        if not had_ordered and s.first_order_ms is not None and traits.referral_converted(s, self.ctx):
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
         # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
         # the event was no order) stays due: it fires right after the event, at that instant
@@ -184,8 +194,12 @@ class Segmenter:
         reply = {"anonymous_id": key, "state": None, "event": body["event"]}
         if state is None or state.linked_to is not None or state.first_seen_ms is None:
             s = state if state is not None else CustomerState(key, anonymous_id=key)
-            if s.linked_to is None:
+            # its history went to the first customer who linked it; what it does from now on belongs to
+            # the customer who linked it most recently (the last login on that device)
+            t = event_time_ms(parse_event_obj(body["event"]))
+            if s.linked_to is None or (s.linked_to != customer and t >= s.clock_ms):
                 s.linked_to = customer
+                s.clock_ms = max(s.clock_ms, t)
             return Outcome(s, routed=[Routed(customer, MERGE, reply)])
         s = state
         event = parse_event_obj(body["event"])
@@ -197,6 +211,7 @@ class Segmenter:
             changes.append(self._change(s, segment, EXITED, t, reason, {"linked_to": customer}, event.event_id))
         left = CustomerState(key, anonymous_id=key, linked_to=customer, first_seen_ms=s.first_seen_ms)
         left.last_event_ms = left.clock_ms = t
+        left.seen_ids = dict(s.seen_ids)
         return Outcome(left, changes, [Routed(customer, MERGE, reply)])
 
     def _credit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
@@ -250,11 +265,15 @@ class Segmenter:
         for segment, ev, reason in moments:
             out.append(self._change(s, segment, DETECTED, t, reason, ev, trigger))
 
-    def verdicts(self, s: CustomerState, t: int, families: frozenset[str] = ALL) -> Verdicts:
+    def verdicts(
+        self, s: CustomerState, t: int, families: frozenset[str] = ALL, event_type: str | None = None
+    ) -> Verdicts:
         """Segments decided at ``t`` among ``families``: ``{segment: (member, evidence)}``.
 
         A segment is listed when it holds or was held: one that is held but not
         listed is not decided by these families and keeps its membership.
+        ``event_type``: the type of the event judged (``None``: time passing);
+        ``dissatisfied`` is entered only at a return or cancellation.
         """
         c = self.ctx
         members = s.members
@@ -279,6 +298,8 @@ class Segmenter:
                 continue
             was = name in members
             member, ev = rule(s, t, c, was)
+            if member and not was and name in ENTERED_ONLY_BY and event_type not in ENTERED_ONLY_BY[name]:
+                continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
             if member or was:
                 out[name] = (member, ev)
         if "fan" in families and (s.fan_views or s.fan_units):
@@ -286,9 +307,15 @@ class Segmenter:
         return out
 
     def _evaluate(
-        self, s: CustomerState, t: int, trigger: str | None, out: list[Change], families: frozenset[str] = ALL
+        self,
+        s: CustomerState,
+        t: int,
+        trigger: str | None,
+        out: list[Change],
+        families: frozenset[str] = ALL,
+        event_type: str | None = None,
     ) -> None:
-        verdicts = self.verdicts(s, t, families)
+        verdicts = self.verdicts(s, t, families, event_type)
         members = s.members
         stage = None
         for seg, (m, _) in verdicts.items():

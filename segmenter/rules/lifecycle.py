@@ -58,17 +58,19 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
     if idle >= c.lapsed_ms:
         return "lapsed", {"days_without_event": _days(idle), "lapsed_after_days": r.lapsed_days}
     if s.orders_total == 0:
+        adds = sum(1 for e in s.cart_events if e[1] > 0)
         engaged = (
             s.sessions >= r.window_shopper_min_sessions
             or s.product_views >= r.window_shopper_min_product_views
-            or bool(s.cart_events)
+            or adds > 0
+            or bool(s.cart)
             or bool(s.abandoned)
         )
         ev: dict[str, Any] = {
             "sessions": s.sessions,
             "page_views": s.page_views,
             "product_views": s.product_views,
-            "cart_adds": sum(1 for e in s.cart_events if e[1] > 0),
+            "cart_adds": adds,
         }
         return ("window_shopper" if engaged else "passer_by"), ev
     times = order_times(s)

@@ -186,9 +186,9 @@ def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
                 adds += 1
             else:
                 removes += 1
-    member = abandoned >= r.hesitant_min_abandoned or (
-        adds >= r.hesitant_min_adds and removes >= r.hesitant_min_remove_ratio * adds
-    )
+    # the remove ratio is a share: once in, it exits only the margin below (exactly, no rounding)
+    ratio = r.hesitant_min_remove_ratio - (r.share_exit_margin if was else 0.0)
+    member = abandoned >= r.hesitant_min_abandoned or (adds >= r.hesitant_min_adds and removes >= ratio * adds)
     return member, {
         "abandoned_carts": abandoned,
         "cart_adds": adds,
@@ -209,7 +209,9 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     referred = {x[2] for x in back}
     ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t or (o[O_ID] in referred and o[O_T] <= t))
     share = returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0)
-    member = len(back) >= r.dissatisfied_min_returns or (returned > 0 and share >= r.dissatisfied_min_value_share)
+    member = len(back) >= r.dissatisfied_min_returns or (
+        returned > 0 and _share_ok(share, r.dissatisfied_min_value_share, was, r.share_exit_margin)
+    )
     return member, {
         "returns_and_cancellations": len(back),
         "returned_value": down(returned, 2),
@@ -219,11 +221,21 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     }
 
 
+def referral_converted(s: CustomerState, c: Ctx) -> bool:
+    """Whether a referred customer's first order came while the referral still held (it earns credit)."""
+    if s.referred_by is None or s.first_touch_ms is None or s.first_order_ms is None:
+        return False
+    return s.first_order_ms <= s.first_touch_ms + c.referred_ms
+
+
 def referred_end(s: CustomerState, c: Ctx) -> int | None:
+    """When ``referred_customer`` ends: 90 days after the first order, if it came within 90 days of the
+    referred touch; else 90 days after the touch (a first order after that does not re-enter it)."""
     if s.referred_by is None or s.first_touch_ms is None:
         return None
-    start = s.first_order_ms if s.first_order_ms is not None else s.first_touch_ms
-    return start + c.referred_ms
+    if referral_converted(s, c):
+        return s.first_order_ms + c.referred_ms  # type: ignore[operator]
+    return s.first_touch_ms + c.referred_ms
 
 
 def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
@@ -256,28 +268,31 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
     """``category_fan:<category>`` verdicts for member categories and those near a threshold."""
     r = c.rules
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
-    if not s.fan_units and len(s.fan_views) < r.fan_min_views and not fan_members:
+    if len(s.fan_units) < r.fan_min_units and len(s.fan_views) < r.fan_min_views and not fan_members:
         return {}  # cannot qualify yet (hot path)
-    # per category, how many of the latest views / ordered units it has (records are [time, category])
-    view_counts = Counter(map(_SECOND, s.fan_views[-r.fan_last_views :]))
-    unit_counts = Counter(map(_SECOND, s.fan_units[-r.fan_last_units :]))
+    # per category, how many of the latest views / ordered units it has (records are [time, category]);
+    # the shares are of all of them, with a category or without
+    views, units = s.fan_views[-r.fan_last_views :], s.fan_units[-r.fan_last_units :]
+    view_counts = Counter(map(_SECOND, views))
+    unit_counts = Counter(map(_SECOND, units))
     view_counts.pop(None, None)
     unit_counts.pop(None, None)
-    nv, nu = view_counts.total(), unit_counts.total()
+    nv, nu = len(views), len(units)
     # candidates: members (they may exit) and categories near an entry threshold
     low_views = (r.fan_view_share - r.share_exit_margin) * nv
     low_units = (r.fan_unit_share - r.share_exit_margin) * nu
     cats = set(fan_members)
     if nv >= r.fan_min_views:
         cats.update(cat for cat, n in view_counts.items() if n >= low_views)
-    cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
+    if nu >= r.fan_min_units:
+        cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
     out: dict[str, Verdict] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
         vshare = view_counts[cat] / nv if nv else 0.0
         ushare = unit_counts[cat] / nu if nu else 0.0
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
-        by_units = nu > 0 and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
+        by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:
             out[FAN + cat] = (
                 by_views or by_units,

@@ -1,0 +1,250 @@
+"""The catalogue right at its edges (issue 16; SEGMENTS.md "Edges and decisions"), both sides of each."""
+
+from __future__ import annotations
+
+import pytest
+from journeys import (
+    DAY,
+    HOUR,
+    MIN,
+    cart_add,
+    cart_remove,
+    checkout_started,
+    line,
+    order_cancelled,
+    order_placed,
+    order_returned,
+    page_view,
+    run,
+    view,
+)
+
+from segmenter.config import Rules
+
+# ---------------------------------------------------------------- a cart remove without an add
+
+
+def test_a_lone_cart_remove_is_no_engagement() -> None:
+    j = run([page_view(0, "home"), cart_remove(MIN, "p1")])
+    assert j.stage() == "passer_by"
+    assert j.of("window_shopper") == []
+
+
+def test_a_cart_add_is_engagement() -> None:
+    j = run([page_view(0, "home"), cart_add(MIN, "p1")])
+    assert j.stage() == "window_shopper"
+
+
+def test_a_lone_cart_remove_does_not_count_for_hesitant() -> None:
+    # 4 adds and 2 removes of what was in the cart: hesitant; 2 removes of what was not: not
+    adds = [cart_add(i * MIN, f"p{i}") for i in range(4)]
+    assert "hesitant" in run([*adds, cart_remove(5 * MIN, "p0"), cart_remove(6 * MIN, "p1")]).held()
+    assert "hesitant" not in run([*adds, cart_remove(5 * MIN, "x"), cart_remove(6 * MIN, "y")]).held()
+
+
+# ---------------------------------------------------------------- exit margins of share-based traits
+
+
+def test_dissatisfied_by_value_exits_only_10_points_below_30_percent() -> None:
+    j = run([order_placed(0, value=100, order_id="m1"), order_returned(DAY, "m1", refund_total=30, eid="r")])
+    assert j.of("dissatisfied") == [("entered", DAY, "r")]  # 30 of 100
+    j.feed(
+        order_placed(2 * DAY, value=10, order_id="m2")
+    )  # 30 of 110 = 27.3 %: stays (entered at 30 %, exits below 20 %)
+    assert "dissatisfied" in j.held()
+    j.feed(order_placed(3 * DAY, value=50, order_id="m3", eid="big"))  # 30 of 160 = 18.75 %: out
+    assert j.of("dissatisfied")[-1] == ("exited", 3 * DAY, "big")
+
+
+def test_hesitant_by_remove_ratio_exits_only_10_points_below_half() -> None:
+    adds = [cart_add(i * MIN, f"p{i}") for i in range(4)]
+    j = run([*adds, cart_remove(4 * MIN, "p0"), cart_remove(5 * MIN, "p1", eid="half")])
+    assert j.of("hesitant") == [("entered", 5 * MIN, "half")]  # 2 removes of 4 adds
+    j.feed(cart_add(6 * MIN, "p5"))  # 2 of 5 = 40 %: stays
+    assert "hesitant" in j.held()
+    j.feed(cart_add(7 * MIN, "p6", eid="more"))  # 2 of 6 = 33 %: out
+    assert j.of("hesitant")[-1] == ("exited", 7 * MIN, "more")
+
+
+# ---------------------------------------------------------------- category_fan: shares of all views and units
+
+
+@pytest.mark.parametrize(("garden", "fan"), [(5, False), (12, True)])
+def test_category_fan_shares_are_of_all_the_last_20_product_views(garden: int, fan: bool) -> None:
+    # 5 garden views among 20 product views is 25 % (not "100 %" of the views with a category)
+    cats = ["garden"] * garden + [None] * (20 - garden)
+    j = run([view(i * MIN, f"p{i}", c, session="s") for i, c in enumerate(cats)])
+    assert ("category_fan:garden" in j.held()) is fan
+
+
+@pytest.mark.parametrize(("garden_units", "fan"), [(2, False), (3, True)])
+def test_category_fan_unit_share_is_of_all_the_last_5_units(garden_units: int, fan: bool) -> None:
+    lines = [line("g", 5, garden_units, category="garden"), line("x", 5, 5 - garden_units)]
+    assert ("category_fan:garden" in run([order_placed(0, lines)]).held()) is fan
+
+
+@pytest.mark.parametrize(("units", "fan"), [(2, False), (3, True)])
+def test_category_fan_by_units_needs_at_least_3_ordered_units(units: int, fan: bool) -> None:
+    assert ("category_fan:garden" in run([order_placed(0, [line("g", 5, units, category="garden")])]).held()) is fan
+
+
+# ---------------------------------------------------------------- late events, judged as of their own time
+
+
+def test_a_late_return_starts_its_window_at_its_own_time() -> None:
+    rules = Rules(dissatisfied_min_returns=2)
+    orders = [order_placed(0, value=100, order_id="k1"), order_placed(0, value=100, order_id="k2")]
+    # the return of day 10 arrives first, the one of day 1 late: the window slides past day 1 first
+    j = run([*orders, order_returned(10 * DAY, "k2", refund_total=1), order_returned(DAY, "k1", refund_total=1)], rules)
+    assert "dissatisfied" in j.held()
+    j.advance(91 * DAY - 1)
+    assert "dissatisfied" in j.held()
+    j.advance(91 * DAY)  # the day-1 return is exactly 90 days old: out of the window
+    assert j.of("dissatisfied")[-1] == ("exited", 91 * DAY, None)
+
+
+@pytest.mark.parametrize(("late_add_at", "abandoned"), [(3 * MIN, []), (6 * MIN, [66 * MIN])])
+def test_a_late_cart_add_belongs_to_the_cart_of_its_time(late_add_at: int, abandoned: list[int]) -> None:
+    # a cart add before the order that followed it arrives after the order: it was in the cart the
+    # order closed (no cart_abandoned); one after the order starts a new cart, which is abandoned
+    j = run([cart_add(0, "p1"), order_placed(5 * MIN), cart_add(late_add_at, "p2", eid="late")])
+    j.advance(DAY)
+    assert [c.occurred_at_ms - j.changes[0].occurred_at_ms for c in j.detected("cart_abandoned")] == abandoned
+
+
+# ---------------------------------------------------------------- cancellations
+
+
+@pytest.mark.parametrize(("second", "dissatisfied"), [("zz", False), ("yy", True)])
+def test_cancelling_the_same_unknown_order_twice_counts_once(second: str, dissatisfied: bool) -> None:
+    j = run([page_view(0, "home"), order_cancelled(DAY, "zz"), order_cancelled(2 * DAY, second)])
+    assert ("dissatisfied" in j.held()) is dissatisfied
+
+
+@pytest.mark.parametrize(("returned", "dissatisfied"), [("w1", False), ("w2", True)])
+def test_a_return_of_a_cancelled_order_counts_once(returned: str, dissatisfied: bool) -> None:
+    rules = Rules(dissatisfied_min_value_share=5.0)  # by count only
+    events = [order_placed(0, value=100, order_id="w1"), order_placed(0, order_id="w2"), order_cancelled(DAY, "w1")]
+    j = run([*events, order_returned(2 * DAY, returned, refund_total=5)], rules)
+    assert ("dissatisfied" in j.held()) is dissatisfied
+
+
+def test_dissatisfied_is_entered_only_at_a_return_or_cancellation() -> None:
+    # a small return of an order, beside a big order: 4 % of the ordered value; when the big order
+    # leaves the 90-day window the share is 40 %, by time alone: not entered then, but at the next return
+    rules = Rules(dissatisfied_min_returns=5)
+    j = run(
+        [
+            order_placed(0, value=100, order_id="q1"),
+            order_placed(50 * DAY, value=900, order_id="q2"),
+            order_returned(60 * DAY, "q1", refund_total=40),
+        ],
+        rules,
+        until=141 * DAY,
+    )
+    assert j.of("dissatisfied") == []
+    j.feed(order_returned(142 * DAY, "q1", refund_total=1, eid="again"))
+    assert j.of("dissatisfied") == [("entered", 142 * DAY, "again")]
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize(
+    ("later", "stage"),
+    [
+        (checkout_started(2 * HOUR), "passer_by"),
+        (order_cancelled(2 * HOUR, "zz"), "passer_by"),
+        (page_view(2 * HOUR, "home"), "window_shopper"),  # a second session
+    ],
+    ids=["checkout", "cancellation", "page-view"],
+)
+def test_sessions_start_only_with_page_views_and_cart_events(later: dict, stage: str) -> None:
+    rules = Rules(dissatisfied_min_returns=5)
+    assert run([page_view(0, "home"), later], rules).stage() == stage
+
+
+# ---------------------------------------------------------------- identity
+
+
+def _researching(t: int, first: int, *, cid: str | None, aid: str | None, session: str) -> list:
+    return [view(t + i * MIN, f"p{first + i}", "tents", cid=cid, aid=aid, session=session) for i in range(6)]
+
+
+@pytest.mark.parametrize("visitor_first", [True, False])
+def test_researcher_counts_a_linked_visitors_session_apart_from_the_customers(visitor_first: bool) -> None:
+    # 6 tents in the customer's session, 6 others in the visitor's: 12 products over 2 sessions
+    mine = _researching(0 if not visitor_first else DAY, 0, cid="c1", aid=None, session="s-c")
+    theirs = _researching(DAY if not visitor_first else 0, 6, cid=None, aid="a1", session="s-a")
+    login = page_view(DAY + HOUR, "home", cid="c1", aid="a1", session="s-a" if not visitor_first else "s-c")
+    j = run([*mine, *theirs, login] if not visitor_first else [*theirs, *mine, login])
+    assert "researcher" in j.held("c1")
+
+
+def test_researcher_needs_two_sessions_also_after_a_link() -> None:
+    # the same 12 products in one visitor session and nothing of the customer's: one session only
+    theirs = _researching(0, 0, cid=None, aid="a1", session="s-a") + _researching(
+        HOUR, 6, cid=None, aid="a1", session="s-a"
+    )
+    j = run([*theirs, page_view(2 * HOUR, "home", cid="c1", aid="a1", session="s-a")])
+    assert "researcher" not in j.held("c1")
+
+
+def test_anonymous_events_after_a_second_login_belong_to_the_last_customer() -> None:
+    j = run(
+        [
+            page_view(0, "home", cid=None, aid="dev"),
+            page_view(MIN, "home", cid="c1", aid="dev"),  # c1 logs in: the device's history is c1's
+            page_view(DAY, "home", cid="c2", aid="dev"),  # later c2 logs in on the same device
+            cart_add(DAY + MIN, cid=None, aid="dev", eid="anon-add"),
+        ]
+    )
+    assert "window_shopper" in j.held("c2")
+    assert {c.key for c in j.changes if c.trigger_event_id == "anon-add"} == {"c2"}
+
+
+# ---------------------------------------------------------------- referrals
+
+
+@pytest.mark.parametrize(("referrer", "referred"), [("c1", False), ("c9", True)])
+def test_following_ones_own_referral_link_on_another_device_is_no_referral(referrer: str, referred: bool) -> None:
+    j = run(
+        [
+            page_view(0, "home", cid=None, aid="phone", referred_by=referrer),
+            page_view(MIN, "home", cid="c1", aid="phone"),
+        ]
+    )
+    assert ("referred_customer" in j.held("c1")) is referred
+
+
+@pytest.mark.parametrize(("ordered_before", "referred"), [(True, False), (False, True)])
+def test_a_customer_who_ordered_before_linking_a_referred_visitor_is_not_referred(
+    ordered_before: bool, referred: bool
+) -> None:
+    before = [order_placed(0, cid="c1")] if ordered_before else [page_view(0, "home", cid="c1")]
+    j = run(
+        [
+            *before,
+            page_view(DAY, "home", cid=None, aid="tab", referred_by="c9"),
+            page_view(DAY + MIN, "home", cid="c1", aid="tab"),
+        ]
+    )
+    assert ("referred_customer" in j.held("c1")) is referred
+
+
+@pytest.mark.parametrize(("order_day", "until_day", "credited"), [(89, 179, True), (100, 90, False)])
+def test_referral_expiry_and_credit(order_day: int, until_day: int, credited: bool) -> None:
+    j = run(
+        [
+            page_view(0, "home", cid="c1", referred_by="c9"),
+            order_placed(order_day * DAY, cid="c1"),
+        ],
+        until=400 * DAY,
+    )
+    # referred until 90 days after the first order if it came within 90 days of the touch, else 90 days
+    # after the touch; a first order after that does not re-enter it and earns the referrer nothing
+    assert j.of("referred_customer", "c1") == [
+        ("entered", 0, j.changes[0].trigger_event_id),
+        ("exited", until_day * DAY, None),
+    ]
+    assert (j.engine.states.get("c9") is not None and bool(j.engine.states["c9"].credited)) is credited

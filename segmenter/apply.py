@@ -19,6 +19,7 @@ from schemas.events import (
     OrderReturned,
     PageView,
 )
+from segmenter.config import Rules
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     F_AFTER_SEARCH,
@@ -26,6 +27,7 @@ from segmenter.state import (
     F_SESSION,
     F_T,
     O_CANCELLED,
+    O_CURRENCY,
     O_ID,
     O_VALUE,
     V_CATEGORY,
@@ -209,10 +211,11 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
             or (s.session_first_page == "product" and s.session_first_product in ordered)
         )
     )
+    value = _in_shop_currency(e.order_value, e.currency, r)
     record = [
         t,
         e.order_id,
-        e.order_value,
+        value,
         units,
         full,
         units - full,
@@ -220,6 +223,8 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
         1 if directed else 0,
         0,
     ]
+    if e.currency != r.shop_currency:
+        record.append(e.currency)
     _insert_by_time(s.orders, record)
     cap(s.orders, r.max_orders_kept)
     s.orders_total += 1
@@ -239,6 +244,14 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
         f"Ordered {impulse_products[0]} {ev['minutes_from_first_view']} minutes after first seeing it while browsing."
     )
     return [("impulse_buy", ev, reason)]
+
+
+def _in_shop_currency(value: float, currency: str, r: Rules) -> float:
+    """``value`` in the shop's currency (``Rules.currency_rates``); 0 for a currency without a rate."""
+    if currency == r.shop_currency:
+        return value
+    rate = r.currency_rates.get(currency)
+    return value * rate if rate is not None else 0.0
 
 
 def _insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
@@ -261,6 +274,8 @@ def _return(s: CustomerState, e: OrderCancelled | OrderReturned, t: int, c: Ctx)
             s.orders_total = max(0, s.orders_total - 1)
     else:
         value = e.refund_value
+        if order is not None and len(order) > O_CURRENCY:
+            value = _in_shop_currency(value, order[O_CURRENCY], c.rules)  # refunded in the order's currency
     # by time, a late one too: its window starts at its own time and the deadlines take the earliest first
     _insert_by_time(s.returns, [t, value, e.order_id])
     cap(s.returns, c.rules.max_returns_kept)

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -65,6 +65,18 @@ class Rules(BaseModel):
     at_risk_gap_factor: float = Field(1.5, gt=0, description="at_risk: last order more than this × expected gap ago.")
     inactive_gap_factor: float = Field(3.0, gt=0, description="inactive: last order more than this × expected gap ago.")
     lapsed_days: Days = Field(365, gt=0, description="lapsed: no event of any kind for this long.")
+
+    # money
+    shop_currency: str = Field(
+        "EUR", pattern=r"^[A-Z]{3}$", description="Amounts are counted in this currency (ISO 4217)."
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            'Value of one unit of another currency in shop_currency, e.g. {"USD": 0.92}; an order in a '
+            "currency without a rate counts as an order but adds no value."
+        ),
+    )
 
     # traits over orders
     order_window_days: Days = Field(365, gt=0, description="Window of loyal, best, low_order_value, discount_hunter.")
@@ -145,8 +157,17 @@ class Rules(BaseModel):
         128, ge=8, le=8192, description="Latest event ids kept per customer for de-duplication."
     )
 
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _rates_as_json(cls, value: Any) -> Any:
+        # from an environment variable the table comes as text: SEGMENTER_RULES__CURRENCY_RATES='{"USD": 0.92}'
+        return json.loads(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
+        for code, rate in self.currency_rates.items():
+            if len(code) != 3 or not code.isupper() or not (rate > 0 and rate < float("inf")):
+                raise ValueError(f"currency_rates: {code!r} needs an ISO 4217 code and a positive finite rate")
         if self.inactive_gap_factor < self.at_risk_gap_factor:
             # allowed (SEGMENTS.md gives a precedence for it) but worth a clear word in `segmenter segments`
             pass

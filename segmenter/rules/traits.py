@@ -18,6 +18,7 @@ from typing import Any
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     O_CANCELLED,
+    O_CURRENCY,
     O_DIRECTED,
     O_DISC,
     O_FULL,
@@ -70,16 +71,32 @@ def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
     """
     orders = _window_orders(s, t, c.order_window_ms)
     units = sum(o[O_UNITS] for o in orders)
-    spend = sum(o[O_VALUE] for o in orders)
-    return {
+    ordered = sum(o[O_VALUE] for o in orders)
+    # spend is net of refunds (returns in the window of orders not cancelled; a cancelled order's value
+    # is out already) and of cancellations
+    refunded = 0.0
+    if s.returns:
+        start = t - c.order_window_ms
+        cancelled = {o[O_ID] for o in s.orders if o[O_CANCELLED]}
+        refunded = sum(x[1] for x in s.returns if start < x[0] <= t and x[2] not in cancelled)
+    figures = {
         "orders": len(orders),
-        "spend": spend,
+        "spend": max(0.0, ordered - refunded),
         "units": units,
         "full_price_share": sum(o[O_FULL] for o in orders) / units if units else 0.0,
         "discount_share": sum(o[O_DISC] for o in orders) / units if units else 0.0,
-        "average_order_value": spend / len(orders) if orders else 0.0,
+        "average_order_value": ordered / len(orders) if orders else 0.0,
         "window_days": c.rules.order_window_days,
     }
+    if refunded:
+        figures["refunded"] = refunded
+    rates = c.rules.currency_rates
+    no_rate = [o[O_CURRENCY] for o in orders if len(o) > O_CURRENCY and o[O_CURRENCY] not in rates]
+    if no_rate:
+        # counted as orders, with no value: the evidence says so
+        figures["orders_without_rate"] = len(no_rate)
+        figures["currencies_without_rate"] = sorted(set(no_rate))
+    return figures
 
 
 def order_evidence(f: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +104,7 @@ def order_evidence(f: dict[str, Any]) -> dict[str, Any]:
     return {
         **f,
         "spend": down(f["spend"], 2),
+        **({"refunded": down(f["refunded"], 2)} if "refunded" in f else {}),
         "full_price_share": down(f["full_price_share"], 3),
         "discount_share": down(f["discount_share"], 3),
         "average_order_value": down(f["average_order_value"], 2),

@@ -248,3 +248,48 @@ def test_referral_expiry_and_credit(order_day: int, until_day: int, credited: bo
         ("exited", until_day * DAY, None),
     ]
     assert (j.engine.states.get("c9") is not None and bool(j.engine.states["c9"].credited)) is credited
+
+
+# ---------------------------------------------------------------- money
+
+
+@pytest.mark.parametrize(("refund", "best"), [(0.0, True), (0.01, False)])
+def test_best_customer_spend_is_net_of_refunds(refund: float, best: bool) -> None:
+    orders = [order_placed(i * DAY, value=v, order_id=f"b{i}") for i, v in enumerate([200, 200, 100])]
+    events = [*orders, order_returned(3 * DAY, "b0", refund_total=refund)] if refund else orders
+    j = run(events)
+    assert "loyal_customer" in j.held()
+    assert ("best_customer" in j.held()) is best
+
+
+def test_a_cancelled_order_adds_nothing_to_spend_and_its_cancellation_is_no_refund() -> None:
+    orders = [order_placed(i * DAY, value=v, order_id=f"x{i}") for i, v in enumerate([250, 245, 10, 10])]
+    j = run([*orders, order_cancelled(5 * DAY, "x3", eid="cancel")])
+    # 515 ordered less the cancelled 10 is 505 (taken off once, not again as a refund: 495)
+    assert [x[0] for x in j.of("best_customer")] == ["entered"]  # at the third order (505), never exited
+    assert "best_customer" in j.held()
+
+
+@pytest.mark.parametrize(("rates", "best"), [({"USD": 0.5}, False), ({"USD": 1.0}, True)])
+def test_amounts_in_another_currency_are_converted(rates: dict[str, float], best: bool) -> None:
+    rules = Rules(currency_rates=rates)
+    orders = [{**order_placed(i * DAY, value=200, order_id=f"u{i}"), "currency": "USD"} for i in range(3)]
+    j = run(orders, rules)
+    assert "loyal_customer" in j.held()
+    assert ("best_customer" in j.held()) is best  # 600 USD: 300 or 600 EUR
+
+
+def test_an_order_in_a_currency_without_a_rate_counts_as_an_order_with_no_value() -> None:
+    orders = [{**order_placed(i * DAY, value=900, order_id=f"y{i}"), "currency": "JPY"} for i in range(3)]
+    j = run(orders, Rules(low_value_max_average=25))
+    assert {"loyal_customer", "low_order_value"} <= j.held()  # three orders, of no value here
+    assert "best_customer" not in j.held()
+    ch = next(c for c in j.changes if c.segment == "loyal_customer")
+    assert ch.evidence["orders_without_rate"] == 3
+    assert ch.evidence["currencies_without_rate"] == ["JPY"]
+
+
+def test_the_shop_currency_is_configurable() -> None:
+    orders = [{**order_placed(i * DAY, value=200, order_id=f"z{i}"), "currency": "USD"} for i in range(3)]
+    assert "best_customer" in run(orders, Rules(shop_currency="USD")).held()
+    assert "best_customer" not in run(orders).held()  # EUR shop, no rate for USD

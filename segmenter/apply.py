@@ -7,6 +7,7 @@ order. ``cart_abandoned`` is caused by time passing: see :func:`abandon_due`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from schemas.events import (
@@ -238,10 +239,12 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     ev = {
         "order_id": e.order_id,
         "impulse_products": impulse_products[:10],
-        "minutes_from_first_view": round((t - first[F_T]) / 60_000, 1),
+        "minutes_from_first_view": math.floor((t - first[F_T]) / 6_000) / 10,  # down: never past the limit shown
     }
+    minutes = ev["minutes_from_first_view"]
     reason = (
-        f"Ordered {impulse_products[0]} {ev['minutes_from_first_view']} minutes after first seeing it while browsing."
+        f"Ordered {impulse_products[0]} {minutes:g} minute{'' if minutes == 1 else 's'} after first seeing it "
+        f"while browsing (at most {r.impulse_max_minutes:g})."
     )
     return [("impulse_buy", ev, reason)]
 
@@ -296,7 +299,8 @@ def abandon(s: CustomerState, at: int, c: Ctx) -> Moment:
     s.cart_active_ms = None
     minutes = c.rules.cart_abandon_minutes
     ev = {"items": items, "products": sorted(s.cart)[:10], "minutes_without_order": minutes}
-    return "cart_abandoned", ev, f"{items} item(s) left in the cart with no order for {minutes:g} minutes."
+    noun = "item" if items == 1 else "items"
+    return "cart_abandoned", ev, f"{items} {noun} left in the cart with no order within {minutes:g} minutes."
 
 
 def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:

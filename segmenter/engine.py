@@ -26,11 +26,13 @@ from segmenter.config import Rules
 from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
+from segmenter.rules.reasons import reason
 from segmenter.state import CustomerState, cap, cap_dict
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 
 ALL = frozenset(traits.FAMILIES)
+STAGES = frozenset(lifecycle.STAGES)
 # the rule families an event of each type can change (time passing re-evaluates ALL); a page view
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
@@ -144,7 +146,7 @@ class Segmenter:
         self._moments(s, moments, now, eid, changes)
         self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
         routed = []
-        if not had_ordered and s.first_order_ms is not None and traits.referral_converted(s, self.ctx):
+        if not had_ordered and s.referred_by is not None and traits.referral_converted(s, self.ctx):
             routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
         # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
         # the event was no order) stays due: it fires right after the event, at that instant
@@ -231,7 +233,7 @@ class Segmenter:
             _, t, trigger = s.credited[k - 1]
             ev = {"referred_customers_who_ordered": k, "referred": [c[0] for c in s.credited[:k]]}
             s.members["advocate"] = t
-            changes.append(self._change(s, "advocate", ENTERED, t, _reason("advocate", ev), ev, trigger))
+            changes.append(self._change(s, "advocate", ENTERED, t, reason("advocate", ev, self.rules), ev, trigger))
         return Outcome(s, changes)
 
     def _fire(self, s: CustomerState, until: int) -> list[Change]:
@@ -262,8 +264,8 @@ class Segmenter:
         return Change(s.key, s.customer_id, s.anonymous_id, segment, kind, t, reason, ev, trigger)
 
     def _moments(self, s: CustomerState, moments: list[Moment], t: int, trigger: str | None, out: list[Change]) -> None:
-        for segment, ev, reason in moments:
-            out.append(self._change(s, segment, DETECTED, t, reason, ev, trigger))
+        for segment, ev, why in moments:
+            out.append(self._change(s, segment, DETECTED, t, why, ev, trigger))
 
     def verdicts(
         self, s: CustomerState, t: int, families: frozenset[str] = ALL, event_type: str | None = None
@@ -282,7 +284,7 @@ class Segmenter:
             stage, ev = lifecycle.stage(s, t, c)
             out[stage] = (True, ev)
             for segment in members:
-                if segment in lifecycle.REASONS and segment != stage:
+                if segment in STAGES and segment != stage:
                     out[segment] = (False, ev)
         if "orders" in families and s.orders:
             figures = traits.order_figures(s, t, c)  # exact: the thresholds compare these
@@ -319,37 +321,25 @@ class Segmenter:
         members = s.members
         stage = None
         for seg, (m, _) in verdicts.items():
-            if m and seg in lifecycle.REASONS:
+            if m and seg in STAGES:
                 stage = seg
                 break
         for segment, (member, ev) in verdicts.items():
             if member or segment not in members:
                 continue
             del members[segment]
-            if segment in lifecycle.REASONS and stage is not None:
+            if segment in STAGES and stage is not None:
                 ev = verdicts[stage][1]
-                reason = f"Now {stage}: " + _reason(stage, ev)
+                why = f"Now {stage}: " + reason(stage, ev, self.rules)
             else:
-                reason = "No longer holds: " + _reason(segment, ev)
-            out.append(self._change(s, segment, EXITED, t, reason, ev, trigger))
+                why = reason(segment, ev, self.rules, exited=True)
+            out.append(self._change(s, segment, EXITED, t, why, ev, trigger))
         for segment, (member, ev) in verdicts.items():
             if member and segment not in members:
                 members[segment] = t
-                out.append(self._change(s, segment, ENTERED, t, _reason(segment, ev), ev, trigger))
+                out.append(self._change(s, segment, ENTERED, t, reason(segment, ev, self.rules), ev, trigger))
         if t > s.clock_ms:
             s.clock_ms = t
-
-
-def _reason(segment: str, ev: dict[str, Any]) -> str:
-    template = lifecycle.REASONS.get(segment) or traits.REASONS.get(
-        traits.FAN if segment.startswith(traits.FAN) else segment
-    )
-    if template is None:
-        return f"{segment}: {ev}"
-    try:
-        return template.format(**ev)
-    except (KeyError, ValueError):
-        return f"{segment}: " + ", ".join(f"{k}={v}" for k, v in ev.items())
 
 
 class Engine:

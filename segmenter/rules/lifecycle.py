@@ -117,25 +117,3 @@ def deadlines(s: CustomerState, c: Ctx, out: list[int]) -> None:
 def _after(x: float) -> int:
     """The first whole millisecond strictly after ``x`` ("more than x")."""
     return math.floor(x) + 1
-
-
-REASONS = {
-    "passer_by": "Visited without engaging: {page_views} page views in {sessions} session(s), no cart.",
-    "window_shopper": (
-        "Engaged without ordering: {sessions} session(s), {product_views} product views, {cart_adds} cart add(s)."
-    ),
-    "new_customer": "Placed their first order; counts as new for {new_for_days} days.",
-    "active_customer": (
-        "{orders} orders, the last {days_since_last_order} days ago: within their rhythm of one order every "
-        "{expected_gap_days} days."
-    ),
-    "at_risk": (
-        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
-        "{expected_gap_days} days."
-    ),
-    "inactive": (
-        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
-        "{expected_gap_days} days: far beyond their own rhythm."
-    ),
-    "lapsed": "No activity of any kind for {days_without_event} days.",
-}

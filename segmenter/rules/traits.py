@@ -4,7 +4,7 @@ Each trait is a function ``(state, t, ctx, was_member) -> (member, evidence)``
 evaluated at time ``t``; share-based traits use ``was_member`` for hysteresis
 (exit only ``share_exit_margin`` below the entry threshold). ``deadlines``
 lists when a window sliding past an old record can change a trait without a
-new event. ``REASONS`` turn the evidence into one human sentence.
+new event. :mod:`~segmenter.rules.reasons` turns the evidence into one human sentence.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def down(x: float, digits: int) -> float:
     across a threshold of that precision (24.9967 is shown 24.99, not 25.0,
     when the rule is "below 25"; a share of 0.6996 is shown 69.9 %, not 70 %).
     """
-    scale = 10**digits
+    scale = float(10**digits)
     return math.floor(x * scale + 1e-9) / scale
 
 
@@ -167,6 +167,8 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     # only categories with at least as many views as the distinct products needed are scanned
     scan = {cat for cat, n in Counter(map(_V_CATEGORY, views)).items() if n >= need and cat is not None}
     if not scan:
+        if was:  # what is left of it: the category viewed most in the window
+            return False, _researching(s, t, c)
         return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
@@ -184,13 +186,39 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         n = len(prods)
         if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
             best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
+    if best_cat is None:
+        return False, (_researching(s, t, c) if was else {"category": None, "window_days": r.researcher_window_days})
     ev = {
         "category": best_cat,
         "distinct_products": best_n,
         "sessions": best_sessions,
         "window_days": r.researcher_window_days,
     }
-    return best_cat is not None, ev
+    return True, ev
+
+
+def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
+    """Figures of the category with the most distinct products viewed in the window (for an exit)."""
+    start = t - c.researcher_ms
+    products: dict[str, set[str]] = {}
+    sessions: dict[str, set[int]] = {}
+    for v in s.recent_views:
+        cat = v[V_CATEGORY]
+        if cat is None or v[V_T] <= start or v[V_T] > t:
+            continue
+        products.setdefault(cat, set()).add(v[V_PRODUCT])
+        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    window = c.rules.researcher_window_days
+    if not products:
+        return {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
+    cat = max(sorted(products), key=lambda k: len(products[k]))
+    return {
+        "category": cat,
+        "distinct_products": len(products[cat]),
+        "sessions": len(sessions[cat]),
+        "window_days": window,
+        "ordered_in_category": cat in s.ordered_categories,
+    }
 
 
 def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
@@ -259,7 +287,12 @@ def referred_end(s: CustomerState, c: Ctx) -> int | None:
 def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     end = referred_end(s, c)
     member = end is not None and t < end
-    ev = {"referred_by": s.referred_by, "has_ordered": s.first_order_ms is not None, "days": c.rules.referred_days}
+    ev = {
+        "referred_by": s.referred_by,
+        "has_ordered": s.first_order_ms is not None,
+        "days": c.rules.referred_days,
+        "ends_after": "first order" if referral_converted(s, c) else "referred visit",
+    }
     return member, ev
 
 
@@ -363,28 +396,3 @@ def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
     end = referred_end(s, c)
     if end is not None and end > t:
         out.append(end)
-
-
-REASONS: dict[str, str] = {
-    "loyal_customer": "{orders} orders in the last {window_days} days.",
-    "best_customer": (
-        "{orders} orders worth {spend} in the last {window_days} days, {full_price_share:.1%} of units at full price."
-    ),
-    "low_order_value": "{orders} orders in the last {window_days} days averaging {average_order_value}.",
-    "discount_hunter": "{orders} orders in the last {window_days} days, {discount_share:.1%} of units on discount.",
-    "impulse_buyer": "{impulse_orders} of the last {of_last_orders} orders contained an impulse buy.",
-    "need_based_buyer": "{directed_orders} of the last {of_last_orders} orders were directed purchases.",
-    "researcher": (
-        "Viewed {distinct_products} distinct products of {category} over {sessions} sessions in {window_days} days."
-    ),
-    "hesitant": (
-        "In {window_days} days: {abandoned_carts} abandoned cart(s), {cart_adds} cart adds and {cart_removes} removes."
-    ),
-    "dissatisfied": "{returns_and_cancellations} return(s) or cancellation(s) in the last {window_days} days.",
-    "referred_customer": "Arrived through a referral by {referred_by}.",
-    "advocate": "{referred_customers_who_ordered} customers they referred have placed an order.",
-    FAN: (
-        "{view_share:.1%} of the last {of_last_views} product views and "
-        "{unit_share:.1%} of the last {of_last_units} ordered units in {category}."
-    ),
-}

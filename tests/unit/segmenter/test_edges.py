@@ -293,3 +293,53 @@ def test_the_shop_currency_is_configurable() -> None:
     orders = [{**order_placed(i * DAY, value=200, order_id=f"z{i}"), "currency": "USD"} for i in range(3)]
     assert "best_customer" in run(orders, Rules(shop_currency="USD")).held()
     assert "best_customer" not in run(orders).held()  # EUR shop, no rate for USD
+
+
+# ---------------------------------------------------------------- reasons name the figure and the threshold
+
+
+def _reason_of(j: object, segment: str, change: str) -> str:
+    return next(c.reason for c in j.changes if c.segment == segment and c.change == change)  # type: ignore[attr-defined]
+
+
+def test_dissatisfied_by_share_says_the_share_and_its_threshold() -> None:
+    j = run([order_placed(0, value=100, order_id="d1"), order_returned(DAY, "d1", refund_total=30)])
+    why = _reason_of(j, "dissatisfied", "entered")
+    assert "30 is 30% of the 100 ordered" in why and "enters at 30%" in why
+    assert "1 return or cancellation in the last 90 days (at least 2)" in why
+
+
+def test_researcher_exit_says_what_is_left_of_the_research() -> None:
+    views = [view(i * MIN, f"p{i}", "tents", session="s1" if i < 6 else "s2") for i in range(12)]
+    j = run(views, until=30 * DAY)
+    why = _reason_of(j, "researcher", "exited")
+    # the first view slid out of the 14 days: 11 left (was "Viewed 0 distinct products of None over 0 sessions")
+    assert why == (
+        "No longer holds: Viewed 11 distinct products of tents over 2 sessions in the last 14 days "
+        "(at least 12 over 2 sessions, no order in the category)."
+    )
+    j2 = run([*views, order_placed(HOUR, [line("p1", 5, category="tents")], eid="bought")])
+    why2 = _reason_of(j2, "researcher", "exited")
+    assert "Viewed 12 distinct products of tents over 2 sessions" in why2 and "ordered in it" in why2
+
+
+def test_referred_customer_exit_says_the_90_days_are_over() -> None:
+    j = run([page_view(0, "home", referred_by="c9"), order_placed(DAY)], until=100 * DAY)
+    assert _reason_of(j, "referred_customer", "exited") == (
+        "The 90 days after their first order are over (referred by c9)."
+    )
+    j = run([page_view(0, "home", referred_by="c9")], until=100 * DAY)
+    assert "after the referred visit are over without a first order" in _reason_of(j, "referred_customer", "exited")
+
+
+def test_the_shop_default_gap_is_not_called_their_rhythm() -> None:
+    j = run([order_placed(0), order_placed(DAY)])
+    why = _reason_of(j, "active_customer", "entered")
+    assert "their own rhythm" not in why and "the shop's default gap of 45 days" in why
+    own = run([order_placed(0), order_placed(10 * DAY), order_placed(20 * DAY)], until=60 * DAY)
+    assert "more than 1.5x their own rhythm of one order every 10 days" in _reason_of(own, "at_risk", "entered")
+
+
+def test_one_order_is_not_1_orders() -> None:
+    j = run([order_placed(0)], Rules(loyal_min_orders=1))
+    assert _reason_of(j, "loyal_customer", "entered") == "1 order in the last 365 days (at least 1)."

@@ -23,7 +23,7 @@ from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.clock import DeadlineIndex
 from segmenter.config import Rules
-from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
+from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
 from segmenter.rules.reasons import reason
@@ -115,6 +115,8 @@ class Segmenter:
             return self._hold(s, event) if s.linking is not None else self._apply(s, event)
         if msg.kind == CREDIT:
             return self._credit(state, msg.key, body)
+        if msg.kind == UNCREDIT:
+            return self._uncredit(state, msg.key, body)
         if msg.kind == EVENT:
             return self.on_event(state, parse_event_obj(body["event"]))
         raise ValueError(f"unknown routed message kind {msg.kind!r}")
@@ -140,14 +142,19 @@ class Segmenter:
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         s.seen_ids[eid] = None
         cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
-        had_ordered = s.first_order_ms is not None
+        had_orders = s.orders_total
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
         self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
         routed = []
-        if not had_ordered and s.referred_by is not None and traits.referral_converted(s, self.ctx):
-            routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
+        # the referrer counts referred customers with an order not cancelled (if the first order came while
+        # the referral held): credited at the first such order, uncredited when cancellations leave none,
+        # credited again at a later order
+        changed = (had_orders == 0) != (s.orders_total == 0)
+        if changed and s.referred_by is not None and traits.referral_converted(s, self.ctx):
+            kind = CREDIT if had_orders == 0 else UNCREDIT
+            routed.append(Routed(s.referred_by, kind, {"referred": s.key, "at_ms": now, "event_id": eid}))
         # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
         # the event was no order) stays due: it fires right after the event, at that instant
         s.due_ms = self._next_due(s, now - 1)
@@ -234,6 +241,22 @@ class Segmenter:
             ev = {"referred_customers_who_ordered": k, "referred": [c[0] for c in s.credited[:k]]}
             s.members["advocate"] = t
             changes.append(self._change(s, "advocate", ENTERED, t, reason("advocate", ev, self.rules), ev, trigger))
+        return Outcome(s, changes)
+
+    def _uncredit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
+        referred = body["referred"]
+        if state is None or not any(c[0] == referred for c in state.credited):
+            return Outcome(None)
+        s = state
+        at = int(body["at_ms"])
+        changes = self._fire(s, at - 1) if s.due_ms is not None and s.due_ms < at else []
+        s.credited = [c for c in s.credited if c[0] != referred]
+        k = self.rules.advocate_min_referred
+        if "advocate" in s.members and len(s.credited) < k:
+            del s.members["advocate"]
+            ev = {"referred_customers_who_ordered": len(s.credited), "referred": [c[0] for c in s.credited]}
+            why = reason("advocate", ev, self.rules, exited=True) + f" ({referred}'s orders were cancelled)"
+            changes.append(self._change(s, "advocate", EXITED, at, why, ev, body.get("event_id")))
         return Outcome(s, changes)
 
     def _fire(self, s: CustomerState, until: int) -> list[Change]:

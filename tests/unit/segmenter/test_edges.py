@@ -343,3 +343,35 @@ def test_the_shop_default_gap_is_not_called_their_rhythm() -> None:
 def test_one_order_is_not_1_orders() -> None:
     j = run([order_placed(0)], Rules(loyal_min_orders=1))
     assert _reason_of(j, "loyal_customer", "entered") == "1 order in the last 365 days (at least 1)."
+
+
+# ---------------------------------------------------------------- advocate and cancellations
+
+
+def _referred(cid: str, t: int, order_id: str) -> list:
+    return [page_view(t, "home", referred_by="r1", cid=cid), order_placed(t + MIN, cid=cid, order_id=order_id)]
+
+
+@pytest.mark.parametrize(("cancelled", "advocate"), [(["a2"], False), (["a3x"], True)])
+def test_advocate_exits_when_cancellations_leave_fewer_than_two_referred_customers_with_an_order(
+    cancelled: list[str], advocate: bool
+) -> None:
+    events = [
+        *_referred("c2", 0, "a2"),
+        *_referred("c3", DAY, "a3"),
+        order_placed(DAY + HOUR, cid="c3", order_id="a3x"),
+    ]
+    j = run([*events, *(order_cancelled(2 * DAY, o, cid="c2" if o == "a2" else "c3") for o in cancelled)])
+    assert ("advocate" in j.held("r1")) is advocate
+    if not advocate:
+        assert j.of("advocate", "r1")[-1][:2] == ("exited", 2 * DAY)
+
+
+def test_a_referred_customer_who_orders_again_after_a_cancellation_counts_again() -> None:
+    events = [*_referred("c2", 0, "a2"), *_referred("c3", DAY, "a3"), order_cancelled(2 * DAY, "a2", cid="c2")]
+    j = run([*events, order_placed(3 * DAY, cid="c2", order_id="a2-again", eid="again")])
+    assert [x[:2] for x in j.of("advocate", "r1")] == [
+        ("entered", DAY + MIN),
+        ("exited", 2 * DAY),
+        ("entered", 3 * DAY),
+    ]

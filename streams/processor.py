@@ -239,8 +239,14 @@ class Processor:
 
     # ----------------------------------------------------------------- time
     def tick_watermark(self, partition: int, wall_ms: int, idle_after_s: float, wallclock: bool) -> int | None:
-        """The watermark a tick for ``partition`` should carry now, or ``None`` (nothing to advance to)."""
+        """The watermark a tick for ``partition`` should carry now, or ``None`` (nothing to advance to).
+
+        From event time: a millisecond before the latest event, since an event of that very instant may
+        still come on another input topic, and at one instant an event is applied before a deadline.
+        """
         w = self.watermarks.get(partition)
+        if w is not None:
+            w -= 1
         if wallclock:
             last = self.last_input_wall.get(partition)
             if last is None or time.monotonic() - last >= idle_after_s:

@@ -153,9 +153,10 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
                 1 if s.session_browse_pages > 0 else 0,
             ]
             cap_dict(s.first_views, r.max_first_views_kept)
-        s.recent_views.append([t, pid, e.category, s.sessions])
+        # by time, a late view too: windows and "the last 20 views" are of event time, not arrival
+        _insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
         cap(s.recent_views, r.max_product_views_kept)
-        s.fan_views.append([t, e.category])
+        _insert_by_time(s.fan_views, [t, e.category])
         cap(s.fan_views, r.fan_last_views)
     if e.page_type in BROWSE_PAGES:
         s.session_browse_pages += 1

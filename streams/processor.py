@@ -39,7 +39,6 @@ from segmenter.clock import DeadlineIndex
 from segmenter.engine import Outcome, Segmenter
 from segmenter.routing import EVENT, LINK, MERGE, Routed
 from segmenter.state import CustomerState
-from streams.store import prepare
 
 log = logging.getLogger("segmenter.processor")
 
@@ -168,6 +167,9 @@ class _Mark:
         return cls(len(res.changes), len(res.routed), len(res.e2e_latency_s), len(res.ingest_ts_ms), len(deferred))
 
 
+_NO_MARK = _Mark(0, 0, 0, 0, 0)  # the fast pass undoes the whole batch, never a record
+
+
 def _encode_outputs(
     res: BatchResult, mark: _Mark, changed: dict[tuple[int, str], None], good: dict[str, bytes]
 ) -> None:
@@ -176,15 +178,29 @@ def _encode_outputs(
     Deterministic failures of one record (a value no encoder takes) surface
     here, where the record can still be dead-lettered alone, not when the
     batch is published (which would crash the worker on every restart).
-    A change keeps its JSON (:meth:`Change.to_json` encodes once).
+    A change keeps its JSON (:meth:`Change.to_json` encodes once); a state is
+    encoded again when the batch is stored (~2.6 µs a state: the price of
+    undoing a failed record to the state after the last good one).
     """
     for change in res.changes[mark.changes :]:
+        # the Redis write (streams.store.prepare) encodes the same values, so what encodes here
+        # encodes there (tests/unit/streams/test_poison_pills.py drives both)
         change.to_json()
-        prepare(change.to_dict())
     for msg in res.routed[mark.routed :]:
         msg.to_json()
     for p, key in changed:
         good[key] = res.states[p][key].to_bytes()
+
+
+def _encode_batch(res: BatchResult) -> None:
+    """Encode every output of a batch as publishing, the Redis write and the store will (the fast pass)."""
+    for change in res.changes:
+        change.to_json()  # kept: publishing takes these bytes
+    for msg in res.routed:
+        msg.to_json()
+    for states in res.states.values():
+        for state in states.values():
+            state.to_bytes()
 
 
 def _reason_class(reason: str) -> str:
@@ -317,13 +333,49 @@ class Processor:
         of through the routing topic; they are published all the same (see
         :meth:`_link_here`).
         """
-        res = BatchResult()
         # states stay decoded between batches: this worker alone writes its partitions' keys;
         # the oldest-inserted half goes when the cache is full (hot keys are re-inserted on reload)
         cache = self._cache
         if len(cache) > self.cache_size:
             for key in list(itertools.islice(cache, len(cache) // 2)):
                 del cache[key]
+        deferred, customers = list(self.deferred), dict(self.customers)
+        res = self._pass(records, load, load_in, local, careful=False)
+        if res is None:
+            # a record failed after the core had read a state, or the batch's outputs do not all encode:
+            # the batch is undone and applied again record by record, each failing record undone alone
+            self.deferred = deferred
+            self.customers.clear()
+            self.customers.update(customers)
+            res = self._pass(records, load, load_in, local, careful=True)
+            assert res is not None
+        now = time.monotonic()
+        ends = [d[4] + self.grace_s for d in self.deferred if d[4] + self.grace_s > now]
+        self._link_wake_at = min(ends) if ends else None
+        return res
+
+    def _pass(
+        self,
+        records: Sequence[Record],
+        load: Callable[[str], bytes | None],
+        load_in: Callable[[int], Callable[[str], bytes | None]] | None,
+        local: Local | None,
+        *,
+        careful: bool,
+    ) -> BatchResult | None:
+        """One pass over the batch; ``None``: the fast pass met a failure it cannot undo (go careful).
+
+        The fast pass keeps no copies: a record that fails before the core has
+        read any state (bytes that are not an event, a routed message of the
+        wrong shape, an event too far ahead) is dead-lettered and the pass goes
+        on; any other failure, and outputs of the batch that do not encode,
+        undo the batch (the keys it read go back to their stored states) and
+        return ``None``. The careful pass encodes each record's outputs and
+        states right after it, so a record that fails is undone alone: its
+        keys go back to their states after the batch's last good record.
+        """
+        res = BatchResult()
+        cache = self._cache
         now_wall = time.time()
         current = [records[0].partition if records else 0]  # the partition of the record being applied
         if local is not None:
@@ -337,17 +389,20 @@ class Processor:
             def local(partition: int, t: int, received: float) -> bool | None:
                 return None if ahead.get(partition) else allowed(partition, t, received)
 
-        # the keys the record being applied read and changed, and each changed key's state as encoded
-        # after the last record of this batch that changed it: a record that fails is undone with these
-        touched: dict[str, None] = {}
+        # the keys the record being applied read (with their partition) and changed; the keys the whole
+        # pass read; (careful) each changed key's state as encoded after the batch's last good record
+        touched: dict[str, int] = {}
+        read_in_batch: dict[str, int] = {}
         changed: dict[tuple[int, str], None] = {}
         good: dict[str, bytes] = {}
 
+        def reader(partition: int) -> Callable[[str], bytes | None]:
+            return load if load_in is None else load_in(partition)
+
         def state_of(key: str, partition: int | None = None) -> CustomerState | None:
-            touched[key] = None
+            touched[key] = current[0] if partition is None else partition
             if key not in cache:
-                read = load if load_in is None else load_in(current[0] if partition is None else partition)
-                raw = read(key)
+                raw = reader(touched[key])(key)
                 cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
             return cache[key]
 
@@ -362,12 +417,24 @@ class Processor:
             res.changes.extend(out.changes)
             res.routed.extend(out.routed)
 
+        def give_up() -> None:
+            # the fast pass is undone: every key it read goes back to its stored state, deadlines too
+            read_in_batch.update(touched)
+            for key, part in read_in_batch.items():
+                cache.pop(key, None)
+                stored = state_of(key, part)
+                index = self.indexes.get(part)
+                if index is not None:
+                    index.schedule(key, stored.due_ms if stored is not None else None)
+
         for rec in records:
             p = current[0] = rec.partition
             if local is not None:
                 ahead[p] -= 1
-            mark = _Mark.of(res, self.deferred)
-            touched.clear()
+            mark = _Mark.of(res, self.deferred) if careful else _NO_MARK
+            if touched:
+                read_in_batch.update(touched)
+                touched.clear()
             changed.clear()
             try:
                 if rec.topic == self.ticks_topic:
@@ -377,43 +444,55 @@ class Processor:
                     absorb(p, msg.key, self.segmenter.on_routed(state_of(msg.key), msg))
                 else:
                     self._event(rec, state_of, absorb, res, now_wall, local)
-                try:
-                    _encode_outputs(res, mark, changed, good)
-                except Exception as exc:  # re-raised with its stage, undone below
-                    raise OutputError(exc) from exc
+                if careful:
+                    try:
+                        _encode_outputs(res, mark, changed, good)
+                    except Exception as exc:  # re-raised with its stage, undone below
+                        raise OutputError(exc) from exc
             except OutputError as exc:
                 self._undo(res, mark, touched, changed, good, state_of)
                 log.error("encoding the outputs of %s[%d]@%d failed: %s", rec.topic, p, rec.offset, exc.reason)
                 res.dead_letters.append(_dead_letter(rec, "encode", exc.reason))
                 _count(res.dead_letters_by_reason, "processing_error")
-            except InvalidEvent as exc:
-                res.invalid_by_reason[_reason_class(exc.reason)] = (
-                    res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
-                )
-                res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
-                _count(res.dead_letters_by_reason, "invalid_event")
-            except ValueError as exc:  # not JSON, or a routed message / tick of the wrong shape
-                reason = f"not a valid message: {exc}"
-                res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
-                res.dead_letters.append(_dead_letter(rec, "decode", reason))
-                _count(res.dead_letters_by_reason, "malformed")
-            except Exception as exc:
-                self._undo(res, mark, touched, changed, good, state_of)
-                log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
-                res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
-                _count(res.dead_letters_by_reason, "processing_error")
+            except Exception as exc:  # noqa: BLE001  one record's failure: dead-lettered and logged below
+                if touched and not careful:
+                    give_up()
+                    return None
+                if touched:
+                    self._undo(res, mark, touched, changed, good, state_of)
+                self._dead_letter_failure(rec, exc, res)
         if self.deferred and local is not None:
             self._retry_links(state_of, absorb, res, local)
-        now = time.monotonic()
-        ends = [d[4] + self.grace_s for d in self.deferred if d[4] + self.grace_s > now]
-        self._link_wake_at = min(ends) if ends else None
+        if not careful:
+            try:
+                _encode_batch(res)
+            except Exception:  # noqa: BLE001  found again, record by record, by the careful pass
+                give_up()
+                return None
         return res
+
+    def _dead_letter_failure(self, rec: Record, exc: Exception, res: BatchResult) -> None:
+        """The dead letter of a record that failed (its effects, if any, undone already)."""
+        if isinstance(exc, InvalidEvent):
+            res.invalid_by_reason[_reason_class(exc.reason)] = (
+                res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
+            )
+            res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
+            _count(res.dead_letters_by_reason, "invalid_event")
+        elif isinstance(exc, ValueError):  # not JSON, or a routed message / tick of the wrong shape
+            res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
+            res.dead_letters.append(_dead_letter(rec, "decode", f"not a valid message: {exc}"))
+            _count(res.dead_letters_by_reason, "malformed")
+        else:
+            log.error("processing failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset, exc_info=exc)
+            res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
+            _count(res.dead_letters_by_reason, "processing_error")
 
     def _undo(
         self,
         res: BatchResult,
         mark: _Mark,
-        touched: dict[str, None],
+        touched: dict[str, int],
         changed: dict[tuple[int, str], None],
         good: dict[str, bytes],
         state_of: Callable[..., CustomerState | None],
@@ -430,22 +509,17 @@ class Processor:
         del res.e2e_latency_s[mark.latency :]
         del res.ingest_ts_ms[mark.ingest :]
         del self.deferred[mark.deferred :]
-        partition_of = {key: p for p, key in changed}
-        for key in touched:
-            p = partition_of.get(key)
+        for key, p in list(touched.items()):
             if key in good:
                 self._cache[key] = state = CustomerState.from_bytes(good[key])
+                res.states.setdefault(p, {})[key] = state
             else:
                 self._cache.pop(key, None)
                 state = state_of(key, p)  # as stored before this batch
-            if p is not None:
-                if key in good:
-                    res.states[p][key] = state  # type: ignore[assignment]
-                else:
-                    res.states.get(p, {}).pop(key, None)
-                index = self.indexes.get(p)
-                if index is not None:
-                    index.schedule(key, state.due_ms if state is not None else None)
+                res.states.get(p, {}).pop(key, None)
+            index = self.indexes.get(p)
+            if index is not None:
+                index.schedule(key, state.due_ms if state is not None else None)
 
     def _retry_links(self, state_of: Any, absorb: Any, res: BatchResult, local: Local) -> None:
         """Links deferred by this batch or earlier ones: apply those whose visitor's partition is ready now.

@@ -298,7 +298,21 @@ class _Raising(Segmenter):
         return super().on_event(state, event)
 
 
-@pytest.mark.parametrize(("core", "stage"), [(_Unencodable, "encode"), (_Raising, "process")])
+class _UnencodableState(Segmenter):
+    """A core whose event ``bad`` leaves a figure in the state that no encoder takes."""
+
+    def on_event(self, state: CustomerState | None, event: Any) -> Outcome:
+        out = super().on_event(state, event)
+        if event.event_id == "bad" and out.state is not None:
+            out.state.members["x"] = 10**400
+        return out
+
+
+@pytest.mark.parametrize(
+    ("core", "stage"),
+    [(_Unencodable, "encode"), (_UnencodableState, "encode"), (_Raising, "process")],
+    ids=["change", "state", "core"],
+)
 def test_a_record_the_core_or_an_encoder_fails_on_is_dead_lettered_alone_and_undone(
     core: type[Segmenter], stage: str
 ) -> None:
@@ -347,3 +361,20 @@ _real_init = Engine.__init__
 def _engine_init(self: Engine, segmenter: Segmenter) -> None:
     _real_init(self, segmenter.rules)
     self.segmenter = segmenter
+
+
+def test_bytes_that_are_not_an_event_keep_the_batch_on_the_fast_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a failure before the core read any state needs no undo: no record-by-record encoding for it
+    calls: list[int] = []
+    real = processor_module._encode_outputs
+    monkeypatch.setattr(processor_module, "_encode_outputs", lambda *a: calls.append(1) or real(*a))
+    proc = Processor(Segmenter(), lambda key: 0, input_topics=(PAGES,), routing_topic="r", ticks_topic="t")
+    bad = [Record(PAGES, 0, 2, None, b"{not json"), Record(PAGES, 0, 3, None, PILLS["year-10000-utc"])]
+    res = proc.process([_view(1, 0), *bad, _view(4, 1, type="cart_add")], Table().load)
+    assert [json.loads(d)["stage"] for _, d in res.dead_letters] == ["decode", "decode"]
+    assert calls == []
+    assert {c.trigger_event_id for c in res.changes} == {"e1", "e4"}
+    # a record the core fails on sends the batch through the careful pass, record by record
+    monkeypatch.setattr(proc, "segmenter", _Raising())
+    proc.process([_view(5, 2), _view(6, 3, event_id="bad")], Table().load)
+    assert len(calls) == 1  # the good record before it, encoded on its own

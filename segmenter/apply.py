@@ -230,10 +230,12 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     _insert_by_time(s.orders, record)
     cap(s.orders, r.max_orders_kept)
     s.orders_total += 1
-    if s.first_order_ms is None:
-        s.first_order_ms = t
-    s.cart.clear()
-    s.cart_active_ms = None
+    if s.first_order_ms is None or t < s.first_order_ms:
+        s.first_order_ms = t  # a late order may be the first one
+    if s.cart_active_ms is None or s.cart_active_ms <= t:
+        s.cart.clear()
+        s.cart_active_ms = None
+    # else a late order: the cart has activity after it, a cart of its own that the order did not close
     if not impulse_products:
         return []
     first = s.first_views[impulse_products[0]]

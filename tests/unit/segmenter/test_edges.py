@@ -375,3 +375,12 @@ def test_a_referred_customer_who_orders_again_after_a_cancellation_counts_again(
         ("exited", 2 * DAY),
         ("entered", 3 * DAY),
     ]
+
+
+@pytest.mark.parametrize(("order_at", "abandoned"), [(5 * MIN, [70 * MIN]), (15 * MIN, [])])
+def test_a_late_order_closes_only_the_cart_of_its_time(order_at: int, abandoned: list[int]) -> None:
+    # cart activity at 0 and 10 minutes; the order arrives last: placed at 5 minutes, the cart touched
+    # at 10 is still left (abandoned at 70); placed at 15, it closed the cart
+    j = run([cart_add(0, "p1"), cart_add(10 * MIN, "p2"), order_placed(order_at, eid="late-order")])
+    j.advance(DAY)
+    assert [c.occurred_at_ms - j.changes[0].occurred_at_ms for c in j.detected("cart_abandoned")] == abandoned

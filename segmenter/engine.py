@@ -51,7 +51,7 @@ ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_
 
 def affected(event: InputEvent) -> frozenset[str]:
     """The rule families ``event`` can change."""
-    kind = event.type
+    kind: str = event.type
     if kind == "page_view" and event.page_type == "product" and event.product_id is not None:  # type: ignore[union-attr]
         kind = "product_view"
     return AFFECTS.get(kind, ALL)

@@ -64,6 +64,14 @@ def touch_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> N
         s.session_last_ms = t
 
 
+def _in_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> bool:
+    if s.sessions == 0:
+        return False
+    if session_id is not None:
+        return session_id == s.session_id
+    return t - s.session_last_ms < c.session_ms
+
+
 def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
     """Apply ``event`` (at event time ``t``) to ``s``; return the moments it causes."""
     if s.first_seen_ms is None:
@@ -75,9 +83,11 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
     if event.anonymous_id is not None:
         s.anonymous_id = event.anonymous_id
     if isinstance(event, PageView | CartAdd | CartRemove):
-        # only browsing starts or extends a session: an order, a checkout or a back-office event
-        # (cancellation, return) belongs to the session it happens in, or to none
         touch_session(s, event.session_id, t, c)
+    elif _in_session(s, event.session_id, t, c) and t > s.session_last_ms:
+        # only browsing starts a session: an order, a checkout or a back-office event (cancellation,
+        # return) belongs to the session it happens in (and keeps it open), or to none
+        s.session_last_ms = t
 
     if isinstance(event, PageView):
         _page_view(s, event, t, c)

@@ -164,6 +164,13 @@ def test_sessions_start_only_with_page_views_and_cart_events(later: dict, stage:
     assert run([page_view(0, "home"), later], rules).stage() == stage
 
 
+@pytest.mark.parametrize(("checkout", "stage"), [(True, "passer_by"), (False, "window_shopper")])
+def test_a_checkout_belongs_to_the_open_session_and_keeps_it_open(checkout: bool, stage: str) -> None:
+    # views 50 minutes apart are two sessions, unless a checkout 25 minutes in kept the first open
+    middle = [checkout_started(25 * MIN)] if checkout else []
+    assert run([page_view(0, "home"), *middle, page_view(50 * MIN, "home")]).stage() == stage
+
+
 # ---------------------------------------------------------------- identity
 
 

@@ -31,8 +31,9 @@ test: venv
 demo: venv
 	@mkdir -p out
 	@for f in online_retail rees46 otto; do \
-		echo "== segmenter replay data/sample/$${f}_sample.jsonl.gz --out out/$$f.changes.jsonl"; \
-		$(VENV)/bin/segmenter replay data/sample/$${f}_sample.jsonl.gz --out out/$$f.changes.jsonl || exit 1; \
+		rules=""; [ -f data/sample/$$f.rules.toml ] && rules="--rules data/sample/$$f.rules.toml"; \
+		echo "== segmenter replay data/sample/$${f}_sample.jsonl.gz $$rules --out out/$$f.changes.jsonl"; \
+		$(VENV)/bin/segmenter replay data/sample/$${f}_sample.jsonl.gz $$rules --out out/$$f.changes.jsonl || exit 1; \
 	done
 	@echo "--- first changes of out/online_retail.changes.jsonl:"
 	@head -n 3 out/online_retail.changes.jsonl

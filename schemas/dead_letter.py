@@ -11,7 +11,9 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reason: str
-    stage: str  # "decode" (not a contract event) or "process" (a rule failed on a valid event)
+    # "decode" (not a contract event), "process" (a rule failed on a valid event) or
+    # "encode" (its changes, routed messages or state could not be encoded)
+    stage: str
     original: str  # UTF-8 text of the message; invalid UTF-8 is escaped with backslashes
     original_base64: str | None = None  # set when the bytes were not valid UTF-8
     source_topic: str | None = None

@@ -11,6 +11,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StrictStr,
     TypeAdapter,
     ValidationError,
@@ -20,6 +21,15 @@ from pydantic import (
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+
+# the contract's limits (CONTRACT.md, "Limits"): every value the core and the encoders meet is bounded,
+# so no single event can overflow a datetime, a 64-bit integer or the state's size
+MIN_TIME_MS = 0  # 1970-01-01T00:00:00Z
+MAX_TIME_MS = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # exclusive: later instants cannot be formatted
+MAX_QUANTITY = 1_000_000
+MAX_MONEY = 1e12
+MAX_LINES = 1_000
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 def _require_rfc3339_text(value: Any) -> Any:
@@ -49,15 +59,23 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text)]
 
 Money = Annotated[
     float,
-    Field(ge=0, allow_inf_nan=False),
+    Field(ge=0, le=MAX_MONEY, allow_inf_nan=False),
     # the contract allows a decimal string too; the exported schema must not reject what we accept
     WithJsonSchema(
-        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}]}
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_MONEY},
+                {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+            ]
+        }
     ),
 ]
-"""A non-negative amount: a JSON number or a decimal string such as ``"12.50"``."""
+"""A non-negative amount up to 10^12: a JSON number or a decimal string such as ``"12.50"``."""
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+"""Ids, ``product_id``, ``category``, ``order_id``, ``session_id``: 1-256 characters."""
+Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+"""A JSON integer 1-1,000,000 (no boolean, no string, no float)."""
 Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
 
 
@@ -76,6 +94,11 @@ class _Event(BaseModel):
     def _one_id_required(self) -> _Event:
         if self.customer_id is None and self.anonymous_id is None:
             raise ValueError("customer_id or anonymous_id: at least one of the two ids is required")
+        # the UTC instant, not the local text: 9999-12-31T23:30:00-01:00 is in year 10000
+        ms = (self.occurred_at - _EPOCH) // _MS
+        if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+            raise ValueError("occurred_at: the UTC instant must lie in [1970-01-01T00:00:00Z, 9999-01-01T00:00:00Z)")
+        self.__dict__["time_ms"] = ms  # what time_ms would compute: done once here
         return self
 
     @_once
@@ -98,7 +121,7 @@ class PageView(_Event):
     type: Literal["page_view"]
     page_type: PageType
     product_id: Id | None = None
-    category: StrictStr | None = None
+    category: Id | None = None
     price: Money | None = None
     search_query: StrictStr | None = None
     url: StrictStr | None = None
@@ -111,8 +134,8 @@ class PageView(_Event):
 
 class _CartChange(_Event):
     product_id: Id
-    category: StrictStr | None = None
-    quantity: Annotated[int, Field(ge=1)] = 1
+    category: Id | None = None
+    quantity: Quantity = 1
     unit_price: Money | None = None
     list_price: Money | None = None
 
@@ -142,8 +165,8 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     product_id: Id
-    category: StrictStr | None = None
-    quantity: Annotated[int, Field(ge=1)] = 1
+    category: Id | None = None
+    quantity: Quantity = 1
     unit_price: Money
     list_price: Money | None = None
 
@@ -153,7 +176,7 @@ class OrderPlaced(_Event):
 
     type: Literal["order_placed"]
     order_id: Id
-    lines: Annotated[list[OrderLine], Field(min_length=1)]
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
     total: Money | None = None
     currency: Currency = "EUR"
     coupon_code: StrictStr | None = None
@@ -178,7 +201,7 @@ class OrderReturned(_Event):
 
     type: Literal["order_returned"]
     order_id: Id
-    lines: list[OrderLine] | None = None
+    lines: Annotated[list[OrderLine], Field(max_length=MAX_LINES)] | None = None
     refund_total: Money | None = None
 
     @model_validator(mode="after")
@@ -243,8 +266,12 @@ def _describe(exc: ValidationError) -> str:
 def parse_event(data: bytes | str) -> InputEvent:
     """Validate one JSON document as an input event.
 
-    Raises :class:`InvalidEvent` naming the field(s) at fault.
+    Raises :class:`InvalidEvent` naming the field(s) at fault, also for a
+    message over 1 MiB (:data:`MAX_MESSAGE_BYTES`).
     """
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidEvent(f"message: {size:,} bytes, more than the limit of {MAX_MESSAGE_BYTES:,} (1 MiB)")
     try:
         return _ADAPTER.validate_json(data)
     except ValidationError as exc:
@@ -259,6 +286,25 @@ def parse_event_obj(obj: Any) -> InputEvent:
         raise InvalidEvent(_describe(exc)) from None
 
 
+def check_not_ahead(event: InputEvent, now_ms: int, max_ahead_ms: int) -> None:
+    """Raise :class:`InvalidEvent` when ``event`` lies more than ``max_ahead_ms`` after ``now_ms``.
+
+    ``now_ms`` is the caller's clock (the worker's wall clock, replay's
+    ``--now``): one device with a wrong clock must not move event time for everyone.
+    """
+    t = event.time_ms
+    if t - now_ms > max_ahead_ms:
+        hours = max_ahead_ms / 3_600_000
+        raise InvalidEvent(
+            f"occurred_at: {(t - now_ms) / 3_600_000:,.1f} hours ahead of the clock "
+            f"({_fmt(now_ms)}), more than the {hours:g} hours allowed (max_future_skew_hours)"
+        )
+
+
+def _fmt(ms: int) -> str:
+    return (_EPOCH + ms * _MS).isoformat(timespec="seconds")
+
+
 def event_time_ms(event: InputEvent) -> int:
     """Event time as integer milliseconds since the Unix epoch."""
-    return event.time_ms
+    return event.time_ms  # type: ignore[no-any-return]  # set by the validator (or _once)

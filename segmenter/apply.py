@@ -7,6 +7,7 @@ order. ``cart_abandoned`` is caused by time passing: see :func:`abandon_due`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from schemas.events import (
@@ -19,6 +20,7 @@ from schemas.events import (
     OrderReturned,
     PageView,
 )
+from segmenter.config import Rules
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     F_AFTER_SEARCH,
@@ -26,8 +28,13 @@ from segmenter.state import (
     F_SESSION,
     F_T,
     O_CANCELLED,
+    O_CURRENCY,
     O_ID,
     O_VALUE,
+    V_CATEGORY,
+    V_PRODUCT,
+    V_SESSION,
+    V_T,
     CustomerState,
     cap,
     cap_dict,
@@ -57,9 +64,16 @@ def touch_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> N
         s.session_last_ms = t
 
 
+def _in_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> bool:
+    if s.sessions == 0:
+        return False
+    if session_id is not None:
+        return session_id == s.session_id
+    return t - s.session_last_ms < c.session_ms
+
+
 def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
     """Apply ``event`` (at event time ``t``) to ``s``; return the moments it causes."""
-    r = c.rules
     if s.first_seen_ms is None:
         s.first_seen_ms = t
     if t > s.last_event_ms:
@@ -68,27 +82,20 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
         s.customer_id = event.customer_id
     if event.anonymous_id is not None:
         s.anonymous_id = event.anonymous_id
-    touch_session(s, event.session_id, t, c)
+    if isinstance(event, PageView | CartAdd | CartRemove):
+        touch_session(s, event.session_id, t, c)
+    elif _in_session(s, event.session_id, t, c) and t > s.session_last_ms:
+        # only browsing starts a session: an order, a checkout or a back-office event (cancellation,
+        # return) belongs to the session it happens in (and keeps it open), or to none
+        s.session_last_ms = t
 
     if isinstance(event, PageView):
         _page_view(s, event, t, c)
     elif isinstance(event, CartAdd | CartRemove):
-        add = isinstance(event, CartAdd)
-        if add:
-            s.cart[event.product_id] = s.cart.get(event.product_id, 0) + event.quantity
-            cap_dict(s.cart, 100)
-        else:
-            left = s.cart.get(event.product_id, 0) - event.quantity
-            if left > 0:
-                s.cart[event.product_id] = left
-            else:
-                s.cart.pop(event.product_id, None)
-        s.cart_events.append([t, 1 if add else -1])
-        cap(s.cart_events, r.max_cart_events_kept)
-        s.cart_active_ms = t if s.cart else None
+        _cart(s, event, t, c)
     elif isinstance(event, CheckoutStarted):
-        if s.cart:
-            s.cart_active_ms = t
+        if s.cart and not _cart_closed_after(s, t):
+            s.cart_active_ms = t if s.cart_active_ms is None else max(s.cart_active_ms, t)
     elif isinstance(event, OrderPlaced):
         return _order(s, event, t, c)
     elif isinstance(event, OrderCancelled | OrderReturned):
@@ -96,11 +103,48 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
     return []
 
 
+def _cart_closed_after(s: CustomerState, t: int) -> bool:
+    """Whether the cart of time ``t`` was closed later: by an order placed at or after ``t`` (a late event
+    belongs to the cart that order closed), or abandoned at or after ``t``."""
+    orders = s.orders
+    return bool(orders and orders[-1][0] >= t) or bool(s.abandoned and s.abandoned[-1] >= t)
+
+
+def _cart(s: CustomerState, e: CartAdd | CartRemove, t: int, c: Ctx) -> None:
+    add = isinstance(e, CartAdd)
+    closed = _cart_closed_after(s, t)
+    if not add and not closed and e.product_id not in s.cart:
+        return  # a remove without an add: nothing in the cart changes, and it is no engagement
+    if not closed:
+        if add:
+            s.cart[e.product_id] = s.cart.get(e.product_id, 0) + e.quantity
+            cap_dict(s.cart, 100)
+        else:
+            left = s.cart[e.product_id] - e.quantity
+            if left > 0:
+                s.cart[e.product_id] = left
+            else:
+                del s.cart[e.product_id]
+        if not s.cart:
+            s.cart_active_ms = None
+        elif s.cart_active_ms is None or t > s.cart_active_ms:
+            s.cart_active_ms = t
+    # the add or remove still counts for hesitant, at its own time (a late one too)
+    _insert_by_time(s.cart_events, [t, 1 if add else -1])
+    cap(s.cart_events, c.rules.max_cart_events_kept)
+
+
 def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
     r = c.rules
     s.page_views += 1
     # a referral counts when it brought them: before their first order
-    if e.referred_by is not None and s.referred_by is None and e.referred_by != s.key and s.first_order_ms is None:
+    if (
+        e.referred_by is not None
+        and s.referred_by is None
+        and s.first_order_ms is None
+        and e.referred_by not in (s.key, s.customer_id)  # a referral by themselves counts for nothing
+        and e.referred_by not in s.linked_anons
+    ):
         s.referred_by = e.referred_by
         s.first_touch_ms = t
     if s.session_first_page is None:
@@ -119,9 +163,10 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
                 1 if s.session_browse_pages > 0 else 0,
             ]
             cap_dict(s.first_views, r.max_first_views_kept)
-        s.recent_views.append([t, pid, e.category, s.sessions])
+        # by time, a late view too: windows and "the last 20 views" are of event time, not arrival
+        _insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
         cap(s.recent_views, r.max_product_views_kept)
-        s.fan_views.append([t, e.category])
+        _insert_by_time(s.fan_views, [t, e.category])
         cap(s.fan_views, r.fan_last_views)
     if e.page_type in BROWSE_PAGES:
         s.session_browse_pages += 1
@@ -178,10 +223,11 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
             or (s.session_first_page == "product" and s.session_first_product in ordered)
         )
     )
+    value = _in_shop_currency(e.order_value, e.currency, r)
     record = [
         t,
         e.order_id,
-        e.order_value,
+        value,
         units,
         full,
         units - full,
@@ -189,25 +235,39 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
         1 if directed else 0,
         0,
     ]
+    if e.currency != r.shop_currency:
+        record.append(e.currency)
     _insert_by_time(s.orders, record)
     cap(s.orders, r.max_orders_kept)
     s.orders_total += 1
-    if s.first_order_ms is None:
-        s.first_order_ms = t
-    s.cart.clear()
-    s.cart_active_ms = None
+    if s.first_order_ms is None or t < s.first_order_ms:
+        s.first_order_ms = t  # a late order may be the first one
+    if s.cart_active_ms is None or s.cart_active_ms <= t:
+        s.cart.clear()
+        s.cart_active_ms = None
+    # else a late order: the cart has activity after it, a cart of its own that the order did not close
     if not impulse_products:
         return []
     first = s.first_views[impulse_products[0]]
     ev = {
         "order_id": e.order_id,
         "impulse_products": impulse_products[:10],
-        "minutes_from_first_view": round((t - first[F_T]) / 60_000, 1),
+        "minutes_from_first_view": math.floor((t - first[F_T]) / 6_000) / 10,  # down: never past the limit shown
     }
+    minutes = ev["minutes_from_first_view"]
     reason = (
-        f"Ordered {impulse_products[0]} {ev['minutes_from_first_view']} minutes after first seeing it while browsing."
+        f"Ordered {impulse_products[0]} {minutes:g} minute{'' if minutes == 1 else 's'} after first seeing it "
+        f"while browsing (at most {r.impulse_max_minutes:g})."
     )
     return [("impulse_buy", ev, reason)]
+
+
+def _in_shop_currency(value: float, currency: str, r: Rules) -> float:
+    """``value`` in the shop's currency (``Rules.currency_rates``); 0 for a currency without a rate."""
+    if currency == r.shop_currency:
+        return value
+    rate = r.currency_rates.get(currency)
+    return value * rate if rate is not None else 0.0
 
 
 def _insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
@@ -219,16 +279,21 @@ def _insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
 
 def _return(s: CustomerState, e: OrderCancelled | OrderReturned, t: int, c: Ctx) -> None:
     order = next((o for o in s.orders if o[O_ID] == e.order_id), None)
+    if order is not None and order[O_CANCELLED]:
+        return  # a cancellation or return of an order already cancelled counts once
+    if order is None and any(x[2] == e.order_id for x in s.returns):
+        return  # of an order not known here: once per order id
     if isinstance(e, OrderCancelled):
-        if order is not None and order[O_CANCELLED]:
-            return  # cancelled twice
         value = order[O_VALUE] if order is not None else 0.0
         if order is not None:
             order[O_CANCELLED] = 1
             s.orders_total = max(0, s.orders_total - 1)
     else:
         value = e.refund_value
-    s.returns.append([t, value, e.order_id])
+        if order is not None and len(order) > O_CURRENCY:
+            value = _in_shop_currency(value, order[O_CURRENCY], c.rules)  # refunded in the order's currency
+    # by time, a late one too: its window starts at its own time and the deadlines take the earliest first
+    _insert_by_time(s.returns, [t, value, e.order_id])
     cap(s.returns, c.rules.max_returns_kept)
 
 
@@ -247,7 +312,8 @@ def abandon(s: CustomerState, at: int, c: Ctx) -> Moment:
     s.cart_active_ms = None
     minutes = c.rules.cart_abandon_minutes
     ev = {"items": items, "products": sorted(s.cart)[:10], "minutes_without_order": minutes}
-    return "cart_abandoned", ev, f"{items} item(s) left in the cart with no order for {minutes:g} minutes."
+    noun = "item" if items == 1 else "items"
+    return "cart_abandoned", ev, f"{items} {noun} left in the cart with no order within {minutes:g} minutes."
 
 
 def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
@@ -278,13 +344,20 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
             old = into.first_views.get(pid)
             if old is None or fv[F_T] < old[F_T]:
                 into.first_views[pid] = [fv[F_T], fv[F_SESSION] + shift, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
+        # the visitor's sessions come after the customer's own, the last one current
+        sign, offset = 1, shift
     else:
         for pid, fv in other.first_views.items():
             old = into.first_views.get(pid)
             if old is None or fv[F_T] < old[F_T]:
                 into.first_views[pid] = [fv[F_T], -1, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
+        # not the current session, and apart from the customer's (and an earlier visitor's) numbers
+        sign, offset = -1, into.sessions - other.sessions
     cap_dict(into.first_views, r.max_first_views_kept)
-    into.recent_views = sorted(into.recent_views + other.recent_views, key=lambda v: v[0])
+    # the visitor's views keep their sessions apart from the customer's: session 1 of a visitor is not
+    # session 1 of the customer (researcher counts distinct sessions)
+    visitor_views = [[v[V_T], v[V_PRODUCT], v[V_CATEGORY], sign * (v[V_SESSION] + offset)] for v in other.recent_views]
+    into.recent_views = sorted(into.recent_views + visitor_views, key=lambda v: v[0])
     cap(into.recent_views, r.max_product_views_kept)
     into.fan_views = sorted(into.fan_views + other.fan_views, key=lambda v: v[0])
     cap(into.fan_views, r.fan_last_views)
@@ -311,7 +384,14 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
         if cat not in into.ordered_categories:
             into.ordered_categories.append(cat)
     cap(into.ordered_categories, 64)
-    if into.referred_by is None and other.referred_by is not None:
+    if (
+        into.referred_by is None
+        and other.referred_by is not None
+        # a customer who had ordered before the link was not brought by the visitor's referral
+        and into.first_order_ms is None
+        # nor is one who followed their own referral link on another device
+        and other.referred_by not in (into.key, into.customer_id)
+    ):
         into.referred_by, into.first_touch_ms = other.referred_by, other.first_touch_ms
     if other.first_order_ms is not None:
         into.first_order_ms = min(into.first_order_ms or other.first_order_ms, other.first_order_ms)

@@ -44,14 +44,15 @@ _ENTRIES = (
         "new_customer",
         "lifecycle",
         "000, 003",
-        "Exactly one order, placed less than {new_customer_days} days ago.",
+        "Exactly one order, placed at most {new_customer_days} days ago (that instant included).",
         ("new_customer_days",),
     ),
     Entry(
         "active_customer",
         "lifecycle",
         "003",
-        "Ordered within {at_risk_gap_factor} x their expected gap (median of the last {order_gap_history} gaps "
+        "Last order not more than {at_risk_gap_factor} x their expected gap ago (median of the last "
+        "{order_gap_history} gaps "
         "with at least {min_gaps_for_rhythm} gaps of at least {rhythm_min_gap_days} day(s), else "
         "{default_order_gap_days} days).",
         (
@@ -66,17 +67,23 @@ _ENTRIES = (
         "at_risk",
         "lifecycle",
         "003, 002",
-        "Last order at least {at_risk_gap_factor} x the expected gap ago.",
+        "Last order more than {at_risk_gap_factor} x the expected gap ago.",
         ("at_risk_gap_factor",),
     ),
     Entry(
         "inactive",
         "lifecycle",
         "002",
-        "Last order at least {inactive_gap_factor} x the expected gap ago (relative to their own rhythm).",
+        "Last order more than {inactive_gap_factor} x the expected gap ago (relative to their own rhythm).",
         ("inactive_gap_factor",),
     ),
-    Entry("lapsed", "lifecycle", "003", "No event of any kind for {lapsed_days} days.", ("lapsed_days",)),
+    Entry(
+        "lapsed",
+        "lifecycle",
+        "003",
+        "No event of any kind for {lapsed_days} days (from that instant on).",
+        ("lapsed_days",),
+    ),
     Entry(
         "loyal_customer",
         "trait",
@@ -88,9 +95,10 @@ _ENTRIES = (
         "best_customer",
         "trait",
         "002",
-        "Loyal, at least {best_min_spend} spent in {order_window_days} days, at least "
+        "Loyal, at least {best_min_spend} {shop_currency} spent in {order_window_days} days (net of refunds and "
+        "cancellations; other currencies converted with currency_rates), at least "
         "{best_min_full_price_share:.0%} of units at full price (exits {share_exit_margin:.0%} below).",
-        ("best_min_spend", "best_min_full_price_share", "share_exit_margin"),
+        ("best_min_spend", "best_min_full_price_share", "share_exit_margin", "shop_currency", "currency_rates"),
     ),
     Entry(
         "low_order_value",
@@ -137,7 +145,8 @@ _ENTRIES = (
         "trait",
         "003",
         "Within {hesitant_window_days} days: at least {hesitant_min_abandoned} abandoned carts, or at least "
-        "{hesitant_min_adds} cart adds with removes at least {hesitant_min_remove_ratio:.0%} of them.",
+        "{hesitant_min_adds} cart adds with removes at least {hesitant_min_remove_ratio:.0%} of them (exits "
+        "{share_exit_margin:.0%} below); a remove of what is not in the cart does not count.",
         ("hesitant_window_days", "hesitant_min_abandoned", "hesitant_min_adds", "hesitant_min_remove_ratio"),
     ),
     Entry(
@@ -145,22 +154,23 @@ _ENTRIES = (
         "trait",
         "003, 004",
         "Within {dissatisfied_window_days} days: at least {dissatisfied_min_returns} returns or cancellations, "
-        "or returned and cancelled value at least {dissatisfied_min_value_share:.0%} of the ordered value.",
+        "or returned and cancelled value at least {dissatisfied_min_value_share:.0%} of the ordered value "
+        "(exits {share_exit_margin:.0%} below); entered only at a return or cancellation.",
         ("dissatisfied_window_days", "dissatisfied_min_returns", "dissatisfied_min_value_share"),
     ),
     Entry(
         "referred_customer",
         "trait",
         "003",
-        "First touch carried a referrer (referred_by); until {referred_days} days after the first order "
-        "({referred_days} days after the first touch if they never order).",
+        "A touch before the first order carried a referrer (referred_by); until {referred_days} days after the "
+        "first order if it comes within {referred_days} days of that touch, else {referred_days} days after it.",
         ("referred_days",),
     ),
     Entry(
         "advocate",
         "trait",
         "003",
-        "At least {advocate_min_referred} distinct customers they referred have placed an order.",
+        "At least {advocate_min_referred} distinct customers they referred have an order not cancelled.",
         ("advocate_min_referred",),
     ),
     Entry(
@@ -168,9 +178,10 @@ _ENTRIES = (
         "trait",
         "002",
         "At least {fan_view_share:.0%} of the last {fan_last_views} product views (at least {fan_min_views}) or "
-        "at least {fan_unit_share:.0%} of the last {fan_last_units} ordered units in one category "
+        "at least {fan_unit_share:.0%} of the last {fan_last_units} ordered units (at least {fan_min_units}) in "
+        "one category; shares of all those views and units, with a category or without "
         "(exits {share_exit_margin:.0%} below).",
-        ("fan_view_share", "fan_last_views", "fan_min_views", "fan_unit_share", "fan_last_units"),
+        ("fan_view_share", "fan_last_views", "fan_min_views", "fan_unit_share", "fan_last_units", "fan_min_units"),
     ),
     Entry(
         "impulse_buy",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ class Change:
     reason: str
     evidence: dict[str, Any]
     trigger_event_id: str | None
+    _json: bytes | None = field(default=None, repr=False, compare=False)  # to_json, once encoded
 
     @property
     def change_id(self) -> str:
@@ -59,5 +60,13 @@ class Change:
         }
 
     def to_json(self) -> bytes:
-        """One JSON object, no trailing newline; same change, same bytes."""
-        return orjson.dumps(self.to_dict())
+        """One JSON object, no trailing newline; same change, same bytes (encoded once, then kept).
+
+        Raises (``ValueError``, ``TypeError``) when the change cannot be encoded:
+        the shells call it while the input that caused the change can still be
+        set aside on its own.
+        """
+        data = self._json
+        if data is None:
+            data = self._json = orjson.dumps(self.to_dict())
+        return data

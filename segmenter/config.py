@@ -13,12 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 
 Days = float
+Hours = float
 Minutes = float
 Share = float
 
@@ -27,6 +29,13 @@ class Rules(BaseModel):
     """Thresholds of every segment, trait and moment (all defaults from SEGMENTS.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # input
+    max_future_skew_hours: Hours = Field(
+        24,
+        gt=0,
+        description="An event more than this far ahead of the wall clock (replay: --now) is invalid.",
+    )
 
     # sessions and identity
     session_timeout_minutes: Minutes = Field(
@@ -56,6 +65,18 @@ class Rules(BaseModel):
     at_risk_gap_factor: float = Field(1.5, gt=0, description="at_risk: last order more than this × expected gap ago.")
     inactive_gap_factor: float = Field(3.0, gt=0, description="inactive: last order more than this × expected gap ago.")
     lapsed_days: Days = Field(365, gt=0, description="lapsed: no event of any kind for this long.")
+
+    # money
+    shop_currency: str = Field(
+        "EUR", pattern=r"^[A-Z]{3}$", description="Amounts are counted in this currency (ISO 4217)."
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            'Value of one unit of another currency in shop_currency, e.g. {"USD": 0.92}; an order in a '
+            "currency without a rate counts as an order but adds no value."
+        ),
+    )
 
     # traits over orders
     order_window_days: Days = Field(365, gt=0, description="Window of loyal, best, low_order_value, discount_hunter.")
@@ -103,7 +124,8 @@ class Rules(BaseModel):
     fan_min_views: int = Field(5, ge=1, description="… counted from at least this many views …")
     fan_view_share: Share = Field(0.60, ge=0, le=1, description="… at least this share in one category, or …")
     fan_last_units: int = Field(5, ge=1, le=200, description="… among this many latest ordered units …")
-    fan_unit_share: Share = Field(0.50, ge=0, le=1, description="… at least this share in one category.")
+    fan_unit_share: Share = Field(0.50, ge=0, le=1, description="… at least this share in one category …")
+    fan_min_units: int = Field(3, ge=1, description="… counted from at least this many ordered units.")
 
     # moments
     impulse_max_minutes: Minutes = Field(
@@ -135,13 +157,24 @@ class Rules(BaseModel):
         128, ge=8, le=8192, description="Latest event ids kept per customer for de-duplication."
     )
 
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _rates_as_json(cls, value: Any) -> Any:
+        # from an environment variable the table comes as text: SEGMENTER_RULES__CURRENCY_RATES='{"USD": 0.92}'
+        return json.loads(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
+        for code, rate in self.currency_rates.items():
+            if len(code) != 3 or not code.isupper() or not (rate > 0 and rate < float("inf")):
+                raise ValueError(f"currency_rates: {code!r} needs an ISO 4217 code and a positive finite rate")
         if self.inactive_gap_factor < self.at_risk_gap_factor:
             # allowed (SEGMENTS.md gives a precedence for it) but worth a clear word in `segmenter segments`
             pass
         if self.fan_min_views > self.fan_last_views:
             raise ValueError("fan_min_views must not exceed fan_last_views")
+        if self.fan_min_units > self.fan_last_units:
+            raise ValueError("fan_min_units must not exceed fan_last_units")
         return self
 
     @classmethod
@@ -157,7 +190,7 @@ class Rules(BaseModel):
 
     # derived durations in milliseconds, used on the hot path
     def ms(self, name: str) -> int:
-        """A ``*_days`` or ``*_minutes`` threshold in milliseconds."""
+        """A ``*_days``, ``*_hours`` or ``*_minutes`` threshold in milliseconds."""
         value = float(getattr(self, name))
-        unit = DAY_MS if name.endswith("_days") else MINUTE_MS
+        unit = DAY_MS if name.endswith("_days") else HOUR_MS if name.endswith("_hours") else MINUTE_MS
         return int(value * unit)

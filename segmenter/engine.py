@@ -23,14 +23,16 @@ from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.clock import DeadlineIndex
 from segmenter.config import Rules
-from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
+from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
+from segmenter.rules.reasons import reason
 from segmenter.state import CustomerState, cap, cap_dict
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 
 ALL = frozenset(traits.FAMILIES)
+STAGES = frozenset(lifecycle.STAGES)
 # the rule families an event of each type can change (time passing re-evaluates ALL); a page view
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
@@ -43,9 +45,13 @@ AFFECTS: dict[str, frozenset[str]] = {
 }
 
 
+# traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
+ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
+
+
 def affected(event: InputEvent) -> frozenset[str]:
     """The rule families ``event`` can change."""
-    kind = event.type
+    kind: str = event.type
     if kind == "page_view" and event.page_type == "product" and event.product_id is not None:  # type: ignore[union-attr]
         kind = "product_view"
     return AFFECTS.get(kind, ALL)
@@ -78,8 +84,14 @@ class Segmenter:
         s = state if state is not None else CustomerState(key)
         anon = event.anonymous_id
         if s.linked_to is not None:
-            # this visitor was merged into a customer: the history lives there now
-            return Outcome(None, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
+            # this visitor was merged into a customer: the history lives there now. The ids it had and
+            # forwarded are remembered here: after a second login on the device the events go to another
+            # customer, who must not take a repeat of one the first customer had for new
+            if event.event_id in s.seen_ids:
+                return Outcome(None)
+            s.seen_ids[event.event_id] = None
+            cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
+            return Outcome(s, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
         if s.linking is not None:
             return self._hold(s, event)
         if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
@@ -88,7 +100,7 @@ class Segmenter:
             # what was due before this event fires now, on the history as it stood (replay has fired it
             # already; a worker may not have, and the merge must not change what it judged)
             t = event_time_ms(event)
-            changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+            changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
             # fetch the anonymous history first, so this event (and the ones after it) are judged with it
             s.linking = anon
             return Outcome(s, changes, [Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
@@ -107,6 +119,8 @@ class Segmenter:
             return self._hold(s, event) if s.linking is not None else self._apply(s, event)
         if msg.kind == CREDIT:
             return self._credit(state, msg.key, body)
+        if msg.kind == UNCREDIT:
+            return self._uncredit(state, msg.key, body)
         if msg.kind == EVENT:
             return self.on_event(state, parse_event_obj(body["event"]))
         raise ValueError(f"unknown routed message kind {msg.kind!r}")
@@ -127,18 +141,27 @@ class Segmenter:
         if eid in s.seen_ids:
             return Outcome(None)
         t = event_time_ms(event)
-        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        # deadlines before the event fire first; one at the event's own instant is judged with the event
+        # (an event is applied before a deadline of the same instant: no entered/exited pair at one instant)
+        changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         s.seen_ids[eid] = None
         cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
-        had_ordered = s.first_order_ms is not None
+        had_orders = s.orders_total
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
-        self._evaluate(s, now, eid, changes, affected(event) if families is None else families)
+        self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
         routed = []
-        if not had_ordered and s.first_order_ms is not None and s.referred_by is not None:
-            routed.append(Routed(s.referred_by, CREDIT, {"referred": s.key, "at_ms": now, "event_id": eid}))
-        s.due_ms = self._next_due(s, now)
+        # the referrer counts referred customers with an order not cancelled (if the first order came while
+        # the referral held): credited at the first such order, uncredited when cancellations leave none,
+        # credited again at a later order
+        changed = (had_orders == 0) != (s.orders_total == 0)
+        if changed and s.referred_by is not None and traits.referral_converted(s, self.ctx):
+            kind = CREDIT if had_orders == 0 else UNCREDIT
+            routed.append(Routed(s.referred_by, kind, {"referred": s.key, "at_ms": now, "event_id": eid}))
+        # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
+        # the event was no order) stays due: it fires right after the event, at that instant
+        s.due_ms = self._next_due(s, now - 1)
         return Outcome(s, changes, routed)
 
     def _hold(self, s: CustomerState, event: InputEvent) -> Outcome:
@@ -184,19 +207,24 @@ class Segmenter:
         reply = {"anonymous_id": key, "state": None, "event": body["event"]}
         if state is None or state.linked_to is not None or state.first_seen_ms is None:
             s = state if state is not None else CustomerState(key, anonymous_id=key)
-            if s.linked_to is None:
+            # its history went to the first customer who linked it; what it does from now on belongs to
+            # the customer who linked it most recently (the last login on that device)
+            t = event_time_ms(parse_event_obj(body["event"]))
+            if s.linked_to is None or (s.linked_to != customer and t >= s.clock_ms):
                 s.linked_to = customer
+                s.clock_ms = max(s.clock_ms, t)
             return Outcome(s, routed=[Routed(customer, MERGE, reply)])
         s = state
         event = parse_event_obj(body["event"])
         t = max(s.clock_ms, event_time_ms(event))
-        changes = self._fire(s, t) if s.due_ms is not None and s.due_ms <= t else []
+        changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         reply["state"] = orjson.loads(s.to_bytes())
         for segment in list(s.members):
             reason = f"Linked to customer {customer}: this visitor's history now counts for them."
             changes.append(self._change(s, segment, EXITED, t, reason, {"linked_to": customer}, event.event_id))
         left = CustomerState(key, anonymous_id=key, linked_to=customer, first_seen_ms=s.first_seen_ms)
         left.last_event_ms = left.clock_ms = t
+        left.seen_ids = dict(s.seen_ids)
         return Outcome(left, changes, [Routed(customer, MERGE, reply)])
 
     def _credit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
@@ -205,7 +233,7 @@ class Segmenter:
         if referred == key or any(c[0] == referred for c in s.credited):
             return Outcome(None)
         at = int(body["at_ms"])
-        changes = self._fire(s, at) if s.due_ms is not None and s.due_ms <= at else []
+        changes = self._fire(s, at - 1) if s.due_ms is not None and s.due_ms < at else []
         s.credited.append([referred, at, body.get("event_id")])
         # credits come from other keys in any order: judge by their event times, so the
         # change (time, trigger, id) is the same whatever order they arrive in
@@ -216,7 +244,23 @@ class Segmenter:
             _, t, trigger = s.credited[k - 1]
             ev = {"referred_customers_who_ordered": k, "referred": [c[0] for c in s.credited[:k]]}
             s.members["advocate"] = t
-            changes.append(self._change(s, "advocate", ENTERED, t, _reason("advocate", ev), ev, trigger))
+            changes.append(self._change(s, "advocate", ENTERED, t, reason("advocate", ev, self.rules), ev, trigger))
+        return Outcome(s, changes)
+
+    def _uncredit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:
+        referred = body["referred"]
+        if state is None or not any(c[0] == referred for c in state.credited):
+            return Outcome(None)
+        s = state
+        at = int(body["at_ms"])
+        changes = self._fire(s, at - 1) if s.due_ms is not None and s.due_ms < at else []
+        s.credited = [c for c in s.credited if c[0] != referred]
+        k = self.rules.advocate_min_referred
+        if "advocate" in s.members and len(s.credited) < k:
+            del s.members["advocate"]
+            ev = {"referred_customers_who_ordered": len(s.credited), "referred": [c[0] for c in s.credited]}
+            why = reason("advocate", ev, self.rules, exited=True) + f" ({referred}'s orders were cancelled)"
+            changes.append(self._change(s, "advocate", EXITED, at, why, ev, body.get("event_id")))
         return Outcome(s, changes)
 
     def _fire(self, s: CustomerState, until: int) -> list[Change]:
@@ -247,14 +291,18 @@ class Segmenter:
         return Change(s.key, s.customer_id, s.anonymous_id, segment, kind, t, reason, ev, trigger)
 
     def _moments(self, s: CustomerState, moments: list[Moment], t: int, trigger: str | None, out: list[Change]) -> None:
-        for segment, ev, reason in moments:
-            out.append(self._change(s, segment, DETECTED, t, reason, ev, trigger))
+        for segment, ev, why in moments:
+            out.append(self._change(s, segment, DETECTED, t, why, ev, trigger))
 
-    def verdicts(self, s: CustomerState, t: int, families: frozenset[str] = ALL) -> Verdicts:
+    def verdicts(
+        self, s: CustomerState, t: int, families: frozenset[str] = ALL, event_type: str | None = None
+    ) -> Verdicts:
         """Segments decided at ``t`` among ``families``: ``{segment: (member, evidence)}``.
 
         A segment is listed when it holds or was held: one that is held but not
         listed is not decided by these families and keeps its membership.
+        ``event_type``: the type of the event judged (``None``: time passing);
+        ``dissatisfied`` is entered only at a return or cancellation.
         """
         c = self.ctx
         members = s.members
@@ -263,21 +311,24 @@ class Segmenter:
             stage, ev = lifecycle.stage(s, t, c)
             out[stage] = (True, ev)
             for segment in members:
-                if segment in lifecycle.REASONS and segment != stage:
+                if segment in STAGES and segment != stage:
                     out[segment] = (False, ev)
         if "orders" in families and s.orders:
-            figures = traits.order_figures(s, t, c)
+            figures = traits.order_figures(s, t, c)  # exact: the thresholds compare these
+            shown: dict[str, Any] | None = None
             for name, fn in traits.ORDER_TRAITS.items():
                 was = name in members
-                if fn(figures, c, was):
-                    out[name] = (True, figures)
-                elif was:
-                    out[name] = (False, figures)
+                member = fn(figures, c, was)
+                if member or was:
+                    shown = shown or traits.order_evidence(figures)
+                    out[name] = (member, shown)
         for name, (family, rule) in traits.STATE_TRAITS.items():
             if family not in families:
                 continue
             was = name in members
             member, ev = rule(s, t, c, was)
+            if member and not was and name in ENTERED_ONLY_BY and event_type not in ENTERED_ONLY_BY[name]:
+                continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
             if member or was:
                 out[name] = (member, ev)
         if "fan" in families and (s.fan_views or s.fan_units):
@@ -285,43 +336,37 @@ class Segmenter:
         return out
 
     def _evaluate(
-        self, s: CustomerState, t: int, trigger: str | None, out: list[Change], families: frozenset[str] = ALL
+        self,
+        s: CustomerState,
+        t: int,
+        trigger: str | None,
+        out: list[Change],
+        families: frozenset[str] = ALL,
+        event_type: str | None = None,
     ) -> None:
-        verdicts = self.verdicts(s, t, families)
+        verdicts = self.verdicts(s, t, families, event_type)
         members = s.members
         stage = None
         for seg, (m, _) in verdicts.items():
-            if m and seg in lifecycle.REASONS:
+            if m and seg in STAGES:
                 stage = seg
                 break
         for segment, (member, ev) in verdicts.items():
             if member or segment not in members:
                 continue
             del members[segment]
-            if segment in lifecycle.REASONS and stage is not None:
+            if segment in STAGES and stage is not None:
                 ev = verdicts[stage][1]
-                reason = f"Now {stage}: " + _reason(stage, ev)
+                why = f"Now {stage}: " + reason(stage, ev, self.rules)
             else:
-                reason = "No longer holds: " + _reason(segment, ev)
-            out.append(self._change(s, segment, EXITED, t, reason, ev, trigger))
+                why = reason(segment, ev, self.rules, exited=True)
+            out.append(self._change(s, segment, EXITED, t, why, ev, trigger))
         for segment, (member, ev) in verdicts.items():
             if member and segment not in members:
                 members[segment] = t
-                out.append(self._change(s, segment, ENTERED, t, _reason(segment, ev), ev, trigger))
+                out.append(self._change(s, segment, ENTERED, t, reason(segment, ev, self.rules), ev, trigger))
         if t > s.clock_ms:
             s.clock_ms = t
-
-
-def _reason(segment: str, ev: dict[str, Any]) -> str:
-    template = lifecycle.REASONS.get(segment) or traits.REASONS.get(
-        traits.FAN if segment.startswith(traits.FAN) else segment
-    )
-    if template is None:
-        return f"{segment}: {ev}"
-    try:
-        return template.format(**ev)
-    except (KeyError, ValueError):
-        return f"{segment}: " + ", ".join(f"{k}={v}" for k, v in ev.items())
 
 
 class Engine:
@@ -335,8 +380,14 @@ class Engine:
         self._queue: deque[Routed] = deque()
 
     def feed(self, event: InputEvent) -> list[Change]:
-        """Advance time to the event, apply it, deliver what it routes; return the changes."""
-        out = self.advance_to(event_time_ms(event))
+        """Advance time to just before the event, apply it, deliver what it routes; return the changes.
+
+        Deadlines at the event's own instant fire after it (its own key's are judged with it).
+        """
+        t = event_time_ms(event)
+        out = self.advance_to(t - 1)
+        if self.watermark is None or t > self.watermark:
+            self.watermark = t
         self._absorb(event.key, self.segmenter.on_event(self.states.get(event.key), event), out)
         self._drain(out)
         return out
@@ -350,6 +401,10 @@ class Engine:
             self._absorb(key, self.segmenter.advance(self.states[key], t_ms), out)
         self._drain(out)
         return out
+
+    def drop_routed(self) -> None:
+        """Forget the routed messages not delivered yet (what an input that failed half-way had sent)."""
+        self._queue.clear()
 
     def _absorb(self, key: str, outcome: Outcome, out: list[Change]) -> None:
         if outcome.state is not None:

@@ -16,6 +16,8 @@ Kinds:
 * ``apply``: an event of an anonymous id already merged, forwarded to its customer.
 * ``credit``: a referred customer placed their first order; the referrer's key
   counts them (``advocate``).
+* ``uncredit``: cancellations left that customer without an order; the
+  referrer no longer counts them (a later order credits them again).
 * ``event``: an input event that reached a partition other than its key's
   (a producer keyed it differently); it is handled as if it had arrived there.
 """
@@ -31,8 +33,9 @@ LINK = "link"
 MERGE = "merge"
 APPLY = "apply"
 CREDIT = "credit"
+UNCREDIT = "uncredit"
 EVENT = "event"
-KINDS = (LINK, MERGE, APPLY, CREDIT, EVENT)
+KINDS = (LINK, MERGE, APPLY, CREDIT, UNCREDIT, EVENT)
 
 
 @dataclass(slots=True, frozen=True)

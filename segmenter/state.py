@@ -21,8 +21,9 @@ FORMAT = 1
 """Bumped when the positional layout changes; older bytes are refused loudly."""
 
 # an order: [time_ms, order_id, value, units, full_price_units, discounted_units,
-#            impulse 0/1, directed 0/1, cancelled 0/1]
-O_T, O_ID, O_VALUE, O_UNITS, O_FULL, O_DISC, O_IMPULSE, O_DIRECTED, O_CANCELLED = range(9)
+#            impulse 0/1, directed 0/1, cancelled 0/1(, currency)]
+# (value in the shop's currency; the tenth item only on an order in another currency, its code)
+O_T, O_ID, O_VALUE, O_UNITS, O_FULL, O_DISC, O_IMPULSE, O_DIRECTED, O_CANCELLED, O_CURRENCY = range(10)
 # a product view kept for researcher: [time_ms, product_id, category, session_no]
 V_T, V_PRODUCT, V_CATEGORY, V_SESSION = range(4)
 # first view of a product (impulse): [time_ms, session_no, after_search 0/1, prior_browse 0/1]

@@ -40,6 +40,7 @@ class BatchPath:
         self.sequencer = sequencer
         self.processor = processor
         sequencer.link_floor = processor.link_floor
+        sequencer.max_ahead_ms = processor.max_ahead_ms
         self.marker_every_ms = marker_every_ms
         self._sent: dict[int, Frontier] = {}  # source partition -> frontiers last published
         self._sent_at: dict[int, int] = {}
@@ -69,6 +70,7 @@ class BatchPath:
         now_ms: int,
     ) -> Handled:
         seq, proc = self.sequencer, self.processor
+        seq.now_ms = now_ms
         for rec in records:
             seq.add(rec)
         seq.observe(views, now_ms)

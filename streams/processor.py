@@ -8,6 +8,7 @@ the failure table testable with plain records:
 |-----------------------------------------|---------------------------------------------------------|
 | bytes that are not a contract event      | dead letter (``stage=decode``) with the reason; go on  |
 | a valid event the rules fail on (a bug)  | dead letter (``stage=process``), logged with position  |
+| a record whose outputs cannot be encoded | dead letter (``stage=encode``); the record undone  |
 | an event on the wrong partition for its key | re-routed to its key through the routing topic      |
 | a routed message or tick that is not ours | dead letter (``stage=decode``)                         |
 
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 
 from schemas.dead_letter import DeadLetter
-from schemas.events import InputEvent, InvalidEvent, event_time_ms, parse_event, parse_event_obj
+from schemas.events import InputEvent, InvalidEvent, check_not_ahead, event_time_ms, parse_event, parse_event_obj
 from segmenter.changes import Change
 from segmenter.clock import DeadlineIndex
 from segmenter.engine import Outcome, Segmenter
@@ -105,6 +106,64 @@ def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, by
     return rec.key, letter.model_dump_json().encode()
 
 
+class OutputError(Exception):
+    """A record's changes, routed messages or states cannot be encoded (dead letter, ``stage=encode``)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.reason = f"encoding its outputs failed: {type(cause).__name__}: {cause}"
+
+
+@dataclass(slots=True, frozen=True)
+class _Mark:
+    """How much of a batch's outputs came before the record being applied."""
+
+    changes: int
+    routed: int
+    latency: int
+    ingest: int
+
+    @classmethod
+    def of(cls, res: BatchResult) -> _Mark:
+        return cls(len(res.changes), len(res.routed), len(res.e2e_latency_s), len(res.ingest_ts_ms))
+
+
+_NO_MARK = _Mark(0, 0, 0, 0)  # the fast pass undoes the whole batch, never a record
+
+
+def _encode_outputs(
+    res: BatchResult, mark: _Mark, changed: dict[tuple[int, str], None], good: dict[str, bytes]
+) -> None:
+    """Encode what one record produced, as publishing, the Redis write and the store will.
+
+    Deterministic failures of one record (a value no encoder takes) surface
+    here, where the record can still be dead-lettered alone, not when the
+    batch is published (which would crash the worker on every restart).
+    A change keeps its JSON (:meth:`Change.to_json` encodes once); a state is
+    encoded again when the batch is stored (~2.6 µs a state: the price of
+    undoing a failed record to the state after the last good one).
+    """
+    for change in res.changes[mark.changes :]:
+        # the Redis write (streams.store.prepare) encodes the same values, so what encodes here
+        # encodes there (tests/unit/streams/test_poison_pills.py drives both)
+        change.to_json()
+    for msg in res.routed[mark.routed :]:
+        msg.to_json()
+    for p, key in changed:
+        good[key] = res.states[p][key].to_bytes()
+
+
+def _encode_batch(res: BatchResult) -> None:
+    """Encode every output of a batch as publishing, the Redis write and the store will (the fast pass)."""
+    for change in res.changes:
+        change.to_json()  # kept: publishing takes these bytes
+    for msg in res.routed:
+        msg.to_json()
+    for states in res.states.values():
+        for state in states.values():
+            state.to_bytes()
+
+
 def _reason_class(reason: str) -> str:
     # a bounded label for metrics: the field named first ("lines.0.quantity: ..." -> "lines.quantity")
     head = reason.split(":", 1)[0].strip()
@@ -142,6 +201,7 @@ class Processor:
         # per partition: customers waiting for a visitor's history whose held events name another device,
         # and the earliest of those events (each will link its device once the history is in)
         self.holds: dict[int, dict[str, int]] = {}
+        self.max_ahead_ms = segmenter.rules.ms("max_future_skew_hours")  # later than now + this: invalid
 
     def partitioner(self, key: str) -> int:
         """The partition of ``key`` (murmur2 is costly in Python: remembered, bounded)."""
@@ -233,22 +293,63 @@ class Processor:
         ``load(key)`` reads a stored state; ``load_in(partition)``, when given,
         is the reader of that partition's store (records of several partitions in one call).
         """
-        res = BatchResult()
         # states stay decoded between batches: this worker alone writes its partitions' keys;
         # the oldest-inserted half goes when the cache is full (hot keys are re-inserted on reload)
         cache = self._cache
         if len(cache) > self.cache_size:
             for key in list(itertools.islice(cache, len(cache) // 2)):
                 del cache[key]
+        customers, fired = dict(self.customers), dict(self.fired)
+        holds = {p: dict(h) for p, h in self.holds.items()}
+        res = self._pass(records, load, load_in, deadlines, careful=False)
+        if res is None:
+            # a record failed after the core had read a state, or the batch's outputs do not all encode:
+            # the batch is undone and applied again record by record, each failing record undone alone
+            self.customers, self.fired, self.holds = customers, fired, holds
+            res = self._pass(records, load, load_in, deadlines, careful=True)
+            assert res is not None
+        return res
+
+    def _pass(
+        self,
+        records: Sequence[Record],
+        load: Callable[[str], bytes | None],
+        load_in: Callable[[int], Callable[[str], bytes | None]] | None,
+        deadlines: dict[int, int] | None,
+        *,
+        careful: bool,
+    ) -> BatchResult | None:
+        """One pass over the batch; ``None``: the fast pass met a failure it cannot undo (go careful).
+
+        The fast pass keeps no copies: a record that fails before the core has
+        read any state (bytes that are not an event, a routed message of the
+        wrong shape, an event too far ahead) is dead-lettered and the pass goes
+        on; any other failure, and outputs of the batch that do not encode,
+        undo the batch (the keys it read go back to their stored states) and
+        return ``None``. The careful pass encodes each record's outputs and
+        states right after it, so a record that fails is undone alone: its
+        keys go back to their states after the batch's last good record.
+        """
+        res = BatchResult()
+        cache = self._cache
         now_wall = time.time()
         current = [records[0].partition if records else 0]  # the partition of the record being applied
         mid = ["", 0]  # the id the next routed message derives from, and its index
         overdue: set[int] = set()  # partitions with a deadline scheduled at or before what they fired up to
+        # the keys the record being applied read (with their partition) and changed; the keys the whole
+        # pass read; (careful) each changed key's state as encoded after the batch's last good record
+        touched: dict[str, int] = {}
+        read_in_batch: dict[str, int] = {}
+        changed: dict[tuple[int, str], None] = {}
+        good: dict[str, bytes] = {}
+
+        def reader(partition: int) -> Callable[[str], bytes | None]:
+            return load if load_in is None else load_in(partition)
 
         def state_of(key: str, partition: int | None = None) -> CustomerState | None:
+            touched[key] = current[0] if partition is None else partition
             if key not in cache:
-                read = load if load_in is None else load_in(current[0] if partition is None else partition)
-                raw = read(key)
+                raw = reader(touched[key])(key)
                 cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
             return cache[key]
 
@@ -258,9 +359,10 @@ class Processor:
                     self.customers[p] += 1
                 cache[key] = out.state
                 res.states.setdefault(p, {})[key] = out.state
+                self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
+                changed[(p, key)] = None
                 if out.state.linking is not None or key in self.holds.get(p, ()):
                     self._note_hold(p, key, out.state)
-                self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
                 due = out.state.due_ms
                 if due is not None and due <= self.fired.get(p, -(2**62)):
                     # a customer whose deadlines waited for a visitor's history (or a late event): fire them now
@@ -271,10 +373,25 @@ class Processor:
                 res.routed_ids.append(f"{mid[0]}/{mid[1]}")
                 mid[1] += 1
 
+        def give_up() -> None:
+            # the fast pass is undone: every key it read goes back to its stored state, deadlines too
+            read_in_batch.update(touched)
+            for key, part in read_in_batch.items():
+                cache.pop(key, None)
+                stored = state_of(key, part)
+                index = self.indexes.get(part)
+                if index is not None:
+                    index.schedule(key, stored.due_ms if stored is not None else None)
+
         for rec in records:
             if rec.duplicate:
                 continue
             p = current[0] = rec.partition
+            mark = _Mark.of(res) if careful else _NO_MARK
+            if touched:
+                read_in_batch.update(touched)
+                touched.clear()
+            changed.clear()
             try:
                 if rec.topic == self.routing_topic:
                     msg = rec.routed if rec.routed is not None else Routed.from_json(rec.value or b"")
@@ -287,21 +404,26 @@ class Processor:
                     continue  # the sequencer took what a tick says
                 else:
                     raise ValueError(f"not a topic of this worker: {rec.topic}")
-            except InvalidEvent as exc:
-                res.invalid_by_reason[_reason_class(exc.reason)] = (
-                    res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
-                )
-                res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
-                _count(res.dead_letters_by_reason, "invalid_event")
-            except ValueError as exc:  # not JSON, or a routed message of the wrong shape
-                reason = f"not a valid message: {exc}"
-                res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
-                res.dead_letters.append(_dead_letter(rec, "decode", reason))
-                _count(res.dead_letters_by_reason, "malformed")
-            except Exception as exc:
-                log.exception("processing failed at %s[%d]@%d", rec.topic, p, rec.offset)
-                res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
+                if careful:
+                    try:
+                        _encode_outputs(res, mark, changed, good)
+                    except Exception as exc:  # re-raised with its stage, undone below
+                        raise OutputError(exc) from exc
+            except OutputError as exc:
+                self._undo(res, mark, touched, changed, good, state_of)
+                log.error("encoding the outputs of %s[%d]@%d failed: %s", rec.topic, p, rec.offset, exc.reason)
+                res.dead_letters.append(_dead_letter(rec, "encode", exc.reason))
                 _count(res.dead_letters_by_reason, "processing_error")
+            except Exception as exc:  # noqa: BLE001  one record's failure: dead-lettered and logged below
+                if touched and not careful:
+                    give_up()
+                    return None
+                if touched:
+                    self._undo(res, mark, touched, changed, good, state_of)
+                self._dead_letter_failure(rec, exc, res)
+        if touched:
+            read_in_batch.update(touched)
+            touched.clear()
         while overdue:
             p = overdue.pop()
             current[0] = p
@@ -309,10 +431,72 @@ class Processor:
         for p, until in (deadlines or {}).items():
             current[0] = p
             self._fire(p, until, state_of, absorb, res, now_wall)
+        if not careful:
+            try:
+                _encode_batch(res)
+            except Exception:  # noqa: BLE001  found again, record by record, by the careful pass
+                give_up()
+                return None
         return res
+
+    def _dead_letter_failure(self, rec: Record, exc: Exception, res: BatchResult) -> None:
+        """The dead letter of a record that failed (its effects, if any, undone already)."""
+        if isinstance(exc, InvalidEvent):
+            res.invalid_by_reason[_reason_class(exc.reason)] = (
+                res.invalid_by_reason.get(_reason_class(exc.reason), 0) + 1
+            )
+            res.dead_letters.append(_dead_letter(rec, "decode", exc.reason))
+            _count(res.dead_letters_by_reason, "invalid_event")
+        elif isinstance(exc, ValueError):  # not JSON, or a routed message of the wrong shape
+            res.invalid_by_reason["json"] = res.invalid_by_reason.get("json", 0) + 1
+            res.dead_letters.append(_dead_letter(rec, "decode", f"not a valid message: {exc}"))
+            _count(res.dead_letters_by_reason, "malformed")
+        else:
+            log.error("processing failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset, exc_info=exc)
+            res.dead_letters.append(_dead_letter(rec, "process", f"{type(exc).__name__}: {exc}"))
+            _count(res.dead_letters_by_reason, "processing_error")
+
+    def _undo(
+        self,
+        res: BatchResult,
+        mark: _Mark,
+        touched: dict[str, int],
+        changed: dict[tuple[int, str], None],
+        good: dict[str, bytes],
+        state_of: Callable[..., CustomerState | None],
+    ) -> None:
+        """Take back what a failed record did: its outputs, and its keys' states as they were before it.
+
+        The core changes a state in place, so a record that raised half-way (or
+        whose outputs cannot be encoded) may have left its keys changed: each
+        goes back to its state after the batch's last good record that changed
+        it, or, if none did, is read from the store again.
+        """
+        del res.changes[mark.changes :]
+        del res.routed[mark.routed :]
+        del res.routed_ids[mark.routed :]
+        del res.e2e_latency_s[mark.latency :]
+        del res.ingest_ts_ms[mark.ingest :]
+        for key, p in list(touched.items()):
+            if key in good:
+                self._cache[key] = state = CustomerState.from_bytes(good[key])
+                res.states.setdefault(p, {})[key] = state
+            else:
+                self._cache.pop(key, None)
+                state = state_of(key, p)  # as stored before this batch
+                res.states.get(p, {}).pop(key, None)
+            index = self.indexes.get(p)
+            if index is not None:
+                index.schedule(key, state.due_ms if state is not None else None)
+            if state is not None:
+                self._note_hold(p, key, state)
+            else:
+                self.holds.get(p, {}).pop(key, None)
 
     def _event(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult, now_wall: float) -> None:
         event: InputEvent = rec.event if rec.event is not None else parse_event(rec.value or b"")  # type: ignore[assignment]
+        # a device with a wrong clock must not move event time (the sequencer passed it through as invalid)
+        check_not_ahead(event, int(now_wall * 1000), self.max_ahead_ms)
         res.events_by_type[event.type] = res.events_by_type.get(event.type, 0) + 1
         p = rec.partition
         t = event_time_ms(event)

@@ -45,8 +45,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from schemas.events import event_time_ms, parse_event
-from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, Routed
+from schemas.events import check_not_ahead, event_time_ms, parse_event
+from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
 
 NEG = -(2**62)
 POS = 2**62
@@ -156,7 +156,7 @@ def message_time(body: dict[str, object]) -> int:
     return (at - _EPOCH) // _MS
 
 
-_ROUTED_GATE = {LINK: LINKS, APPLY: APPLIES, EVENT: LINKS | APPLIES, MERGE: 0, CREDIT: 0}
+_ROUTED_GATE = {LINK: LINKS, APPLY: APPLIES, EVENT: LINKS | APPLIES, MERGE: 0, CREDIT: 0, UNCREDIT: 0}
 
 
 class Sequencer:
@@ -184,6 +184,8 @@ class Sequencer:
         self.views: dict[tuple[str, int], TpView] = {}
         self._ready: list[Record] = []
         self._seq = itertools.count()
+        self.now_ms = 0  # the wall clock of the fetch being added (events too far ahead of it are invalid)
+        self.max_ahead_ms = POS
         # the earliest event a partition holds elsewhere (in a customer's state) that will link a device
         self.link_floor: Callable[[int], int | None] = lambda _p: None
         # acks in offset order: per topic-partition the offsets read, and the batch each was finished in
@@ -285,6 +287,7 @@ class Sequencer:
         q = part.queues[rec.topic]
         try:
             event = parse_event(rec.value or b"")
+            check_not_ahead(event, self.now_ms, self.max_ahead_ms)  # a wrong clock must not move time
             t = event_time_ms(event)
         except ValueError:
             # invalid: no time to be ordered by; right behind the held records of its topic-partition (acks

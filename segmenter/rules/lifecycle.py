@@ -6,13 +6,17 @@ Precedence (SEGMENTS.md): ``lapsed``, ``inactive``, ``at_risk``,
 engaged enough for ``window_shopper`` is a ``passer_by`` (a single session of
 4-7 page views without a cart included), so the stage is always defined.
 
-Time thresholds take effect *at* the deadline: a customer whose last order
-was exactly 1.5 expected gaps ago is ``at_risk`` from that millisecond on, and
-a first order is "new" for the 30 days before that instant.
+Instants (SEGMENTS.md "Edges and decisions"): "≤ N days" includes the
+instant N days later and "more than" excludes it. A first order is "new"
+while it is at most 30 days old (up to and including that millisecond);
+``at_risk`` / ``inactive`` start the first millisecond the last order is
+*more than* 1.5 / 3 expected gaps ago; ``lapsed`` starts at exactly 365 days
+without an event.
 """
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Any
 
@@ -54,17 +58,19 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
     if idle >= c.lapsed_ms:
         return "lapsed", {"days_without_event": _days(idle), "lapsed_after_days": r.lapsed_days}
     if s.orders_total == 0:
+        adds = sum(1 for e in s.cart_events if e[1] > 0)
         engaged = (
             s.sessions >= r.window_shopper_min_sessions
             or s.product_views >= r.window_shopper_min_product_views
-            or bool(s.cart_events)
+            or adds > 0
+            or bool(s.cart)
             or bool(s.abandoned)
         )
         ev: dict[str, Any] = {
             "sessions": s.sessions,
             "page_views": s.page_views,
             "product_views": s.product_views,
-            "cart_adds": sum(1 for e in s.cart_events if e[1] > 0),
+            "cart_adds": adds,
         }
         return ("window_shopper" if engaged else "passer_by"), ev
     times = order_times(s)
@@ -77,15 +83,15 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
         "expected_gap_days": _days(gap),
         "gap_from": "own rhythm" if own else "shop default",
     }
-    if since >= r.inactive_gap_factor * gap:
+    if since > r.inactive_gap_factor * gap:
         ev["inactive_after_days"] = _days(r.inactive_gap_factor * gap)
         ev["gap_factor"] = r.inactive_gap_factor
         return "inactive", ev
-    if since >= r.at_risk_gap_factor * gap:
+    if since > r.at_risk_gap_factor * gap:
         ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
         ev["gap_factor"] = r.at_risk_gap_factor
         return "at_risk", ev
-    if s.orders_total == 1 and since < c.new_ms:
+    if s.orders_total == 1 and since <= c.new_ms:
         ev["new_for_days"] = r.new_customer_days
         return "new_customer", ev
     return "active_customer", ev
@@ -103,33 +109,11 @@ def deadlines(s: CustomerState, c: Ctx, out: list[int]) -> None:
     last = times[-1]
     gap, _ = expected_gap_ms(times, c)
     if s.orders_total == 1:
-        out.append(last + c.new_ms)
-    out.append(last + _ceil(r.at_risk_gap_factor * gap))
-    out.append(last + _ceil(r.inactive_gap_factor * gap))
+        out.append(last + c.new_ms + 1)  # new while <= 30 days old: no longer the millisecond after
+    out.append(last + _after(r.at_risk_gap_factor * gap))
+    out.append(last + _after(r.inactive_gap_factor * gap))
 
 
-def _ceil(x: float) -> int:
-    i = int(x)
-    return i if i == x else i + 1
-
-
-REASONS = {
-    "passer_by": "Visited without engaging: {page_views} page views in {sessions} session(s), no cart.",
-    "window_shopper": (
-        "Engaged without ordering: {sessions} session(s), {product_views} product views, {cart_adds} cart add(s)."
-    ),
-    "new_customer": "Placed their first order; counts as new for {new_for_days} days.",
-    "active_customer": (
-        "{orders} orders, the last {days_since_last_order} days ago: within their rhythm of one order every "
-        "{expected_gap_days} days."
-    ),
-    "at_risk": (
-        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
-        "{expected_gap_days} days."
-    ),
-    "inactive": (
-        "Last order {days_since_last_order} days ago, at least {gap_factor}x their expected gap of "
-        "{expected_gap_days} days: far beyond their own rhythm."
-    ),
-    "lapsed": "No activity of any kind for {days_without_event} days.",
-}
+def _after(x: float) -> int:
+    """The first whole millisecond strictly after ``x`` ("more than x")."""
+    return math.floor(x) + 1

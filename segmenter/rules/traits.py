@@ -4,11 +4,12 @@ Each trait is a function ``(state, t, ctx, was_member) -> (member, evidence)``
 evaluated at time ``t``; share-based traits use ``was_member`` for hysteresis
 (exit only ``share_exit_margin`` below the entry threshold). ``deadlines``
 lists when a window sliding past an old record can change a trait without a
-new event. ``REASONS`` turn the evidence into one human sentence.
+new event. :mod:`~segmenter.rules.reasons` turns the evidence into one human sentence.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
@@ -17,6 +18,7 @@ from typing import Any
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     O_CANCELLED,
+    O_CURRENCY,
     O_DIRECTED,
     O_DISC,
     O_FULL,
@@ -51,19 +53,61 @@ def _share_ok(share: float, threshold: float, was: bool, margin: float) -> bool:
     return share >= (threshold - margin if was else threshold)
 
 
+def down(x: float, digits: int) -> float:
+    """``x`` rounded *down* to ``digits`` decimals, for evidence and reasons.
+
+    Thresholds compare exact values; what is shown never rounds a figure
+    across a threshold of that precision (24.9967 is shown 24.99, not 25.0,
+    when the rule is "below 25"; a share of 0.6996 is shown 69.9 %, not 70 %).
+    """
+    scale = float(10**digits)
+    return math.floor(x * scale + 1e-9) / scale
+
+
 def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
-    """Window figures shared by loyal, best, low_order_value and discount_hunter."""
+    """Window figures shared by loyal, best, low_order_value and discount_hunter, exact.
+
+    :func:`order_evidence` turns them into what a change shows.
+    """
     orders = _window_orders(s, t, c.order_window_ms)
     units = sum(o[O_UNITS] for o in orders)
-    spend = sum(o[O_VALUE] for o in orders)
-    return {
+    ordered = sum(o[O_VALUE] for o in orders)
+    # spend is net of refunds (returns in the window of orders not cancelled; a cancelled order's value
+    # is out already) and of cancellations
+    refunded = 0.0
+    if s.returns:
+        start = t - c.order_window_ms
+        cancelled = {o[O_ID] for o in s.orders if o[O_CANCELLED]}
+        refunded = sum(x[1] for x in s.returns if start < x[0] <= t and x[2] not in cancelled)
+    figures = {
         "orders": len(orders),
-        "spend": round(spend, 2),
+        "spend": max(0.0, ordered - refunded),
         "units": units,
-        "full_price_share": round(sum(o[O_FULL] for o in orders) / units, 3) if units else 0.0,
-        "discount_share": round(sum(o[O_DISC] for o in orders) / units, 3) if units else 0.0,
-        "average_order_value": round(spend / len(orders), 2) if orders else 0.0,
+        "full_price_share": sum(o[O_FULL] for o in orders) / units if units else 0.0,
+        "discount_share": sum(o[O_DISC] for o in orders) / units if units else 0.0,
+        "average_order_value": ordered / len(orders) if orders else 0.0,
         "window_days": c.rules.order_window_days,
+    }
+    if refunded:
+        figures["refunded"] = refunded
+    rates = c.rules.currency_rates
+    no_rate = [o[O_CURRENCY] for o in orders if len(o) > O_CURRENCY and o[O_CURRENCY] not in rates]
+    if no_rate:
+        # counted as orders, with no value: the evidence says so
+        figures["orders_without_rate"] = len(no_rate)
+        figures["currencies_without_rate"] = sorted(set(no_rate))
+    return figures
+
+
+def order_evidence(f: dict[str, Any]) -> dict[str, Any]:
+    """The exact figures rounded down for display (see :func:`down`)."""
+    return {
+        **f,
+        "spend": down(f["spend"], 2),
+        **({"refunded": down(f["refunded"], 2)} if "refunded" in f else {}),
+        "full_price_share": down(f["full_price_share"], 3),
+        "discount_share": down(f["discount_share"], 3),
+        "average_order_value": down(f["average_order_value"], 2),
     }
 
 
@@ -123,6 +167,8 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     # only categories with at least as many views as the distinct products needed are scanned
     scan = {cat for cat, n in Counter(map(_V_CATEGORY, views)).items() if n >= need and cat is not None}
     if not scan:
+        if was:  # what is left of it: the category viewed most in the window
+            return False, _researching(s, t, c)
         return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
@@ -140,13 +186,39 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         n = len(prods)
         if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
             best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
+    if best_cat is None:
+        return False, (_researching(s, t, c) if was else {"category": None, "window_days": r.researcher_window_days})
     ev = {
         "category": best_cat,
         "distinct_products": best_n,
         "sessions": best_sessions,
         "window_days": r.researcher_window_days,
     }
-    return best_cat is not None, ev
+    return True, ev
+
+
+def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
+    """Figures of the category with the most distinct products viewed in the window (for an exit)."""
+    start = t - c.researcher_ms
+    products: dict[str, set[str]] = {}
+    sessions: dict[str, set[int]] = {}
+    for v in s.recent_views:
+        cat = v[V_CATEGORY]
+        if cat is None or v[V_T] <= start or v[V_T] > t:
+            continue
+        products.setdefault(cat, set()).add(v[V_PRODUCT])
+        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    window = c.rules.researcher_window_days
+    if not products:
+        return {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
+    cat = max(sorted(products), key=lambda k: len(products[k]))
+    return {
+        "category": cat,
+        "distinct_products": len(products[cat]),
+        "sessions": len(sessions[cat]),
+        "window_days": window,
+        "ordered_in_category": cat in s.ordered_categories,
+    }
 
 
 def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
@@ -160,9 +232,9 @@ def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
                 adds += 1
             else:
                 removes += 1
-    member = abandoned >= r.hesitant_min_abandoned or (
-        adds >= r.hesitant_min_adds and removes >= r.hesitant_min_remove_ratio * adds
-    )
+    # the remove ratio is a share: once in, it exits only the margin below (exactly, no rounding)
+    ratio = r.hesitant_min_remove_ratio - (r.share_exit_margin if was else 0.0)
+    member = abandoned >= r.hesitant_min_abandoned or (adds >= r.hesitant_min_adds and removes >= ratio * adds)
     return member, {
         "abandoned_carts": abandoned,
         "cart_adds": adds,
@@ -183,27 +255,44 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     referred = {x[2] for x in back}
     ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t or (o[O_ID] in referred and o[O_T] <= t))
     share = returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0)
-    member = len(back) >= r.dissatisfied_min_returns or (returned > 0 and share >= r.dissatisfied_min_value_share)
+    member = len(back) >= r.dissatisfied_min_returns or (
+        returned > 0 and _share_ok(share, r.dissatisfied_min_value_share, was, r.share_exit_margin)
+    )
     return member, {
         "returns_and_cancellations": len(back),
-        "returned_value": round(returned, 2),
-        "ordered_value": round(ordered, 2),
-        "returned_share": round(min(share, 99.0), 3),
+        "returned_value": down(returned, 2),
+        "ordered_value": down(ordered, 2),
+        "returned_share": down(min(share, 99.0), 3),
         "window_days": r.dissatisfied_window_days,
     }
 
 
+def referral_converted(s: CustomerState, c: Ctx) -> bool:
+    """Whether a referred customer's first order came while the referral still held (it earns credit)."""
+    if s.referred_by is None or s.first_touch_ms is None or s.first_order_ms is None:
+        return False
+    return s.first_order_ms <= s.first_touch_ms + c.referred_ms
+
+
 def referred_end(s: CustomerState, c: Ctx) -> int | None:
+    """When ``referred_customer`` ends: 90 days after the first order, if it came within 90 days of the
+    referred touch; else 90 days after the touch (a first order after that does not re-enter it)."""
     if s.referred_by is None or s.first_touch_ms is None:
         return None
-    start = s.first_order_ms if s.first_order_ms is not None else s.first_touch_ms
-    return start + c.referred_ms
+    if referral_converted(s, c):
+        return s.first_order_ms + c.referred_ms  # type: ignore[operator]
+    return s.first_touch_ms + c.referred_ms
 
 
 def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     end = referred_end(s, c)
     member = end is not None and t < end
-    ev = {"referred_by": s.referred_by, "has_ordered": s.first_order_ms is not None, "days": c.rules.referred_days}
+    ev = {
+        "referred_by": s.referred_by,
+        "has_ordered": s.first_order_ms is not None,
+        "days": c.rules.referred_days,
+        "ends_after": "first order" if referral_converted(s, c) else "referred visit",
+    }
     return member, ev
 
 
@@ -230,36 +319,39 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
     """``category_fan:<category>`` verdicts for member categories and those near a threshold."""
     r = c.rules
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
-    if not s.fan_units and len(s.fan_views) < r.fan_min_views and not fan_members:
+    if len(s.fan_units) < r.fan_min_units and len(s.fan_views) < r.fan_min_views and not fan_members:
         return {}  # cannot qualify yet (hot path)
-    # per category, how many of the latest views / ordered units it has (records are [time, category])
-    view_counts = Counter(map(_SECOND, s.fan_views[-r.fan_last_views :]))
-    unit_counts = Counter(map(_SECOND, s.fan_units[-r.fan_last_units :]))
+    # per category, how many of the latest views / ordered units it has (records are [time, category]);
+    # the shares are of all of them, with a category or without
+    views, units = s.fan_views[-r.fan_last_views :], s.fan_units[-r.fan_last_units :]
+    view_counts = Counter(map(_SECOND, views))
+    unit_counts = Counter(map(_SECOND, units))
     view_counts.pop(None, None)
     unit_counts.pop(None, None)
-    nv, nu = view_counts.total(), unit_counts.total()
+    nv, nu = len(views), len(units)
     # candidates: members (they may exit) and categories near an entry threshold
     low_views = (r.fan_view_share - r.share_exit_margin) * nv
     low_units = (r.fan_unit_share - r.share_exit_margin) * nu
     cats = set(fan_members)
     if nv >= r.fan_min_views:
         cats.update(cat for cat, n in view_counts.items() if n >= low_views)
-    cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
+    if nu >= r.fan_min_units:
+        cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
     out: dict[str, Verdict] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
         vshare = view_counts[cat] / nv if nv else 0.0
         ushare = unit_counts[cat] / nu if nu else 0.0
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
-        by_units = nu > 0 and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
+        by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:
             out[FAN + cat] = (
                 by_views or by_units,
                 {
                     "category": cat,
-                    "view_share": round(vshare, 3),
+                    "view_share": down(vshare, 3),
                     "of_last_views": nv,
-                    "unit_share": round(ushare, 3),
+                    "unit_share": down(ushare, 3),
                     "of_last_units": nu,
                 },
             )
@@ -304,28 +396,3 @@ def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
     end = referred_end(s, c)
     if end is not None and end > t:
         out.append(end)
-
-
-REASONS: dict[str, str] = {
-    "loyal_customer": "{orders} orders in the last {window_days} days.",
-    "best_customer": (
-        "{orders} orders worth {spend} in the last {window_days} days, {full_price_share:.0%} of units at full price."
-    ),
-    "low_order_value": "{orders} orders in the last {window_days} days averaging {average_order_value}.",
-    "discount_hunter": "{orders} orders in the last {window_days} days, {discount_share:.0%} of units on discount.",
-    "impulse_buyer": "{impulse_orders} of the last {of_last_orders} orders contained an impulse buy.",
-    "need_based_buyer": "{directed_orders} of the last {of_last_orders} orders were directed purchases.",
-    "researcher": (
-        "Viewed {distinct_products} distinct products of {category} over {sessions} sessions in {window_days} days."
-    ),
-    "hesitant": (
-        "In {window_days} days: {abandoned_carts} abandoned cart(s), {cart_adds} cart adds and {cart_removes} removes."
-    ),
-    "dissatisfied": "{returns_and_cancellations} return(s) or cancellation(s) in the last {window_days} days.",
-    "referred_customer": "Arrived through a referral by {referred_by}.",
-    "advocate": "{referred_customers_who_ordered} customers they referred have placed an order.",
-    FAN: (
-        "{view_share:.0%} of the last {of_last_views} product views and "
-        "{unit_share:.0%} of the last {of_last_units} ordered units in {category}."
-    ),
-}

@@ -41,6 +41,8 @@ def print_replay_summary(stats: ReplayStats) -> None:
         f"events read: {stats.events_read:,}   invalid: {stats.invalid:,}   "
         f"customers: {stats.customers:,}   {stats.seconds:.2f} s   {stats.events_per_second:,.0f} events/s"
     )
+    if stats.failed:
+        head += f"   (processing failed: {stats.failed:,})"
     if stats.after_until:
         head += f"   after --until (skipped): {stats.after_until:,}"
     _err.print(head)

@@ -1,11 +1,11 @@
-"""``segmenter replay PATH... [--out FILE] [--until TIME]``: the embedded mode, no broker."""
+"""``segmenter replay PATH... [--out FILE] [--until TIME] [--now TIME]``: the embedded mode, no broker."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from streams.commands._common import add_rules_argument, load_rules, open_binary
@@ -28,20 +28,31 @@ def register(sub: Any) -> None:
         metavar="TIME",
         help="RFC 3339 instant: replay as of then (later events skipped) and fire every deadline up to it",
     )
+    p.add_argument(
+        "--now",
+        metavar="TIME",
+        help=(
+            "RFC 3339 instant taken as the wall clock: events more than max_future_skew_hours after it are "
+            "invalid (default: the wall clock at start; pin it for byte-identical reruns)"
+        ),
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no summary, no per-line warnings")
     p.add_argument("--max-warnings", type=int, default=20, help="invalid lines reported one by one (default 20)")
     add_rules_argument(p)
     p.set_defaults(func=run)
 
 
-def _until_ms(text: str) -> int:
+def _instant_ms(text: str, flag: str = "--until") -> int:
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"segmenter replay: --until {text!r} is not an RFC 3339 timestamp") from None
+        raise SystemExit(f"segmenter replay: {flag} {text!r} is not an RFC 3339 timestamp") from None
     if at.tzinfo is None:
-        raise SystemExit(f"segmenter replay: --until {text!r} needs an offset, e.g. {text}+00:00")
-    return int(at.timestamp() * 1000)
+        raise SystemExit(f"segmenter replay: {flag} {text!r} needs an offset, e.g. {text}+00:00")
+    try:
+        return int(at.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        raise SystemExit(f"segmenter replay: {flag} {text!r} is out of range") from None
 
 
 def _lines(path: str) -> Iterator[bytes]:
@@ -57,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     tune_gc()
 
     rules = load_rules(args.rules)
-    until = _until_ms(args.until) if args.until else None
+    until = _instant_ms(args.until) if args.until else None
+    # the shell reads the clock, once: the core gets it as a value
+    now = _instant_ms(args.now, "--now") if args.now else int(datetime.now(tz=UTC).timestamp() * 1000)
     for path in args.paths:
         if path != "-":
             try:
@@ -83,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 lambda change: write(change.to_json() + b"\n"),
                 rules=rules,
                 until_ms=until,
+                now_ms=now,
                 on_invalid=on_invalid,
                 on_progress=progress.update,
                 stats=stats,

@@ -51,17 +51,18 @@ def test_window_shopper_threshold_is_configurable() -> None:
     assert run([view(i * MIN, f"p{i}") for i in range(3)], rules).stage() == "window_shopper"
 
 
-def test_first_order_makes_a_new_customer_then_active_at_exactly_30_days() -> None:
+def test_first_order_makes_a_new_customer_then_active_the_millisecond_after_30_days() -> None:
+    # "new" while the order is <= 30 days old: that instant included
     j = run([page_view(0, "home"), order_placed(HOUR, eid="o1")], until=HOUR + 31 * DAY)
-    assert j.of("new_customer") == [("entered", HOUR, "o1"), ("exited", HOUR + 30 * DAY, None)]
-    assert j.of("active_customer") == [("entered", HOUR + 30 * DAY, None)]
+    assert j.of("new_customer") == [("entered", HOUR, "o1"), ("exited", HOUR + 30 * DAY + 1, None)]
+    assert j.of("active_customer") == [("entered", HOUR + 30 * DAY + 1, None)]
     assert j.of("passer_by")[-1] == ("exited", HOUR, "o1")
 
 
-def test_new_customer_one_millisecond_before_30_days() -> None:
-    j = run([order_placed(0)], until=30 * DAY - 1)
+def test_new_customer_at_exactly_30_days_and_not_a_millisecond_later() -> None:
+    j = run([order_placed(0)], until=30 * DAY)
     assert j.stage() == "new_customer"
-    j.advance(30 * DAY)
+    j.advance(30 * DAY + 1)
     assert j.stage() == "active_customer"
 
 
@@ -72,12 +73,12 @@ def test_second_order_within_30_days_makes_an_active_customer_at_once() -> None:
 
 
 def test_single_order_uses_the_45_day_default_gap() -> None:
-    # at risk from 1.5 x 45 = 67.5 days, inactive from 3 x 45 = 135 days, fired by time alone
+    # at risk once more than 1.5 x 45 = 67.5 days, inactive more than 3 x 45 = 135 days, by time alone
     j = run([order_placed(0, eid="o1")], until=200 * DAY)
-    at_risk = int(67.5 * DAY)
-    assert j.of("active_customer") == [("entered", 30 * DAY, None), ("exited", at_risk, None)]
-    assert j.of("at_risk") == [("entered", at_risk, None), ("exited", 135 * DAY, None)]
-    assert j.of("inactive") == [("entered", 135 * DAY, None)]
+    at_risk = int(67.5 * DAY) + 1
+    assert j.of("active_customer") == [("entered", 30 * DAY + 1, None), ("exited", at_risk, None)]
+    assert j.of("at_risk") == [("entered", at_risk, None), ("exited", 135 * DAY + 1, None)]
+    assert j.of("inactive") == [("entered", 135 * DAY + 1, None)]
     ch = next(c for c in j.changes if c.segment == "at_risk" and c.change == "entered")
     assert ch.evidence["expected_gap_days"] == 45.0
     assert ch.evidence["gap_from"] == "shop default"
@@ -99,8 +100,8 @@ def test_expected_gap_is_the_median_of_own_gaps(gaps_days: list[int], expected_g
     last = times[-1]
     j = run([order_placed(t) for t in times], until=last + 400 * DAY)
     gap = expected_gap_days * DAY
-    assert j.of("at_risk", "c1")[0] == ("entered", last + int(1.5 * gap), None)
-    assert j.of("inactive", "c1")[0] == ("entered", last + int(3 * gap), None)
+    assert j.of("at_risk", "c1")[0] == ("entered", last + int(1.5 * gap) + 1, None)
+    assert j.of("inactive", "c1")[0] == ("entered", last + int(3 * gap) + 1, None)
     entered = next(c for c in j.changes if c.segment == "at_risk")
     assert entered.evidence["expected_gap_days"] == expected_gap_days
     assert entered.evidence["gap_from"] == ("own rhythm" if own else "shop default")
@@ -114,20 +115,20 @@ def test_only_the_last_ten_gaps_count() -> None:
     last = times[-1]
     j = run([order_placed(t) for t in times], until=last + 10 * DAY)
     assert [x for x in j.of("at_risk") if x[1] > last] == [
-        ("entered", last + 3 * DAY, None),
-        ("exited", last + 6 * DAY, None),
+        ("entered", last + 3 * DAY + 1, None),
+        ("exited", last + 6 * DAY + 1, None),
     ]
-    assert [x for x in j.of("inactive") if x[1] > last] == [("entered", last + 6 * DAY, None)]
+    assert [x for x in j.of("inactive") if x[1] > last] == [("entered", last + 6 * DAY + 1, None)]
 
 
-@pytest.mark.parametrize(("offset", "stage"), [(-1, "active_customer"), (0, "at_risk")])
+@pytest.mark.parametrize(("offset", "stage"), [(0, "active_customer"), (1, "at_risk")])
 def test_at_risk_both_sides_of_the_deadline(offset: int, stage: str) -> None:
-    # own rhythm of 20 days: at risk from 30 days after the last order
+    # own rhythm of 20 days: at risk once the last order is more than 30 days ago
     j = run([order_placed(0), order_placed(20 * DAY), order_placed(40 * DAY)], until=70 * DAY + offset)
     assert j.stage() == stage
 
 
-@pytest.mark.parametrize(("offset", "stage"), [(-1, "at_risk"), (0, "inactive")])
+@pytest.mark.parametrize(("offset", "stage"), [(0, "at_risk"), (1, "inactive")])
 def test_inactive_both_sides_of_the_deadline(offset: int, stage: str) -> None:
     j = run([order_placed(0), order_placed(20 * DAY), order_placed(40 * DAY)], until=100 * DAY + offset)
     assert j.stage() == stage
@@ -136,10 +137,30 @@ def test_inactive_both_sides_of_the_deadline(offset: int, stage: str) -> None:
 def test_gap_factors_are_configurable() -> None:
     rules = Rules(at_risk_gap_factor=2.0, inactive_gap_factor=4.0, default_order_gap_days=10)
     j = run([order_placed(0)], rules, until=50 * DAY)
-    assert j.of("at_risk") == [("entered", 20 * DAY, None), ("exited", 40 * DAY, None)]
-    assert j.of("inactive") == [("entered", 40 * DAY, None)]
+    assert j.of("at_risk") == [("entered", 20 * DAY + 1, None), ("exited", 40 * DAY + 1, None)]
+    assert j.of("inactive") == [("entered", 40 * DAY + 1, None)]
     # new_customer does not outlast at_risk: precedence lapsed > inactive > at_risk > new > active
-    assert j.of("new_customer") == [("entered", 0, j.changes[0].trigger_event_id), ("exited", 20 * DAY, None)]
+    assert j.of("new_customer") == [("entered", 0, j.changes[0].trigger_event_id), ("exited", 20 * DAY + 1, None)]
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_an_order_on_the_at_risk_deadline_is_applied_first_no_pair_at_one_instant(offset: int) -> None:
+    # own rhythm of 20 days: at risk from 30 days + 1 ms after the last order; an order at that very
+    # instant (offset 1) or just before comes first, so at_risk is never entered
+    j = run([order_placed(0), order_placed(20 * DAY), order_placed(40 * DAY), order_placed(70 * DAY + offset)])
+    assert j.of("at_risk") == []
+    assert j.stage() == "active_customer"
+
+
+@pytest.mark.parametrize(("offset", "stage"), [(-1, "active_customer"), (0, "lapsed")])
+def test_lapsed_at_exactly_365_days_without_an_event(offset: int, stage: str) -> None:
+    j = run([order_placed(0)], Rules(inactive_gap_factor=100, at_risk_gap_factor=100), until=365 * DAY + offset)
+    assert j.stage() == stage
+
+
+def test_an_event_at_exactly_the_lapsed_deadline_comes_first() -> None:
+    j = run([page_view(0, "home"), page_view(365 * DAY, "home", eid="back")])
+    assert j.of("lapsed") == []
 
 
 def test_an_order_brings_an_at_risk_customer_back() -> None:

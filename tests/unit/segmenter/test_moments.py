@@ -213,12 +213,22 @@ def test_cart_abandoned_is_fired_by_the_next_event_at_its_own_time() -> None:
     ("events", "abandoned_at"),
     [
         ([cart_add(0), order_placed(59 * MIN)], None),  # ordered in time
-        ([cart_add(0), order_placed(60 * MIN)], 60 * MIN),  # the 60 minutes are up first
+        ([cart_add(0), order_placed(60 * MIN)], None),  # an order at exactly 60 minutes is in time
+        ([cart_add(0), order_placed(60 * MIN + 1)], 60 * MIN),  # a millisecond later: abandoned first
+        ([cart_add(0), page_view(60 * MIN, "home")], 60 * MIN),  # no order: abandoned right after the view
         ([cart_add(0), cart_remove(5 * MIN)], None),  # emptied
         ([cart_add(0, quantity=2), cart_remove(5 * MIN)], 65 * MIN),  # one unit left
         ([cart_add(0), checkout_started(30 * MIN)], 90 * MIN),  # checkout is cart activity
     ],
-    ids=["order-first", "order-at-deadline", "emptied", "remove-some", "checkout"],
+    ids=[
+        "order-first",
+        "order-at-deadline",
+        "order-after-deadline",
+        "view-at-deadline",
+        "emptied",
+        "remove-some",
+        "checkout",
+    ],
 )
 def test_cart_abandoned(events: list, abandoned_at: int | None) -> None:
     j = run(events, until=DAY)

@@ -178,3 +178,47 @@ def test_discount_hunter_exits_only_10_points_below() -> None:
     assert "discount_hunter" in j.held()
     j.feed(_priced(4, 1, 0, eid="full"))  # 3 of 6 = 50 %: leaves
     assert j.of("discount_hunter")[-1] == ("exited", 4 * DAY, "full")
+
+
+# ---------------------------------------------------------------- exact comparisons
+# Thresholds compare exact values, never rounded ones; the texts round down, never across a threshold.
+
+
+@pytest.mark.parametrize(("values", "low"), [([24.99, 25.0, 25.0001], True), ([25.0, 25.0, 25.0], False)])
+def test_low_order_value_compares_the_exact_average(values: list[float], low: bool) -> None:
+    # an average of 24.9967 is below 25 (rounded to cents first, it was 25.00: "not below 25")
+    j = run([order_placed(i * DAY, value=v, eid=f"o{i}") for i, v in enumerate(values)])
+    assert ("low_order_value" in j.held()) is low
+
+
+def test_an_average_of_24_9967_is_below_25_and_shown_as_24_99() -> None:
+    j = run([order_placed(i * DAY, value=v, eid=f"o{i}") for i, v in enumerate([24.99, 25.0, 25.0001])])
+    [ch] = [c for c in j.changes if c.segment == "low_order_value"]
+    assert ch.change == "entered"
+    assert ch.evidence["average_order_value"] == 24.99
+    assert "averaging 24.99" in ch.reason
+
+
+@pytest.mark.parametrize(("discounted", "hunter"), [(6996, False), (7000, True)])
+def test_discount_hunter_compares_the_exact_share(discounted: int, hunter: bool) -> None:
+    # 69.96 % of units discounted is not 70 % (rounded to three decimals it was)
+    j = run([_priced(0, 10_000 - discounted - 1, discounted, price=1.0), _priced(1, 1, 0, price=1.0)])
+    assert ("discount_hunter" in j.held()) is hunter
+
+
+@pytest.mark.parametrize(("full", "best"), [(6996, False), (7000, True)])
+def test_best_compares_the_exact_full_price_share(full: int, best: bool) -> None:
+    events = [order_placed(0, value=300), order_placed(DAY, value=300)]  # 2 full-price units
+    j = run([*events, _priced(2, full - 2, 10_000 - full, price=0.01)])
+    assert "loyal_customer" in j.held()
+    assert ("best_customer" in j.held()) is best
+
+
+def test_a_share_just_below_the_exit_threshold_is_not_shown_at_it() -> None:
+    j = run([_priced(0, 0, 1), _priced(1, 0, 1)])  # 2 of 2 discounted: in
+    # 5,996 of 10,000 discounted = 59.96 %: below the 60 % exit threshold (rounded it would be 60.0 %)
+    j.feed(_priced(2, 4004, 5994, price=1.0, eid="out"))
+    [exited] = [c for c in j.changes if c.segment == "discount_hunter" and c.change == "exited"]
+    assert exited.trigger_event_id == "out"
+    assert exited.evidence["discount_share"] == 0.599
+    assert "59.9% of units on discount" in exited.reason

@@ -119,3 +119,25 @@ def test_cli_replay_with_until(tmp_path: Path) -> None:
         (c["segment"], c["change"], c["trigger_event_id"]) for c in map(json.loads, out.read_bytes().splitlines())
     ]
     assert ("lapsed", "entered", None) in segments
+
+
+def test_cli_replay_now_pins_the_clock_events_may_not_run_ahead_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the journey is of 2024-01-01; one device's clock says a year later
+    events = [page_view(0, "home"), page_view(366 * DAY, "home", cid="c2", eid="wrong-clock"), cart_add(MIN)]
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    runs = []
+    for now in ("2024-01-02T00:00:00+00:00", "2024-01-02T00:00:00+00:00", "2025-01-02T00:00:00+00:00"):
+        out = tmp_path / f"changes-{len(runs)}.jsonl"
+        capsys.readouterr()
+        assert main(["replay", str(src), "--out", str(out), "--now", now]) == 0
+        runs.append((out.read_bytes(), capsys.readouterr().err))
+    assert runs[0][0] == runs[1][0]  # same input and --now: the same bytes
+    assert "events.jsonl:2: invalid event: occurred_at: 8,760.0 hours ahead of the clock" in runs[0][1]
+    assert b"wrong-clock" not in runs[0][0]
+    # with a clock of a year later the event is in time: c2 appears, and c1 is lapsed by then
+    assert b"wrong-clock" in runs[2][0] and b'"lapsed"' in runs[2][0]
+    with pytest.raises(SystemExit, match="--now"):
+        main(["replay", str(src), "--now", "not a time", "--quiet"])

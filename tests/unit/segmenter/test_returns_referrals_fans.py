@@ -219,7 +219,8 @@ def test_only_the_last_20_views_count() -> None:
 @pytest.mark.parametrize(
     ("lines", "fans"),
     [
-        ([line("a", 5, 1, category="shoes"), line("b", 5, 1, category="hats")], {"shoes", "hats"}),  # 50 % each
+        ([line("a", 5, 2, category="shoes"), line("b", 5, 2, category="hats")], {"shoes", "hats"}),  # 50 % each
+        ([line("a", 5, 1, category="shoes"), line("b", 5, 1, category="hats")], set()),  # 2 units: fewer than 3
         ([line("a", 5, 1, category="shoes"), line("b", 5, 2, category="hats")], {"hats"}),
         ([line("a", 5, 3, category="shoes"), line("b", 5, 3, category="hats")], {"hats"}),  # last 5 units
     ],

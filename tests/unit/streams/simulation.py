@@ -159,7 +159,7 @@ class Simulation:
         self.crashes = 0
         self.rebalances = 0
         self.live = force.get("live", self.rng.random() < 0.5)
-        self.now = 0  # wall-clock ms: advances a little every step
+        self.now = 1_767_225_600_000  # wall-clock ms (2026-01-01): advances a little every step
         self.crash_rate = force.get("crash_rate", self.rng.choice([0.0, 0.01, 0.05]))
         self.mis_keyed = force.get("mis_keyed", self.rng.random() < 0.3)
         self.max_rebalances = force.get("rebalances", 4)

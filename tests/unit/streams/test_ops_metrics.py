@@ -195,6 +195,7 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), proc, store=Store(3))
     # a cart held until the orders topic of its partition catches up
     worker.sequencer.assign([0], 0)
+    worker.sequencer.now_ms = 1_700_000_000_000
     worker.sequencer.add(Record(CARTS, 0, 0, b"c-1", cart("c-1", 1_700_000_000_000)))
     assert worker.sequencer.release() == []
     metrics.refresh(worker)

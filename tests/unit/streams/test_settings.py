@@ -141,3 +141,13 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValidationError):
         s.partitions = 2  # type: ignore[misc]
+
+
+def test_currency_rules_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGMENTER_RULES__SHOP_CURRENCY", "GBP")
+    monkeypatch.setenv("SEGMENTER_RULES__CURRENCY_RATES", '{"EUR": 0.86, "USD": 0.79}')
+    rules = Settings().load_rules()
+    assert (rules.shop_currency, rules.currency_rates) == ("GBP", {"EUR": 0.86, "USD": 0.79})
+    monkeypatch.setenv("SEGMENTER_RULES__CURRENCY_RATES", '{"usd": -1}')
+    with pytest.raises(ValueError, match="currency_rates"):
+        Settings().load_rules()

@@ -6,7 +6,7 @@
 Generates traffic with loadgen (seeded), lays it out as the worker sees it
 (topic, partition by the producer's partitioner, offset), then runs what the
 worker's batch handler runs per fetch of ``--batch`` records: the event-time
-merger, ``Processor.process``, encoding changes / routed messages / states.
+sequencer and ``Processor.process`` (``BatchPath.handle``), encoding changes / routed messages / states.
 Routed messages come back as records of the routing topic in the next batch
 (the round trip through Kafka). Prints CPU-µs per event per stage; with
 ``--profile`` writes a cProfile of the whole run instead of timing stages.
@@ -62,19 +62,23 @@ def main() -> int:
     from segmenter.config import Rules
     from segmenter.engine import Segmenter
     from streams.app import partitioner_for
-    from streams.processor import Merger, Processor, Record
+    from streams.batch import BatchPath, routed_value
+    from streams.processor import Processor
     from streams.runtime import tune_gc
+    from streams.sequencer import Record, Sequencer, TpView
 
     partition = partitioner_for(args.partitions)
     recs = layout(args, partition)
     tune_gc()  # as the worker does
     proc = Processor(Segmenter(Rules()), partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
     proc.cache_size = args.cache
-    merger = Merger(INPUTS, (ROUTING, TICKS), grace_s=0.0)
+    seq = Sequencer(INPUTS, ROUTING, args.partitions, proc.partitioner, grace_ms=30)
+    path = BatchPath(seq, proc)
+    now = [int(time.time() * 1000)]
+    path.assign(range(args.partitions), now[0])
     store: dict[str, bytes] = {}
-    stages = dict.fromkeys(("merge", "process", "encode"), 0.0)
+    stages = dict.fromkeys(("sequence+process", "encode"), 0.0)
     counts = dict.fromkeys(("changes", "routed", "state writes"), 0)
-    routing_offset = [0] * args.partitions
     clock = time.process_time
     loads = [0]
 
@@ -82,40 +86,33 @@ def main() -> int:
         loads[0] += 1
         return store.get(key)
 
+    # one worker owning every partition, each fetch read to the end (the live edge: a fetch vouches for
+    # what the previous ones read); the routing topic's copies of in-process messages are not fed back
+    views = {(t, p): TpView(True, 0) for t in (*INPUTS, ROUTING, TICKS) for p in range(args.partitions)}
+
     def run() -> None:
-        back: list[Record] = []
-        for i in range(0, len(recs), args.batch):
+        for i in range(0, len(recs) + args.batch, args.batch):
+            now[0] += 100
+            for v in views.values():
+                v.polled_ms = now[0]
             t0 = clock()
-            ready: list[Record] = []
-            for rec in back:
-                merger.add(rec, ready)
-            for topic, p, off, k, v in recs[i : i + args.batch]:
-                merger.add(Record(topic, p, off, k, v, 0), ready)
-            merger.release(lambda *a: True, ready)
-            by: dict[int, list[Record]] = {}
-            for r in ready:
-                by.setdefault(r.partition, []).append(r)
+            batch = [Record(topic, p, off, k, v, 0) for topic, p, off, k, v in recs[i : i + args.batch]]
+            handled = path.handle(batch, views, load, lambda _p: load, now[0])
             t1 = clock()
-            results = [proc.process(rs, load) for rs in by.values()]
-            t2 = clock()
-            back = []
-            for res in results:
+            for res in handled.results:
                 for c in res.changes:
                     c.to_json()
-                for m in res.routed:
-                    p = partition(m.key)
-                    back.append(Record(ROUTING, p, routing_offset[p], m.key.encode(), m.to_json(), 0))
-                    routing_offset[p] += 1
+                for m, mid in zip(res.routed, res.routed_ids, strict=True):
+                    routed_value(m, mid)
                 for st in res.states.values():
-                    for key, s in st.items():
-                        store[key] = s.to_bytes()
+                    for key, state in st.items():
+                        store[key] = state.to_bytes()
                     counts["state writes"] += len(st)
                 counts["changes"] += len(res.changes)
                 counts["routed"] += len(res.routed)
-            t3 = clock()
-            stages["merge"] += t1 - t0
-            stages["process"] += t2 - t1
-            stages["encode"] += t3 - t2
+            t2 = clock()
+            stages["sequence+process"] += t1 - t0
+            stages["encode"] += t2 - t1
 
     if args.profile:
         cProfile.runctx("run()", globals(), locals(), args.profile)

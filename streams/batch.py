@@ -36,12 +36,15 @@ class Handled:
 class BatchPath:
     """A worker's sequencer and processor, driven a fetch at a time."""
 
-    def __init__(self, sequencer: Sequencer, processor: Processor, *, marker_every_ms: int = 20) -> None:
+    def __init__(
+        self, sequencer: Sequencer, processor: Processor, *, marker_every_ms: int = 20, wall_every_ms: int = 5000
+    ) -> None:
         self.sequencer = sequencer
         self.processor = processor
         sequencer.link_floor = processor.link_floor
         sequencer.max_ahead_ms = processor.max_ahead_ms
         self.marker_every_ms = marker_every_ms
+        self.wall_every_ms = wall_every_ms
         self._sent: dict[int, Frontier] = {}  # source partition -> frontiers last published
         self._sent_at: dict[int, int] = {}
 
@@ -101,17 +104,29 @@ class BatchPath:
         remote = [q for q in range(seq.n) if q not in owned]
         if remote:
             for s, f in frontiers.items():
-                if self._sent.get(s) == f or now_ms - self._sent_at.get(s, -(2**62)) < self.marker_every_ms:
+                sent, at = self._sent.get(s), self._sent_at.get(s, -(2**62))
+                if not self._due(sent, f, now_ms - at):
                     continue
                 self._sent[s], self._sent_at[s] = f, now_ms
                 value = marker(s, f)
                 out.markers.extend((q, value) for q in remote)
         return out
 
+    def _due(self, sent: Frontier | None, f: Frontier, since_ms: int) -> bool:
+        # what orders records goes out at once (at most every marker_every_ms); the wall-clock pair moves
+        # with every fetch and only fires idle deadlines: every wall_every_ms is enough, and keeps the routing
+        # topic quiet when nothing happens
+        if sent is None:
+            return True
+        if sent[:2] != f[:2]:
+            return since_ms >= self.marker_every_ms
+        return sent[2:] != f[2:] and since_ms >= self.wall_every_ms
+
     def markers_pending(self) -> bool:
-        """Whether a marker is held back by :attr:`marker_every_ms` (the loop should run again soon)."""
-        return len(self.sequencer.parts) < self.sequencer.n and any(
-            self._sent.get(s) != self.sequencer.frontier(s) for s in self.sequencer.parts
+        """Whether a marker that orders records is held back (the loop should run again soon)."""
+        seq = self.sequencer
+        return len(seq.parts) < seq.n and any(
+            (sent := self._sent.get(s)) is None or sent[:2] != seq.frontier(s)[:2] for s in seq.parts
         )
 
 

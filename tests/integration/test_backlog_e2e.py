@@ -1,0 +1,77 @@
+"""A backlog with identity links, caught up by workers with default settings: the stream equals replay.
+
+Everything is produced first (a restart, a deploy, an initial load); then one worker starts and is
+killed with SIGKILL twice during the catch-up, a second worker joins, and a busy process competes
+for the two cores throughout. Up to the last event the changes must be exactly replay's: none
+missing, none extra, and a change id repeated only with the same content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import (
+    WorkerProcess,
+    changes_of,
+    produce,
+    replay_expected,
+    settings_for,
+    wait_caught_up,
+)
+from tests.traffic import generate
+
+pytestmark = pytest.mark.integration
+
+
+def _at_ms(change: dict[str, Any]) -> int:
+    return int(datetime.fromisoformat(change["occurred_at"]).timestamp() * 1000)
+
+
+async def test_a_backlog_with_logins_kills_and_a_second_worker_equals_replay(
+    services: tuple[str, str], tmp_path: Path
+) -> None:
+    # the worker's defaults: wall-clock advance of idle partitions on, 8 partitions, 30 ms grace, 5 s ticks
+    settings = settings_for(*services, idle_wallclock_advance=True, partitions=8, tick_interval_seconds=5)
+    lines = generate(2026, people=600, days=90)
+    expected = replay_expected(lines)
+    await produce(settings, lines)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # competes for the cores
+    first, second = WorkerProcess(settings, tmp_path / "w1.log"), WorkerProcess(settings, tmp_path / "w2.log")
+    try:
+        first.start()
+        for delay in (4.0, 3.0):
+            await asyncio.sleep(delay)
+            first.kill()  # SIGKILL during the catch-up
+            first.start()
+        await asyncio.sleep(2.0)
+        second.start()  # 1 -> 2 workers: a rebalance mid-backlog
+        await wait_caught_up(settings, 300)
+    finally:
+        busy.kill()
+        first.stop()
+        second.stop()
+    got = await changes_of(settings)
+    until = expected.last_event_ms  # after it, the wall clock fires what replay --until <now> would
+    want = {c["change_id"]: c for c in expected.changes if _at_ms(c) <= until}
+    have: dict[str, dict[str, Any]] = {}
+    conflicting = []
+    for c in got:
+        if _at_ms(c) > until:
+            continue
+        seen = have.setdefault(c["change_id"], c)
+        if seen != c:
+            conflicting.append((seen, c))
+    missing = [c for k, c in want.items() if k not in have]
+    extra = [c for k, c in have.items() if k not in want]
+    print(f"\nbacklog: {len(lines)} events, {len(want)} changes expected, {len(got)} out")
+    assert not missing and not extra and not conflicting, (
+        f"{len(missing)} missing, {len(extra)} extra, {len(conflicting)} re-emitted differently; "
+        f"e.g. missing {missing[:2]}, extra {extra[:2]}"
+    )

@@ -163,19 +163,48 @@ async def send_final_ticks(settings: Settings, watermark_ms: int) -> None:
 
 
 async def group_lag(settings: Settings, topics: Iterable[str]) -> int:
-    """Messages not yet committed by the worker's consumer group on ``topics``."""
+    """Records not yet committed by the worker's consumer group on ``topics``, progress markers aside.
+
+    Workers of a group publish progress markers to each other's routing partitions while the wall clock
+    moves (every few seconds when idle): a routing partition whose uncommitted records are all markers
+    has nothing left to apply.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(settings.app_id)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+        lag = 0
+        for tp in tps:
+            start = committed[tp].offset if tp in committed else 0
+            behind = max(0, ends[tp] - start)
+            if behind and tp.topic == settings.topics.routing:
+                behind = await _not_markers(consumer, tp, start, ends[tp])
+            lag += behind
+        return lag
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _not_markers(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> int:
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    n, seen = 0, start
+    while seen < end:
+        batch = await consumer.getmany(tp, timeout_ms=2000)
+        records = batch.get(tp, [])
+        if not records:
+            return end - seen  # could not read them: count them as lag
+        for rec in records:
+            if rec.offset >= end:
+                return n
+            seen = rec.offset + 1
+            n += rec.key != b"progress"
+    return n
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float = 120.0, topics: Iterable[str] | None = None) -> None:

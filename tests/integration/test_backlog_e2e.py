@@ -42,7 +42,7 @@ async def test_a_backlog_with_logins_kills_and_a_second_worker_equals_replay(
     lines = generate(2026, people=600, days=90)
     expected = replay_expected(lines)
     await produce(settings, lines)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # competes for the cores
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: ASYNC220  competes for the cores
     first, second = WorkerProcess(settings, tmp_path / "w1.log"), WorkerProcess(settings, tmp_path / "w2.log")
     try:
         first.start()

@@ -74,6 +74,7 @@ class BatchPath:
     ) -> Handled:
         seq, proc = self.sequencer, self.processor
         seq.now_ms = now_ms
+        seq.peek = lambda key, p: proc.peek(key, load_in(p))
         for rec in records:
             seq.add(rec)
         seq.observe(views, now_ms)
@@ -125,9 +126,10 @@ class BatchPath:
     def markers_pending(self) -> bool:
         """Whether a marker that orders records is held back (the loop should run again soon)."""
         seq = self.sequencer
-        return len(seq.parts) < seq.n and any(
-            (sent := self._sent.get(s)) is None or sent[:2] != seq.frontier(s)[:2] for s in seq.parts
-        )
+        if len(seq.parts) == seq.n:
+            return False
+        frontiers = seq.frontiers()
+        return any((sent := self._sent.get(s)) is None or sent[:2] != f[:2] for s, f in frontiers.items())
 
 
 def routed_value(msg: Routed, mid: str) -> bytes:

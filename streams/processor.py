@@ -268,6 +268,14 @@ class Processor:
         holds = self.holds.get(p)
         return min(holds.values()) if holds else None
 
+    def peek(self, key: str, load: Callable[[str], bytes | None]) -> CustomerState | None:
+        """The current state of ``key`` (decoded once, kept in the cache like the batch's reads)."""
+        cache = self._cache
+        if key not in cache:
+            raw = load(key)
+            cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
+        return cache[key]
+
     def due_after(self, partition: int, bound: int | None) -> bool:
         """Whether firing ``partition``'s deadlines up to ``bound`` would do anything."""
         if bound is None or bound <= self.fired.get(partition, -(2**62)):

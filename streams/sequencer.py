@@ -35,6 +35,7 @@ Memory is bounded by pausing topic-partitions whose held records exceed a bound 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -47,11 +48,14 @@ import orjson
 
 from schemas.events import check_not_ahead, event_time_ms, parse_event
 from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
+from segmenter.state import CustomerState
 
 NEG = -(2**62)
 POS = 2**62
 LINKS = 1  # bit: waits for the link frontiers / may send a link
 APPLIES = 2  # bit: waits for the apply frontiers / may send an apply
+MAYBE = 4  # bit: a visitor's event that sends an apply only if its visitor is linked before it
+LATE = 8  # bit: a MAYBE event that a link held for its visitor made an apply-sender
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -107,6 +111,12 @@ class _Part:
     # event times of the held records that may send a link / an apply, per input topic, in FIFO order
     links: dict[str, deque[int]] = field(default_factory=dict)
     applies: dict[str, deque[int]] = field(default_factory=dict)
+    # a visitor's held events whose visitor is not linked (yet): they send an apply only if a link to it can
+    # still come before them; sorted event times, and the held records by visitor
+    maybe: list[int] = field(default_factory=list)
+    maybe_of: dict[str, list[_Held]] = field(default_factory=dict)
+    late_applies: list[int] = field(default_factory=list)  # sorted: maybe-events a held link made certain
+    held_links: dict[str, int] = field(default_factory=dict)  # visitor -> links held for it
     routed: list[_Held] = field(default_factory=list)  # heap
     routed_makes: int = 0  # held routed messages that may send links or applies (``event``)
     last_t: dict[str, int] = field(default_factory=dict)  # event time of the last record read, per input topic
@@ -184,6 +194,10 @@ class Sequencer:
         self.views: dict[tuple[str, int], TpView] = {}
         self._ready: list[Record] = []
         self._seq = itertools.count()
+        # the state of a key of an owned partition (the shell's view: cache, then store), for what a held
+        # event may send: a login only links a device its customer has not linked; a visitor's event is
+        # forwarded only once its visitor is linked. None: every such event may send
+        self.peek: Callable[[str, int], CustomerState | None] | None = None
         self.now_ms = 0  # the wall clock of the fetch being added (events too far ahead of it are invalid)
         self.max_ahead_ms = POS
         # the earliest event a partition holds elsewhere (in a customer's state) that will link a device
@@ -300,12 +314,32 @@ class Sequencer:
             return
         rec.event, rec.time_ms = event, t
         key = event.key
-        gate, makes = classify(self.partitioner(key), rec.partition, event.customer_id, event.anonymous_id, key)
-        q.append(_Held(t, self.rank[rec.topic], next(self._seq), rec, gate, makes))
+        p = rec.partition
+        gate, makes = classify(self.partitioner(key), p, event.customer_id, event.anonymous_id, key)
+        peek = self.peek
+        if peek is not None and makes != LINKS | APPLIES:  # (a forwarded event may do either, there)
+            if makes & LINKS:
+                state = peek(key, p)
+                anon = event.anonymous_id
+                if (
+                    state is not None
+                    and len(state.linked_anons) < 7
+                    and (anon in state.linked_anons or anon == state.linking)
+                ):
+                    makes = 0  # linked already (or being linked): no new link
+            elif makes & APPLIES:
+                state = peek(key, p)
+                if (state is None or state.linked_to is None) and not part.held_links.get(key):
+                    makes = MAYBE
+        held = _Held(t, self.rank[rec.topic], next(self._seq), rec, gate, makes)
+        q.append(held)
         if makes & LINKS:
             part.links[rec.topic].append(t)
         if makes & APPLIES:
             part.applies[rec.topic].append(t)
+        if makes & MAYBE:
+            bisect.insort(part.maybe, t)
+            part.maybe_of.setdefault(key, []).append(held)
         part.last_t[rec.topic] = t
         if t > self._latest:
             self._latest = t
@@ -369,7 +403,17 @@ class Sequencer:
         held = _Held(t, self.routing_rank, next(self._seq), rec, gate, makes)
         heapq.heappush(part.routed, held)
         part.routed_makes += bool(makes)
+        if kind == LINK and rec.routed is not None:
+            self._link_held(part, rec.routed.key)
         return held
+
+    def _link_held(self, part: _Part, visitor: str) -> None:
+        # the visitor will be linked: its held events will be forwarded, whatever the link frontiers say
+        part.held_links[visitor] = part.held_links.get(visitor, 0) + 1
+        for h in part.maybe_of.pop(visitor, []):
+            del part.maybe[bisect.bisect_left(part.maybe, h.t)]
+            h.makes = LATE
+            bisect.insort(part.late_applies, h.t)
 
     def tick(self, partition: int, watermark_ms: int) -> None:
         """An operator's (or a test's) word that no input of ``partition`` before ``watermark_ms`` will come."""
@@ -404,8 +448,12 @@ class Sequencer:
             last = max(last, self._arrived_by(w) + 1, w if wall else NEG)
         return max(last, part.floor)
 
-    def frontier(self, p: int) -> Frontier:
-        """Partition ``p`` sends no link (apply) message for an event time before these (:data:`Frontier`)."""
+    def frontier(self, p: int, link_gate: int | None = None) -> Frontier:
+        """Partition ``p`` sends no link (apply) message for an event time before these (:data:`Frontier`).
+
+        ``link_gate``: no link for ``p`` before it can still come, so an unlinked visitor's event before
+        it sends no apply (``None``: each may).
+        """
         part = self.parts[p]
         unread = min(self._unread(p, part, t) for t in self.inputs)
         wall_unread = min(self._unread(p, part, t, True) for t in self.inputs)
@@ -416,6 +464,12 @@ class Sequencer:
         for times in part.applies.values():
             if times and times[0] < apply:
                 apply = times[0]
+        if part.late_applies and part.late_applies[0] < apply:
+            apply = part.late_applies[0]
+        if part.maybe:
+            i = 0 if link_gate is None else bisect.bisect_right(part.maybe, link_gate)
+            if i < len(part.maybe) and part.maybe[i] < apply:
+                apply = part.maybe[i]
         floor = self.link_floor(p)
         if floor is not None and floor < link:
             link = floor
@@ -443,8 +497,15 @@ class Sequencer:
         return link, apply
 
     def frontiers(self) -> dict[int, Frontier]:
-        """The frontiers of every owned partition (what the markers publish)."""
-        return {p: self.frontier(p) for p in self.parts}
+        """The frontiers of every owned partition (what the markers publish).
+
+        Link frontiers first (they do not depend on the apply ones); then each partition's apply frontier,
+        knowing how far no link can come for it.
+        """
+        first = {p: self.frontier(p) for p in self.parts}
+        if not any(part.maybe for part in self.parts.values()):
+            return first
+        return {p: self.frontier(p, self.gates(p, first)[0]) if self.parts[p].maybe else first[p] for p in self.parts}
 
     def deadline_bound(self, p: int, frontiers: dict[int, Frontier] | None = None) -> int | None:
         """Deadlines of ``p`` up to this may fire: no input of any of its keys at or before it is to come."""
@@ -493,6 +554,13 @@ class Sequencer:
                 if head.rank == self.routing_rank:
                     heapq.heappop(part.routed)
                     part.routed_makes -= bool(head.makes)
+                    msg = head.rec.routed
+                    if msg is not None and msg.kind == LINK:
+                        left = part.held_links.get(msg.key, 1) - 1
+                        if left > 0:
+                            part.held_links[msg.key] = left
+                        else:
+                            part.held_links.pop(msg.key, None)
                     if head.rec.mid is not None and head.rec.mid in part.local:
                         part.local[head.rec.mid] = None  # its copy, when read, is only acked
                 else:
@@ -502,6 +570,15 @@ class Sequencer:
                         part.links[topic].popleft()
                     if head.makes & APPLIES:
                         part.applies[topic].popleft()
+                    if head.makes & MAYBE:
+                        del part.maybe[bisect.bisect_left(part.maybe, head.t)]
+                        key_of = part.maybe_of.get(head.rec.event.key)  # type: ignore[union-attr]
+                        if key_of:
+                            key_of.remove(head)
+                            if not key_of:
+                                del part.maybe_of[head.rec.event.key]  # type: ignore[union-attr]
+                    if head.makes & LATE:
+                        del part.late_applies[bisect.bisect_left(part.late_applies, head.t)]
                 out.append(head.rec)
         return out
 

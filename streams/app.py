@@ -424,19 +424,25 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
         known = loaders.get(partition)
         if known is not None:
             return known
-        read = db_for(partition).get if db_for is not None else table.get
+        reads: list[Callable[[bytes], bytes | None]] = []
 
         def load(key: str) -> bytes | None:
             k = key.encode()
             value: bytes | None = unstored.get(k)
-            return value if value is not None else read(k)
+            if value is not None:
+                return value
+            if not reads:  # the partition's database is opened on the first read only (never a revoked one)
+                reads.append(db_for(partition).get if db_for is not None else table.get)
+            return reads[0](k)
 
         loaders[partition] = load
         return load
 
+    if not owned:
+        return
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
     # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
-    first = next(iter(sorted(owned)), 0)
+    first = min(owned)
     _current_event.set(weakref.ref(_Anchor(worker.settings.topics.routing, first)))  # type: ignore[arg-type]
     handled = path.handle(records, _views(worker, owned), loader(first), loader, int(time.time() * 1000))
     _flow_control(worker, owned)

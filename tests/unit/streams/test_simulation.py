@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,6 @@ def test_stream_equals_replay_for_any_schedule(seed: int) -> None:
     _check(seed)
 
 
-@pytest.mark.skipif("SIM_SEED" not in os.environ, reason="reproduces one seed: SIM_SEED=<n>")
 def test_one_seed() -> None:
-    _check(int(os.environ["SIM_SEED"]))
+    # SIM_SEED=<n> reproduces a failing seed of the property above (without it: a multi-worker seed)
+    _check(int(os.environ.get("SIM_SEED", "21")))

@@ -209,6 +209,7 @@ class Sequencer:
         # (wall ms, the latest event time read by then): what a read-to-the-end topic-partition vouches for
         self._arrivals: deque[tuple[int, int]] = deque()
         self._latest = NEG
+        self._memo: dict[tuple[int, str, bool], int] = {}  # _unread, until something new is read or observed
 
     # ------------------------------------------------------------ assignment
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
@@ -225,6 +226,7 @@ class Sequencer:
     def forget(self, partitions: Iterable[int]) -> list[Record]:
         """Drop what is held for revoked partitions; they are not acked, their next owner reads them."""
         gone = set(partitions)
+        self._memo.clear()
         dropped: list[Record] = []
         for p in gone:
             part = self.parts.pop(p, None)
@@ -258,6 +260,7 @@ class Sequencer:
     # ---------------------------------------------------------------- input
     def observe(self, views: dict[tuple[str, int], TpView], now_ms: int) -> None:
         """What the latest fetch responses say of the owned topic-partitions (records read by ``now_ms``)."""
+        self._memo.clear()
         self.views.update(views)
         arrivals = self._arrivals
         if not arrivals or arrivals[-1][1] != self._latest:
@@ -276,6 +279,7 @@ class Sequencer:
         part = self.parts.get(rec.partition)
         if part is None:
             return  # not ours (any more): its owner reads it
+        self._memo.clear()
         tp = (rec.topic, rec.partition)
         self._read.setdefault(tp, deque()).append(rec.offset)
         self.last_offset[tp] = rec.offset
@@ -296,6 +300,7 @@ class Sequencer:
             return
         if isinstance(obj, dict) and isinstance(obj.get("watermark_ms"), int):
             part.floor = max(part.floor, obj["watermark_ms"] + 1)
+            self._memo.clear()
 
     def _add_input(self, part: _Part, rec: Record) -> None:
         q = part.queues[rec.topic]
@@ -420,6 +425,7 @@ class Sequencer:
         part = self.parts.get(partition)
         if part is not None:
             part.floor = max(part.floor, watermark_ms + 1)
+            self._memo.clear()
 
     # ------------------------------------------------------------ frontiers
     def _arrived_by(self, wall_ms: int) -> int:
@@ -440,13 +446,17 @@ class Sequencer:
         ``max.task.idle.ms``; producers send in event-time order); with ``wall``, also for the wall clock
         (deadlines of idle partitions).
         """
+        memo = self._memo.get((p, topic, wall))
+        if memo is not None:
+            return memo
         last = part.last_t.get(topic, NEG)
         v = self.views.get((topic, p))
         if v is not None and v.caught_up and v.polled_ms is not None:
             w = v.polled_ms - self.grace_ms
             # a record produced later at the same instant comes after those read, in replay's order too: + 1
             last = max(last, self._arrived_by(w) + 1, w if wall else NEG)
-        return max(last, part.floor)
+        out = self._memo[(p, topic, wall)] = max(last, part.floor)
+        return out
 
     def frontier(self, p: int, link_gate: int | None = None) -> Frontier:
         """Partition ``p`` sends no link (apply) message for an event time before these (:data:`Frontier`).

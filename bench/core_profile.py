@@ -62,7 +62,7 @@ def main() -> int:
     from segmenter.config import Rules
     from segmenter.engine import Segmenter
     from streams.app import partitioner_for
-    from streams.batch import BatchPath, routed_value
+    from streams.batch import BatchPath
     from streams.processor import Processor
     from streams.runtime import tune_gc
     from streams.sequencer import Record, Sequencer, TpView
@@ -102,11 +102,8 @@ def main() -> int:
             for res in handled.results:
                 for c in res.changes:
                     c.to_json()
-                for m, mid in zip(res.routed, res.routed_ids, strict=True):
-                    routed_value(m, mid)
-                for st in res.states.values():
-                    for key, state in st.items():
-                        store[key] = state.to_bytes()
+                for st in res.state_values.values():  # encoded once by the processor, as the worker stores them
+                    store.update(st)
                     counts["state writes"] += len(st)
                 counts["changes"] += len(res.changes)
                 counts["routed"] += len(res.routed)

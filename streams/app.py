@@ -39,7 +39,7 @@ from faust.types import TP
 
 from segmenter.engine import Segmenter
 from streams import metrics
-from streams.batch import BatchPath, Handled, routed_value
+from streams.batch import BatchPath, Handled
 from streams.consumer import batch_consumer_class
 from streams.logs import dead_letter_fields
 from streams.outbox import Outbox, default_partition
@@ -356,11 +356,6 @@ def _polled_at(consumer: Any, topic: str, partition: int) -> int | None:
     return stamp
 
 
-def _backlogged(consumer: Any, topics: tuple[str, ...], partition: int, last: dict[tuple[str, int], int]) -> bool:
-    """Whether any of ``topics`` is known to have records of ``partition`` this worker has not read yet."""
-    return any(_caught_up(consumer, t, partition, last.get((t, partition))) is False for t in topics)
-
-
 def _owned_partitions(worker: Worker) -> set[int]:
     ticks = worker.settings.topics.ticks
     return {tp.partition for tp in worker.app.assignor.assigned_actives() if tp.topic == ticks}
@@ -392,7 +387,7 @@ def _views(worker: Worker, partitions: set[int]) -> dict[tuple[str, int], TpView
     last = worker.sequencer.last_offset
     out = {}
     for p in partitions:
-        for topic in (*t.inputs(), t.routing, t.ticks):
+        for topic in (*t.inputs(), t.routing):  # (the ticks topic orders nothing)
             out[(topic, p)] = TpView(
                 _caught_up(consumer, topic, p, last.get((topic, p))), _polled_at(consumer, topic, p)
             )
@@ -450,9 +445,9 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
         return
     routing = worker.settings.topics.routing
     writes = [
-        (_Anchor(routing, p), p, [(key.encode(), state.to_bytes()) for key, state in states.items()])
+        (_Anchor(routing, p), p, [(key.encode(), value) for key, value in states.items()])
         for res in handled.results
-        for p, states in res.states.items()
+        for p, states in res.state_values.items()
     ]
     try:
         delivered = await _publish(worker, handled)
@@ -571,9 +566,9 @@ async def _publish(worker: Worker, handled: Handled) -> Callable[[], Awaitable[N
         for change in res.changes:
             key = change.key.encode()
             add(t.changes, to_changes(key), key, change.to_json())
-        for msg, mid in zip(res.routed, res.routed_ids, strict=True):
+        for msg, value in zip(res.routed, res.routed_values, strict=True):
             key = msg.key.encode()
-            add(t.routing, to_routing(key), key, routed_value(msg, mid))
+            add(t.routing, to_routing(key), key, value)
     for q, value in handled.markers:
         add(t.routing, q, b"progress", value)
     acknowledged = await outbox.dispatch()

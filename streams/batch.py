@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import orjson
-
-from segmenter.routing import LINK, Routed
+from segmenter.routing import LINK
 from streams.processor import BatchResult, Processor
 from streams.sequencer import Frontier, Record, Sequencer, TpView, marker
 
@@ -47,6 +45,7 @@ class BatchPath:
         self.wall_every_ms = wall_every_ms
         self._sent: dict[int, Frontier] = {}  # source partition -> frontiers last published
         self._sent_at: dict[int, int] = {}
+        self._held_back = False  # a marker that orders records was due but too soon after the last
 
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
         self.sequencer.assign(partitions, now_ms)
@@ -63,6 +62,7 @@ class BatchPath:
         self.sequencer.forget(set(self.sequencer.parts))
         self._sent.clear()
         self._sent_at.clear()
+        self._held_back = False
 
     def handle(
         self,
@@ -103,10 +103,12 @@ class BatchPath:
         if deadlines:
             out.results.append(proc.process([], load, load_in=load_in, deadlines=deadlines))
         remote = [q for q in range(seq.n) if q not in owned]
+        self._held_back = False
         if remote:
             for s, f in frontiers.items():
                 sent, at = self._sent.get(s), self._sent_at.get(s, -(2**62))
                 if not self._due(sent, f, now_ms - at):
+                    self._held_back = self._held_back or sent is None or sent[:2] != f[:2]
                     continue
                 self._sent[s], self._sent_at[s] = f, now_ms
                 value = marker(s, f)
@@ -124,14 +126,8 @@ class BatchPath:
         return sent[2:] != f[2:] and since_ms >= self.wall_every_ms
 
     def markers_pending(self) -> bool:
-        """Whether a marker that orders records is held back (the loop should run again soon)."""
-        seq = self.sequencer
-        if len(seq.parts) == seq.n:
-            return False
-        frontiers = seq.frontiers()
-        return any((sent := self._sent.get(s)) is None or sent[:2] != f[:2] for s, f in frontiers.items())
+        """Whether the last call held back a marker that orders records (the loop should run again soon).
 
-
-def routed_value(msg: Routed, mid: str) -> bytes:
-    """The routing topic's value of a routed message with its id (its in-process copy is known by it)."""
-    return orjson.dumps({"key": msg.key, "kind": msg.kind, "body": msg.body, "id": mid})
+        Frontiers change only inside :meth:`handle`, so its last answer stands until the next call.
+        """
+        return self._held_back

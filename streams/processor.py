@@ -59,6 +59,8 @@ class BatchResult:
     changes: list[Change] = field(default_factory=list)
     routed: list[Routed] = field(default_factory=list)
     routed_ids: list[str] = field(default_factory=list)  # the id of each routed message (same order)
+    routed_values: list[bytes] = field(default_factory=list)  # their wire form (routing topic values)
+    state_values: dict[int, dict[str, bytes]] = field(default_factory=dict)  # states, encoded for the store
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, DeadLetter JSON)
     states: dict[int, dict[str, CustomerState]] = field(default_factory=dict)  # partition -> key -> state
     events_by_type: dict[str, int] = field(default_factory=dict)
@@ -78,10 +80,6 @@ def tick_message(watermark_ms: int, *, wall: bool = False) -> bytes:
     time passing), so how late a deadline fires is meaningful in wall-clock terms.
     """
     return orjson.dumps({"watermark_ms": watermark_ms, "wall": True} if wall else {"watermark_ms": watermark_ms})
-
-
-NUDGE = orjson.dumps({"nudge": True})
-"""A tick that advances nothing: it wakes the batch loop of a partition whose merger holds records."""
 
 
 def _dead_letter(rec: Record, stage: str, reason: str) -> tuple[bytes | None, bytes]:
@@ -153,15 +151,17 @@ def _encode_outputs(
         good[key] = res.states[p][key].to_bytes()
 
 
+def routed_value(msg: Routed, mid: str) -> bytes:
+    """The routing topic's value of a routed message with its id (its in-process copy is known by it)."""
+    return orjson.dumps({"key": msg.key, "kind": msg.kind, "body": msg.body, "id": mid})
+
+
 def _encode_batch(res: BatchResult) -> None:
-    """Encode every output of a batch as publishing, the Redis write and the store will (the fast pass)."""
+    """Encode every output of a batch once, as publishing, the Redis write and the store take them."""
     for change in res.changes:
         change.to_json()  # kept: publishing takes these bytes
-    for msg in res.routed:
-        msg.to_json()
-    for states in res.states.values():
-        for state in states.values():
-            state.to_bytes()
+    res.routed_values = [routed_value(msg, mid) for msg, mid in zip(res.routed, res.routed_ids, strict=True)]
+    res.state_values = {p: {k: s.to_bytes() for k, s in states.items()} for p, states in res.states.items()}
 
 
 def _reason_class(reason: str) -> str:
@@ -439,12 +439,14 @@ class Processor:
         for p, until in (deadlines or {}).items():
             current[0] = p
             self._fire(p, until, state_of, absorb, res, now_wall)
-        if not careful:
-            try:
-                _encode_batch(res)
-            except Exception:  # noqa: BLE001  found again, record by record, by the careful pass
-                give_up()
-                return None
+        if careful:
+            _encode_batch(res)  # each record's outputs encoded already: these do too
+            return res
+        try:
+            _encode_batch(res)
+        except Exception:  # noqa: BLE001  found again, record by record, by the careful pass
+            give_up()
+            return None
         return res
 
     def _dead_letter_failure(self, rec: Record, exc: Exception, res: BatchResult) -> None:

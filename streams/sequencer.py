@@ -38,7 +38,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +77,6 @@ class Record:
     timestamp_ms: int | None = None
     event: object | None = None
     time_ms: int | None = None
-    received: float = -math.inf
     routed: Routed | None = None
     mid: str | None = None
     duplicate: bool = False

@@ -72,21 +72,22 @@ async def _catch_up(settings: Any, lines: list[bytes], tmp_path: Path, *, kills:
             w.stop()
 
 
-async def test_a_backlog_with_logins_and_two_kills_equals_replay(services: tuple[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("seed", "people", "days", "workers", "kills"),
+    [
+        pytest.param(2026, 600, 90, 1, 2, id="16k-events-one-worker-two-kills"),
+        # two workers from the start (one killed once): the partitions' progress crosses workers as markers
+        # on the routing topic. Smaller set: across workers the catch-up advances a marker round trip at a
+        # time where logins and anonymous visits alternate (README, "Ordering model")
+        pytest.param(77, 80, 60, 2, 1, id="2k-events-two-workers-one-kill"),
+    ],
+)
+async def test_a_backlog_with_logins_equals_replay(
+    services: tuple[str, str], tmp_path: Path, seed: int, people: int, days: int, workers: int, kills: int
+) -> None:
     # the worker's defaults: wall-clock advance of idle partitions on, 8 partitions, 30 ms grace, 5 s ticks
     settings = settings_for(*services, idle_wallclock_advance=True, partitions=8, tick_interval_seconds=5)
-    lines = generate(2026, people=600, days=90)
+    lines = generate(seed, people=people, days=days)
     expected = replay_expected(lines)
-    await _catch_up(settings, lines, tmp_path, kills=2, workers=1)
-    _assert_equals_replay(expected, await changes_of(settings), len(lines))
-
-
-async def test_two_workers_catch_up_a_backlog_with_logins_as_replay(services: tuple[str, str], tmp_path: Path) -> None:
-    # two workers share the partitions from the start (one killed once): the partitions' progress crosses
-    # workers as markers on the routing topic. Smaller set: across workers the catch-up advances a marker
-    # round trip at a time where logins and anonymous visits alternate (README, "Ordering model")
-    settings = settings_for(*services, idle_wallclock_advance=True, partitions=8, tick_interval_seconds=5)
-    lines = generate(77, people=80, days=60)
-    expected = replay_expected(lines)
-    await _catch_up(settings, lines, tmp_path, kills=1, workers=2)
+    await _catch_up(settings, lines, tmp_path, kills=kills, workers=workers)
     _assert_equals_replay(expected, await changes_of(settings), len(lines))

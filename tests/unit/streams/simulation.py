@@ -22,7 +22,7 @@ import orjson
 
 from schemas.events import parse_event
 from segmenter.engine import Engine, Segmenter
-from streams.batch import BatchPath, routed_value
+from streams.batch import BatchPath
 from streams.commands.produce import route
 from streams.outbox import default_partition
 from streams.processor import Processor
@@ -119,16 +119,16 @@ class SimWorker:
         for res in handled.results:
             for change in res.changes:
                 sim.out.append(change.to_dict())
-            for msg, mid in zip(res.routed, res.routed_ids, strict=True):
+            for msg, value in zip(res.routed, res.routed_values, strict=True):
                 key = msg.key.encode()
-                sim.log.append(TOPICS.routing, self.path.processor.partitioner(msg.key), key, routed_value(msg, mid))
+                sim.log.append(TOPICS.routing, self.path.processor.partitioner(msg.key), key, value)
             sim.dead.extend(res.dead_letters)
         for q, value in handled.markers:
             sim.log.append(TOPICS.routing, q, b"progress", value)
         sim.maybe_crash(rng, self, "after publish")
         for res in handled.results:
-            for p, states in res.states.items():
-                sim.store.setdefault(p, {}).update((k, s.to_bytes()) for k, s in states.items())
+            for p, states in res.state_values.items():
+                sim.store.setdefault(p, {}).update(states)
         sim.maybe_crash(rng, self, "after store")
         seq = self.path.sequencer
         seq.mark_done(handled.released, self.batch)

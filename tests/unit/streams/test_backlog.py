@@ -1,10 +1,10 @@
-"""A partition with unread input is not idle (its watermark must not jump to the wall clock)."""
+"""What a fetch says of a topic-partition: read to its end, records known waiting, or not known."""
 
 from __future__ import annotations
 
 from faust.types import TP
 
-from streams.app import _backlogged, _caught_up
+from streams.app import _caught_up
 
 TOPICS = ("views", "carts", "orders")
 
@@ -23,14 +23,12 @@ class FakeConsumer:
 def test_records_known_to_be_waiting_make_a_backlog() -> None:
     consumer = FakeConsumer({TP("views", 0): 10, TP("carts", 0): 0, TP("orders", 0): 3})
     assert _caught_up(consumer, "views", 0, 7) is False  # offsets 8 and 9 not received yet
-    assert _backlogged(consumer, TOPICS, 0, {("views", 0): 7, ("orders", 0): 2})
 
 
 def test_caught_up_when_every_topic_is_read_to_its_end() -> None:
     consumer = FakeConsumer({TP("views", 0): 10, TP("carts", 0): 0, TP("orders", 0): 3})
     last = {("views", 0): 9, ("orders", 0): 2}  # carts/0 is empty: nothing to read
     assert all(_caught_up(consumer, t, 0, last.get((t, 0))) is True for t in TOPICS)
-    assert not _backlogged(consumer, TOPICS, 0, last)
 
 
 def test_unknown_is_neither_caught_up_nor_a_backlog() -> None:
@@ -38,11 +36,10 @@ def test_unknown_is_neither_caught_up_nor_a_backlog() -> None:
     consumer = FakeConsumer({TP("views", 0): 10, TP("carts", 0): 0})
     assert _caught_up(consumer, "orders", 0, None) is None
     assert _caught_up(consumer, "views", 0, 8) is None
-    assert not _backlogged(consumer, TOPICS, 0, {("views", 0): 8})
 
 
 def test_nothing_read_yet_the_group_commit_is_the_position() -> None:
     high = {TP(t, 1): 5 for t in TOPICS}
-    assert not _backlogged(FakeConsumer(high, {TP(t, 1): 5 for t in TOPICS}), TOPICS, 1, {})
-    assert _backlogged(FakeConsumer(high, {TP(t, 1): 2 for t in TOPICS}), TOPICS, 1, {})
+    assert _caught_up(FakeConsumer(high, {TP(t, 1): 5 for t in TOPICS}), "views", 1, None) is True
+    assert _caught_up(FakeConsumer(high, {TP(t, 1): 2 for t in TOPICS}), "views", 1, None) is False
     assert _caught_up(FakeConsumer(high), "views", 1, None) is None  # no commit: position not known

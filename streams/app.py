@@ -222,9 +222,11 @@ def create_worker(
         # the batch lock: a revocation waits for a batch in progress (and the store it starts)
         async with worker.batch_lock:
             consumer: Any = app.consumer
-            if not consumer.flow_active or not worker.restored():
-                # a rebalance began while we waited, or the table is still being restored: read them again
-                await consumer.rewind(batch)
+            stale = batch and consumer.batch_generation != app.consumer_generation_id
+            if stale or not consumer.flow_active or not worker.restored():
+                # a rebalance began or ended while we waited (its revocation forgot what was held), or the
+                # table is still being restored: read them again
+                await consumer.dropped(batch)
                 return
             worker.last_batch = time.monotonic()
             await run_batch(

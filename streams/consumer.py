@@ -55,6 +55,10 @@ class BatchConsumer(FaustAIOKafkaConsumer):
     fetch_min_bytes: int | None = None
     fetch_max_wait_ms: int | None = None
     restored: int = 0  # changelog records written by the bulk restore (the shell resets it per assignment)
+    # the generation whose positions the batch topics were re-synced to (see resync); and the generation a
+    # batch handed to the handler was fetched in (a handler that waited through a rebalance drops it)
+    synced_generation: int | None = None
+    batch_generation: int | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
@@ -98,6 +102,26 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             except Exception as exc:  # noqa: BLE001 - a rebalance took them meanwhile: their next owner reads them
                 self.log.info("rewinding %d partition(s) after a dropped fetch failed: %r", len(wanted), exc)
 
+    async def resync(self) -> None:
+        """After a rebalance: every assigned partition of the batch topics back to its commit, or its start.
+
+        The handler forgets what it held when partitions are revoked, so every partition it keeps must be
+        read again from the first record not committed. Faust seeks to the committed offsets, but aiokafka's
+        ``seek_to_committed`` skips a partition with nothing committed (offset 0 or none): its position
+        stayed past the records held and forgotten, which were then never read (seen: a second worker
+        joining a fresh group lost the first cart adds of the partitions the first one kept).
+        """
+        assigned = self.assignment()
+        wanted = resync_offsets([tp for tp in assigned if tp.topic in self.batch_topics], self._committed_offset.get)
+        if wanted:
+            await self.seek_wait({_aiokafka_tp(tp): offset for tp, offset in wanted.items()})
+
+    def dropped(self, records: list[Any]) -> Awaitable[None]:
+        """A batch the handler did not take: read it again (a rebalance since its fetch: the resync does)."""
+        if self.batch_generation != self.app.consumer_generation_id:
+            return asyncio.sleep(0)  # positions of the new generation come from the resync, never from here
+        return self.rewind(records)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
         handler = self.handler
         if handler is None:
@@ -128,10 +152,18 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                     await self.rewind(rec for recs in records.values() for rec in recs)
                     continue
                 generation = self.app.consumer_generation_id
+                resynced = generation != self.synced_generation
+                if resynced:
+                    # the first fetch of a new generation may predate the seeks: its batch-topic records are
+                    # dropped and read again from where the resync puts them (changelog records go on)
+                    await self.resync()
+                    self.synced_generation = generation
                 batch: list[Any] = []
                 others: list[tuple[TP, Any]] = []
                 inactive: list[Any] = []
                 for tp, recs in records.items():
+                    if resynced and tp.topic in batch_topics:
+                        continue
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         inactive.extend(recs)  # paused meanwhile: read again once resumed
                         continue
@@ -155,11 +187,13 @@ class BatchConsumer(FaustAIOKafkaConsumer):
                     await self.rewind(inactive)
                 if others:
                     await self._deliver_others(others, callback)
-                if self.app.consumer_generation_id != generation or not self.flow_active:
-                    # a rebalance or a recovery began: read the batch again (from the commits, or from here)
-                    await self.rewind(batch)
+                if self.app.consumer_generation_id != generation:
+                    continue  # a rebalance meanwhile: the next generation's resync reads it again
+                if not self.flow_active:
+                    await self.rewind(batch)  # a recovery began: read the batch again from here
                     continue
                 if batch:
+                    self.batch_generation = generation
                     await handler(batch)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
@@ -211,6 +245,14 @@ class BatchConsumer(FaustAIOKafkaConsumer):
             recovery.flush_buffers()
             recovery._set_recovery_ended()
             recovery.signal_recovery_end.set()
+
+
+def resync_offsets(partitions: Iterable[TP], committed: Callable[[TP], int | None]) -> dict[TP, int]:
+    """Where each partition is read from after a rebalance: its committed offset, or 0 if none.
+
+    (0 is below any retained log start too: the reset policy, earliest, then picks the first record.)
+    """
+    return {tp: committed(tp) or 0 for tp in partitions}
 
 
 def _aiokafka_tp(tp: TP) -> TopicPartition:

@@ -177,7 +177,7 @@ class Sequencer:
         partitions: int,
         partitioner: Callable[[str], int],
         *,
-        grace_ms: int = 30,
+        grace_ms: int = 150,
         wallclock: bool = True,
     ) -> None:
         self.inputs = tuple(input_topics)

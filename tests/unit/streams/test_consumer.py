@@ -92,3 +92,38 @@ def test_a_dropped_fetch_is_read_again_from_its_first_record(consumer: Any, monk
     assert sought == [{TP("orders", 3): 4, TP("views", 3): 9}]  # carts-1 is not ours any more
     asyncio.run(consumer.rewind([]))
     assert len(sought) == 1
+
+
+def test_after_a_rebalance_every_batch_partition_goes_back_to_its_commit_or_its_start(
+    consumer: Any, monkeypatch: Any
+) -> None:
+    # the handler forgot what it held at the revocation; aiokafka's seek_to_committed leaves a partition
+    # with nothing committed where it was, past those records (seen: a second worker joining a fresh group)
+    sought: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        sought.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP("in", 0), TP("in", 1), TP("changelog", 0)})
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setitem(consumer._committed_offset, TP("in", 0), 7)
+    monkeypatch.setitem(consumer._committed_offset, TP("in", 1), None)
+    asyncio.run(consumer.resync())
+    assert sought == [{TP("in", 0): 7, TP("in", 1): 0}]  # (the changelog is Faust's recovery's to position)
+
+
+def test_a_batch_dropped_across_a_rebalance_is_left_to_the_resync(consumer: Any, monkeypatch: Any) -> None:
+    rewound: list[list[Any]] = []
+
+    async def rewind(records: Any) -> None:
+        rewound.append(list(records))
+
+    monkeypatch.setattr(consumer, "rewind", rewind)
+    batch = [SimpleNamespace(topic="in", partition=0, offset=12)]
+    monkeypatch.setattr(consumer, "batch_generation", consumer.app.consumer_generation_id)
+    asyncio.run(consumer.dropped(batch))  # same generation (a recovery, a pause): read again from here
+    assert rewound == [batch]
+    # fetched in an older generation: seeking to its first record could skip records held and forgotten
+    monkeypatch.setattr(consumer, "batch_generation", consumer.app.consumer_generation_id - 1)
+    asyncio.run(consumer.dropped(batch))
+    assert rewound == [batch]

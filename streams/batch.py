@@ -73,8 +73,20 @@ class BatchPath:
         now_ms: int,
     ) -> Handled:
         seq, proc = self.sequencer, self.processor
+        # a round that undoes a failed record reloads its keys: as the earlier rounds of this fetch left
+        # them (stored only after the last round), not as the store has them
+        rounds: dict[str, bytes] = {}
+
+        def load_now(key: str) -> bytes | None:
+            value = rounds.get(key)
+            return value if value is not None else load(key)
+
+        def load_in_now(p: int) -> Loader:
+            inner = load_in(p)
+            return lambda key: rounds.get(key) or inner(key)
+
         seq.now_ms = now_ms
-        seq.peek = lambda key, p: proc.peek(key, load_in(p))
+        seq.peek = lambda key, p: proc.peek(key, load_in_now(p))
         for rec in records:
             seq.add(rec)
         seq.observe(views, now_ms)
@@ -84,7 +96,9 @@ class BatchPath:
             ready = seq.release()
             if not ready:
                 break
-            res = proc.process(ready, load, load_in=load_in)
+            res = proc.process(ready, load_now, load_in=load_in_now)
+            for values in res.state_values.values():
+                rounds.update(values)
             out.results.append(res)
             out.released.extend(ready)
             for msg, mid in zip(res.routed, res.routed_ids, strict=True):
@@ -101,7 +115,7 @@ class BatchPath:
             if bound is not None and proc.due_after(p, bound):
                 deadlines[p] = bound
         if deadlines:
-            out.results.append(proc.process([], load, load_in=load_in, deadlines=deadlines))
+            out.results.append(proc.process([], load_now, load_in=load_in_now, deadlines=deadlines))
         remote = [q for q in range(seq.n) if q not in owned]
         self._held_back = False
         if remote:

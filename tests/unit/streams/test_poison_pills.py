@@ -31,7 +31,9 @@ from segmenter.engine import Engine, Outcome, Segmenter
 from segmenter.replay import ReplayStats, replay
 from segmenter.state import CustomerState
 from streams import processor as processor_module
+from streams.batch import BatchPath
 from streams.processor import Processor, Record
+from streams.sequencer import Sequencer, TpView
 from streams.store import prepare
 from tests.unit.streams.fake_table import Table
 
@@ -383,3 +385,49 @@ def test_bytes_that_are_not_an_event_keep_the_batch_on_the_fast_pass(monkeypatch
     monkeypatch.setattr(proc, "segmenter", _Raising())
     proc.process([_view(5, 2), _view(6, 3, event_id="bad")], Table().load)
     assert len(calls) == 1  # the good record before it, encoded on its own
+
+
+@pytest.mark.parametrize("core", [_Raising, _UnencodableState], ids=["core", "state"])
+def test_a_failure_in_a_later_round_of_one_fetch_keeps_what_earlier_rounds_did(core: type[Segmenter]) -> None:
+    # a fetch is released in rounds (a linked visitor's event forwarded in-process releases the customer's
+    # next events) and stored after the last round: undoing a record of a later round goes back to the key's
+    # state after the earlier rounds, not to the stored one
+    partition_of = {"c1": 0, "a1": 1}.__getitem__
+
+    def event(n: int, minute: int, key: str, **kw: Any) -> Record:
+        body = {**VIEW, "event_id": f"e{n}", "occurred_at": f"2024-01-01T00:{minute:02d}:00Z", **kw}
+        body = {k: v for k, v in body.items() if v is not None}
+        return Record(PAGES, partition_of(key), n, key.encode(), json.dumps(body).encode())
+
+    def page_views(bad: bool) -> int:
+        seg = core() if bad else Segmenter()
+        proc = Processor(seg, partition_of, input_topics=(PAGES,), routing_topic="r", ticks_topic="t")
+        path = BatchPath(Sequencer((PAGES,), "r", 2, partition_of, grace_ms=30), proc)
+        path.assign([0, 1], 0)
+        store: dict[str, bytes] = {}
+        for i, records in enumerate(fetches(bad), start=1):
+            now = 10**13 + i * 1000  # each fetch a second after the last (what it vouches for moves on)
+            views = {(t, p): TpView(True, now) for t in (PAGES, "r", "t") for p in (0, 1)}
+            handled = path.handle(records, views, store.get, lambda _p: store.get, now)
+            if records and records[0].offset == 2:
+                assert len(handled.results) > 2  # the bad record is in a later round than c1's first event
+            for res in handled.results:  # stored as the worker stores them: the bytes each round encoded
+                for values in res.state_values.values():
+                    store.update(values)
+        return CustomerState.from_bytes(store["c1"]).page_views
+
+    def fetches(bad: bool) -> list[list[Record]]:
+        visitor = {"customer_id": None, "anonymous_id": "a1"}
+        return [
+            [event(1, 0, "c1", anonymous_id="a1", event_id="login")],
+            [
+                event(2, 10, "c1", product_id="p2"),
+                event(3, 11, "a1", product_id="p3", **visitor),
+                event(4, 12, "c1", product_id="p4", event_id="bad" if bad else "e4"),
+                event(5, 13, "c1", product_id="p5"),
+                event(6, 14, "a1", product_id="p6", **visitor),
+            ],
+            [],
+        ]
+
+    assert page_views(bad=True) == page_views(bad=False) - 1

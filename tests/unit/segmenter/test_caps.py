@@ -6,11 +6,9 @@ forgot, and the answer changed. The metrics keep what each rule needs, bounded b
 
 from __future__ import annotations
 
-import pytest
 from journeys import BASE, DAY, MIN, cart_add, cart_remove, line, order_placed, order_returned, page_view, run, view
 
 
-@pytest.mark.xfail(strict=True, reason="v1 caps: fixed by the metric library")
 def test_eighty_small_orders_in_a_year_make_a_best_customer() -> None:
     # 80 orders of 7.00 within a year: 560 spent (v1 summed the last 64: 448, never best)
     events = [order_placed(int(i * 4.5 * DAY), value=7.0, eid=f"o{i}") for i in range(80)]
@@ -23,7 +21,6 @@ def test_eighty_small_orders_in_a_year_make_a_best_customer() -> None:
     assert last["best_customer"][1]["spend"] == 560.0
 
 
-@pytest.mark.xfail(strict=True, reason="v1 caps: fixed by the metric library")
 def test_a_product_first_seen_days_ago_is_no_impulse_after_128_other_products() -> None:
     events = [
         view(0, "p", session="s1"),
@@ -38,7 +35,6 @@ def test_a_product_first_seen_days_ago_is_no_impulse_after_128_other_products() 
     assert moment.evidence["impulse_products"] == ["q"]  # v1: ["p", "q"]
 
 
-@pytest.mark.xfail(strict=True, reason="v1 caps: fixed by the metric library")
 def test_forty_adds_and_eleven_removes_are_not_hesitant() -> None:
     adds = [cart_add(i * MIN, f"p{i}") for i in range(40)]
     removes = [cart_remove((40 + i) * MIN, f"p{i}") for i in range(11)]
@@ -50,7 +46,6 @@ def test_forty_adds_and_eleven_removes_are_not_hesitant() -> None:
     assert figures is None or figures[1]["cart_adds"] == 40
 
 
-@pytest.mark.xfail(strict=True, reason="v1 caps: fixed by the metric library")
 def test_a_duplicate_after_128_other_events_changes_nothing() -> None:
     first = order_returned(DAY, "o1", refund_total=10.0, eid="r1")
     events = [

@@ -209,7 +209,7 @@ def _returned_share_90d(s: CustomerState, t: int, c: Ctx) -> Value:
 def _last_orders(flag: int, n: Callable[[Rules], int]) -> Callable[[CustomerState, int, Ctx], Value]:
     def value(s: CustomerState, t: int, c: Ctx) -> Value:
         placed = [o for o in s.orders if not o[O_CANCELLED]]
-        return sum(o[flag] for o in placed[-n(c.rules) :])
+        return int(sum(o[flag] for o in placed[-n(c.rules) :]))
 
     return value
 

@@ -21,6 +21,16 @@ from schemas.events import (
     PageView,
 )
 from segmenter.config import Rules
+from segmenter.metrics.kept import (
+    add_seen_product,
+    compact,
+    insert_by_time,
+    product_code,
+    prune_before,
+    seen_product,
+    union_event_ids,
+    union_seen,
+)
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     F_AFTER_SEARCH,
@@ -29,7 +39,11 @@ from segmenter.state import (
     F_T,
     O_CANCELLED,
     O_CURRENCY,
+    O_DISC,
+    O_FULL,
     O_ID,
+    O_T,
+    O_UNITS,
     O_VALUE,
     V_CATEGORY,
     V_PRODUCT,
@@ -129,9 +143,13 @@ def _cart(s: CustomerState, e: CartAdd | CartRemove, t: int, c: Ctx) -> None:
             s.cart_active_ms = None
         elif s.cart_active_ms is None or t > s.cart_active_ms:
             s.cart_active_ms = t
-    # the add or remove still counts for hesitant, at its own time (a late one too)
-    _insert_by_time(s.cart_events, [t, 1 if add else -1])
-    cap(s.cart_events, c.rules.max_cart_events_kept)
+    # the add or remove still counts for hesitant, at its own time (a late one too); what has left the
+    # window as of the clock can count no more (memberships are never evaluated before it)
+    if add:
+        s.cart_adds_total += 1
+    insert_by_time(s.cart_events, [t, 1, 0] if add else [t, 0, 1])
+    prune_before(s.cart_events, s.clock_ms - c.hesitant_ms)
+    compact(s.cart_events, c.rules.max_cart_events_kept)
 
 
 def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
@@ -156,21 +174,72 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
         if pid not in s.session_products and len(s.session_products) <= r.directed_max_products:
             s.session_products.append(pid)
         if pid not in s.first_views:
-            s.first_views[pid] = [
-                t,
-                s.sessions,
-                1 if s.last_page_type == "search" else 0,
-                1 if s.session_browse_pages > 0 else 0,
-            ]
-            cap_dict(s.first_views, r.max_first_views_kept)
+            code = product_code(pid)
+            if not seen_product(s.seen_products, code):
+                s.seen_products = add_seen_product(s.seen_products, code, r.max_products_exact)
+                s.first_views[pid] = [
+                    t,
+                    s.sessions,
+                    1 if s.last_page_type == "search" else 0,
+                    1 if s.session_browse_pages > 0 else 0,
+                ]
+                prune_first_views(s, c)
         # by time, a late view too: windows and "the last 20 views" are of event time, not arrival
-        _insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
+        insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
         cap(s.recent_views, r.max_product_views_kept)
-        _insert_by_time(s.fan_views, [t, e.category])
+        insert_by_time(s.fan_views, [t, e.category])
         cap(s.fan_views, r.fan_last_views)
     if e.page_type in BROWSE_PAGES:
         s.session_browse_pages += 1
     s.last_page_type = e.page_type
+
+
+def prune_first_views(s: CustomerState, c: Ctx) -> None:
+    """Forget the first-view times no order can be an impulse buy of any more (the product stays seen).
+
+    An order at or after the latest event is an impulse buy of a first view at most ``impulse_ms`` before
+    it, so a first view older than that before the latest event can no longer be one; the hard bound
+    ``max_first_views_kept`` takes the oldest first (a product stays known as seen: an order can miss an
+    impulse_buy, never count a product seen before).
+    """
+    horizon = s.last_event_ms - c.impulse_ms
+    first_views = s.first_views
+    old = [pid for pid, fv in first_views.items() if fv[F_T] < horizon]
+    for pid in old:
+        del first_views[pid]
+    extra = len(first_views) - c.rules.max_first_views_kept
+    if extra > 0:
+        for pid in sorted(first_views, key=lambda p: first_views[p][F_T])[:extra]:
+            del first_views[pid]
+
+
+def keep_orders(s: CustomerState, c: Ctx) -> None:
+    """Bound the order log to the latest ``max_orders_kept``; an order it drops that is still inside a
+    window goes to ``order_window`` (one entry each; past ``max_order_window_entries``, one per day)."""
+    extra = len(s.orders) - c.rules.max_orders_kept
+    window = s.order_window
+    if extra > 0:
+        horizon = s.clock_ms - c.order_keep_ms
+        for o in s.orders[:extra]:
+            if o[O_T] <= horizon:
+                continue
+            placed = not o[O_CANCELLED]
+            entry: list[Any] = [
+                o[O_T],
+                1 if placed else 0,
+                o[O_VALUE] if placed else 0.0,
+                o[O_UNITS] if placed else 0,
+                o[O_FULL] if placed else 0,
+                o[O_DISC] if placed else 0,
+                o[O_VALUE],
+            ]
+            if placed and len(o) > O_CURRENCY:
+                entry.append({o[O_CURRENCY]: 1})
+            insert_by_time(window, entry)
+        del s.orders[:extra]
+    if window:
+        prune_before(window, s.clock_ms - c.order_keep_ms)
+        compact(window, c.rules.max_order_window_entries)
 
 
 def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
@@ -237,8 +306,8 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     ]
     if e.currency != r.shop_currency:
         record.append(e.currency)
-    _insert_by_time(s.orders, record)
-    cap(s.orders, r.max_orders_kept)
+    insert_by_time(s.orders, record)
+    keep_orders(s, c)
     s.orders_total += 1
     if s.first_order_ms is None or t < s.first_order_ms:
         s.first_order_ms = t  # a late order may be the first one
@@ -270,13 +339,6 @@ def _in_shop_currency(value: float, currency: str, r: Rules) -> float:
     return value * rate if rate is not None else 0.0
 
 
-def _insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
-    i = len(records)
-    while i > 0 and records[i - 1][0] > record[0]:
-        i -= 1
-    records.insert(i, record)
-
-
 def _return(s: CustomerState, e: OrderCancelled | OrderReturned, t: int, c: Ctx) -> None:
     order = next((o for o in s.orders if o[O_ID] == e.order_id), None)
     if order is not None and order[O_CANCELLED]:
@@ -293,7 +355,7 @@ def _return(s: CustomerState, e: OrderCancelled | OrderReturned, t: int, c: Ctx)
         if order is not None and len(order) > O_CURRENCY:
             value = _in_shop_currency(value, order[O_CURRENCY], c.rules)  # refunded in the order's currency
     # by time, a late one too: its window starts at its own time and the deadlines take the earliest first
-    _insert_by_time(s.returns, [t, value, e.order_id])
+    insert_by_time(s.returns, [t, value, e.order_id])
     cap(s.returns, c.rules.max_returns_kept)
 
 
@@ -328,6 +390,20 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
     into.page_views += other.page_views
     into.product_views += other.product_views
     into.sessions += other.sessions
+    # first views pruned by time are still seen: a kept first view of one side is no first view when the
+    # other side saw the product before its own kept ones (their times are older than any kept record)
+    horizon = other.last_event_ms - c.impulse_ms
+    for pid in [
+        p
+        for p, fv in into.first_views.items()
+        if p not in other.first_views and fv[F_T] >= horizon and seen_product(other.seen_products, product_code(p))
+    ]:
+        del into.first_views[pid]
+    theirs = {
+        pid: fv
+        for pid, fv in other.first_views.items()
+        if pid in into.first_views or not seen_product(into.seen_products, product_code(pid))
+    }
     if other.session_last_ms >= into.session_last_ms:
         # the visitor's session is the current one (a login in mid-session): carry it over,
         # renumbering session numbers so "same session" still matches
@@ -340,20 +416,21 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
         into.session_browse_pages = other.session_browse_pages
         into.last_page_type = other.last_page_type
         shift = into.sessions - other.sessions
-        for pid, fv in other.first_views.items():
+        for pid, fv in theirs.items():
             old = into.first_views.get(pid)
             if old is None or fv[F_T] < old[F_T]:
                 into.first_views[pid] = [fv[F_T], fv[F_SESSION] + shift, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
         # the visitor's sessions come after the customer's own, the last one current
         sign, offset = 1, shift
     else:
-        for pid, fv in other.first_views.items():
+        for pid, fv in theirs.items():
             old = into.first_views.get(pid)
             if old is None or fv[F_T] < old[F_T]:
                 into.first_views[pid] = [fv[F_T], -1, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
         # not the current session, and apart from the customer's (and an earlier visitor's) numbers
         sign, offset = -1, into.sessions - other.sessions
-    cap_dict(into.first_views, r.max_first_views_kept)
+    into.seen_products = union_seen(into.seen_products, other.seen_products, r.max_products_exact)
+    prune_first_views(into, c)
     # the visitor's views keep their sessions apart from the customer's: session 1 of a visitor is not
     # session 1 of the customer (researcher counts distinct sessions)
     visitor_views = [[v[V_T], v[V_PRODUCT], v[V_CATEGORY], sign * (v[V_SESSION] + offset)] for v in other.recent_views]
@@ -368,16 +445,21 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
     if other.cart_active_ms is not None:
         into.cart_active_ms = max(into.cart_active_ms or 0, other.cart_active_ms)
     into.cart_events = sorted(into.cart_events + other.cart_events, key=lambda v: v[0])
-    cap(into.cart_events, r.max_cart_events_kept)
+    into.cart_adds_total += other.cart_adds_total
+    prune_before(into.cart_events, into.clock_ms - c.hesitant_ms)
+    compact(into.cart_events, r.max_cart_events_kept)
     into.abandoned = sorted(into.abandoned + other.abandoned)
     cap(into.abandoned, 16)
     known = {o[O_ID] for o in into.orders}
     for o in other.orders:
         if o[O_ID] not in known:
-            _insert_by_time(into.orders, list(o))
+            insert_by_time(into.orders, list(o))
             if not o[O_CANCELLED]:
                 into.orders_total += 1
-    cap(into.orders, r.max_orders_kept)
+    for w in other.order_window:
+        into.orders_total += w[1]
+        insert_by_time(into.order_window, list(w))
+    keep_orders(into, c)
     into.returns = sorted(into.returns + other.returns, key=lambda v: v[0])
     cap(into.returns, r.max_returns_kept)
     for cat in other.ordered_categories:
@@ -395,9 +477,7 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
         into.referred_by, into.first_touch_ms = other.referred_by, other.first_touch_ms
     if other.first_order_ms is not None:
         into.first_order_ms = min(into.first_order_ms or other.first_order_ms, other.first_order_ms)
-    for eid in other.seen_ids:
-        into.seen_ids[eid] = None
-    cap_dict(into.seen_ids, r.max_event_ids_kept)
+    union_event_ids(into.seen_ids, other.seen_ids, c.dedup_ms, r.dedup_min_ids, r.max_event_ids_kept)
 
 
 __all__ = ["Moment", "abandon", "abandon_due", "fold", "merge"]

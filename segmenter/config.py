@@ -139,14 +139,64 @@ class Rules(BaseModel):
         60, gt=0, description="cart_abandoned: no order this long after the last cart activity."
     )
 
-    # bounds of the per-customer state (memory per customer stays bounded)
-    max_orders_kept: int = Field(64, ge=12, le=1024, description="Orders kept per customer for the windows.")
+    # duplicates
+    dedup_window_days: Days = Field(
+        7,
+        gt=0,
+        description="An event id seen within this long before the customer's latest event is a duplicate …",
+    )
+    dedup_min_ids: int = Field(
+        128, ge=0, le=8192, description="… and so is one of the latest this many ids, however old."
+    )
+
+    # bounds of the per-customer state (memory per customer stays bounded; see segmenter/metrics)
+    max_orders_kept: int = Field(
+        64,
+        ge=12,
+        le=1024,
+        description=(
+            "Latest orders kept with their id and facts (cancellations, returns, the last 5 / 3 orders, the "
+            "rhythm); the 365-day figures count older orders of the window too."
+        ),
+    )
+    max_order_window_entries: int = Field(
+        512,
+        ge=16,
+        le=65_536,
+        description=(
+            "Hard bound: orders of the window older than the latest max_orders_kept, one entry each; beyond it "
+            "the oldest orders of one day share an entry (leaving the window with the latest of them)."
+        ),
+    )
     max_returns_kept: int = Field(32, ge=4, le=1024, description="Returns and cancellations kept per customer.")
     max_product_views_kept: int = Field(64, ge=12, le=1024, description="Product views kept for researcher.")
     max_first_views_kept: int = Field(
-        128, ge=8, le=4096, description="Products whose first view is remembered (impulse)."
+        128,
+        ge=8,
+        le=4096,
+        description=(
+            "Hard bound: first views of the impulse window kept with their time (older ones are pruned by "
+            "time; the product stays known as seen)."
+        ),
     )
-    max_cart_events_kept: int = Field(32, ge=8, le=1024, description="Cart adds/removes kept for hesitant.")
+    max_products_exact: int = Field(
+        2048,
+        ge=16,
+        le=65_536,
+        description=(
+            "Products ever viewed kept exactly (8 bytes each); beyond, a Bloom filter of 8 KiB that can only miss "
+            "an impulse_buy, never invent one."
+        ),
+    )
+    max_cart_events_kept: int = Field(
+        1024,
+        ge=8,
+        le=65_536,
+        description=(
+            "Hard bound: cart adds/removes of the hesitant window kept one entry each; beyond it the oldest of "
+            "one day share an entry."
+        ),
+    )
     max_held_events: int = Field(
         256,
         ge=1,
@@ -154,7 +204,10 @@ class Rules(BaseModel):
         description="Events held while an anonymous history is on its way; beyond this they are applied without it.",
     )
     max_event_ids_kept: int = Field(
-        128, ge=8, le=8192, description="Latest event ids kept per customer for de-duplication."
+        4096,
+        ge=8,
+        le=65_536,
+        description="Hard bound on the event ids of the dedup window (12 bytes each); beyond it the oldest go first.",
     )
 
     @field_validator("currency_rates", mode="before")

@@ -23,11 +23,12 @@ from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.clock import DeadlineIndex
 from segmenter.config import Rules
+from segmenter.metrics.kept import add_event_id, event_code, has_event_id
 from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
 from segmenter.rules.reasons import reason
-from segmenter.state import CustomerState, cap, cap_dict
+from segmenter.state import CustomerState, cap
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 
@@ -87,15 +88,15 @@ class Segmenter:
             # this visitor was merged into a customer: the history lives there now. The ids it had and
             # forwarded are remembered here: after a second login on the device the events go to another
             # customer, who must not take a repeat of one the first customer had for new
-            if event.event_id in s.seen_ids:
+            code = event_code(event.event_id)
+            if has_event_id(s.seen_ids, code):
                 return Outcome(None)
-            s.seen_ids[event.event_id] = None
-            cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
+            self._remember(s, code, event_time_ms(event))
             return Outcome(s, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
         if s.linking is not None:
             return self._hold(s, event)
         if event.customer_id is not None and anon is not None and anon != key and anon not in s.linked_anons:
-            if event.event_id in s.seen_ids:
+            if has_event_id(s.seen_ids, event_code(event.event_id)):
                 return Outcome(None)
             # what was due before this event fires now, on the history as it stood (replay has fired it
             # already; a worker may not have, and the merge must not change what it judged)
@@ -138,14 +139,14 @@ class Segmenter:
     # -------------------------------------------------------------- internals
     def _apply(self, s: CustomerState, event: InputEvent, families: frozenset[str] | None = None) -> Outcome:
         eid = event.event_id
-        if eid in s.seen_ids:
+        code = event_code(eid)
+        if has_event_id(s.seen_ids, code):
             return Outcome(None)
         t = event_time_ms(event)
         # deadlines before the event fire first; one at the event's own instant is judged with the event
         # (an event is applied before a deadline of the same instant: no entered/exited pair at one instant)
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
-        s.seen_ids[eid] = None
-        cap_dict(s.seen_ids, self.rules.max_event_ids_kept)
+        self._remember(s, code, t)
         had_orders = s.orders_total
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
@@ -164,9 +165,14 @@ class Segmenter:
         s.due_ms = self._next_due(s, now - 1)
         return Outcome(s, changes, routed)
 
+    def _remember(self, s: CustomerState, code: str, t: int) -> None:
+        add_event_id(s.seen_ids, code, t, self.ctx.dedup_ms, self.rules.dedup_min_ids, self.rules.max_event_ids_kept)
+
     def _hold(self, s: CustomerState, event: InputEvent) -> Outcome:
         # the anonymous history is on its way: keep the order of this customer's events
-        if event.event_id in s.seen_ids or any(b["event_id"] == event.event_id for b in s.pending):
+        if has_event_id(s.seen_ids, event_code(event.event_id)) or any(
+            b["event_id"] == event.event_id for b in s.pending
+        ):
             return Outcome(None)
         if len(s.pending) >= self.rules.max_held_events:
             # the history has not come for too long: stop waiting, keep the state bounded
@@ -224,7 +230,7 @@ class Segmenter:
             changes.append(self._change(s, segment, EXITED, t, reason, {"linked_to": customer}, event.event_id))
         left = CustomerState(key, anonymous_id=key, linked_to=customer, first_seen_ms=s.first_seen_ms)
         left.last_event_ms = left.clock_ms = t
-        left.seen_ids = dict(s.seen_ids)
+        left.seen_ids = [list(b) for b in s.seen_ids]
         return Outcome(left, changes, [Routed(customer, MERGE, reply)])
 
     def _credit(self, state: CustomerState | None, key: str, body: dict[str, Any]) -> Outcome:

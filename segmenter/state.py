@@ -1,7 +1,9 @@
 """Per-customer state: bounded whatever the history length, compact on the wire.
 
-Every collection is capped (``Rules.max_*_kept`` and the rule windows), so a
-customer with 100,000 events holds no more than one with a few hundred. The
+Every collection is bounded by the rule windows (what no rule can count again
+is forgotten) and by a hard bound per structure (``Rules.max_*``, see
+:mod:`segmenter.metrics.kept`), so a customer with 100,000 events holds no
+more than one with a few hundred plus those bounds. The
 state serialises to a positional JSON array (:meth:`CustomerState.to_bytes`):
 no field names on the wire, about a few hundred bytes for a typical visitor.
 
@@ -17,8 +19,8 @@ from typing import Any
 
 import orjson
 
-FORMAT = 1
-"""Bumped when the positional layout changes; older bytes are refused loudly."""
+FORMAT = 2
+"""Bumped when the positional layout changes; bytes of format 1 are upgraded on read, others refused."""
 
 # an order: [time_ms, order_id, value, units, full_price_units, discounted_units,
 #            impulse 0/1, directed 0/1, cancelled 0/1(, currency)]
@@ -53,7 +55,8 @@ class CustomerState:
     session_products: list[str] = field(default_factory=list)  # distinct, capped
     session_browse_pages: int = 0  # product or category pages so far in the session
     last_page_type: str | None = None
-    first_views: dict[str, list[int]] = field(default_factory=dict)  # product -> F_* record, capped
+    first_views: dict[str, list[int]] = field(default_factory=dict)  # product -> F_* record, impulse window
+    seen_products: str = ""  # every product ever viewed (segmenter.metrics.kept.seen_product)
     recent_views: list[list[Any]] = field(default_factory=list)  # V_* records, capped
     fan_views: list[list[Any]] = field(default_factory=list)  # [time_ms, category], last N
     fan_units: list[list[Any]] = field(default_factory=list)  # [time_ms, category], last N units
@@ -61,12 +64,14 @@ class CustomerState:
     # carts
     cart: dict[str, int] = field(default_factory=dict)  # product -> quantity
     cart_active_ms: int | None = None  # last cart activity of a cart not yet ordered or abandoned
-    cart_events: list[list[int]] = field(default_factory=list)  # [time_ms, +1 add / -1 remove]
+    cart_events: list[list[int]] = field(default_factory=list)  # [time_ms, adds, removes], hesitant window
+    cart_adds_total: int = 0  # cart adds ever
     abandoned: list[int] = field(default_factory=list)  # times of cart_abandoned moments
 
     # orders
     orders_total: int = 0  # placed, not cancelled, ever
-    orders: list[list[Any]] = field(default_factory=list)  # O_* records, capped, time order
+    orders: list[list[Any]] = field(default_factory=list)  # O_* records, the latest ones, time order
+    order_window: list[list[Any]] = field(default_factory=list)  # W_* entries: older orders still in a window
     returns: list[list[Any]] = field(default_factory=list)  # [time_ms, value, order_id], capped
     ordered_categories: list[str] = field(default_factory=list)  # capped, for researcher
 
@@ -80,7 +85,7 @@ class CustomerState:
     linking: str | None = None  # an anonymous id whose history was asked for and has not arrived yet
     pending: list[dict[str, Any]] = field(default_factory=list)  # events held until that history arrives
 
-    seen_ids: dict[str, None] = field(default_factory=dict)  # latest event ids (ordered set)
+    seen_ids: list[list[Any]] = field(default_factory=list)  # [day, event id codes] of the dedup window
     members: dict[str, int] = field(default_factory=dict)  # segment -> since (ms)
     due_ms: int | None = None  # earliest time memberships can change without a new event
 
@@ -92,6 +97,8 @@ class CustomerState:
     def from_bytes(cls, data: bytes) -> CustomerState:
         """Inverse of :meth:`to_bytes`; raises ``ValueError`` on an unknown format."""
         values = orjson.loads(data)
+        if isinstance(values, list) and values and values[0] == 1 and len(values) == len(_FIELDS_V1) + 1:
+            return _upgrade_v1(dict(zip(_FIELDS_V1, values[1:], strict=True)))
         if not isinstance(values, list) or not values or values[0] != FORMAT:
             raise ValueError(f"customer state of an unknown format (expected version {FORMAT})")
         if len(values) != len(_FIELDS) + 1:
@@ -123,6 +130,73 @@ _FIELDS = tuple(f.name for f in fields(CustomerState))
 _values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"
+
+
+_FIELDS_V1 = tuple(
+    [
+        "key",
+        "customer_id",
+        "anonymous_id",
+        "first_seen_ms",
+        "last_event_ms",
+        "clock_ms",
+        "page_views",
+        "product_views",
+        "sessions",
+        "session_id",
+        "session_start_ms",
+        "session_last_ms",
+        "session_first_page",
+        "session_first_product",
+        "session_products",
+        "session_browse_pages",
+        "last_page_type",
+        "first_views",
+        "recent_views",
+        "fan_views",
+        "fan_units",
+        "cart",
+        "cart_active_ms",
+        "cart_events",
+        "abandoned",
+        "orders_total",
+        "orders",
+        "returns",
+        "ordered_categories",
+        "referred_by",
+        "first_touch_ms",
+        "first_order_ms",
+        "credited",
+        "linked_anons",
+        "linked_to",
+        "linking",
+        "pending",
+        "seen_ids",
+        "members",
+        "due_ms",
+    ]
+)
+
+
+def _upgrade_v1(v: dict[str, Any]) -> CustomerState:
+    """A state of format 1 (a running deployment's changelog) in today's layout.
+
+    What format 1 kept carries over: its first views become the products seen, its cart events
+    ``[t, +1/-1]`` entries ``[t, adds, removes]``, its latest event ids ids of the day of the last event
+    (kept for the dedup window from there). What it had forgotten stays forgotten.
+    """
+    from segmenter.metrics.kept import DAY_MS, add_seen_product, event_code, product_code
+
+    seen = ""
+    for pid in v["first_views"]:
+        seen = add_seen_product(seen, product_code(pid), 1 << 16)
+    v["seen_products"] = seen
+    v["cart_events"] = [[e[0], 1, 0] if e[1] > 0 else [e[0], 0, 1] for e in v["cart_events"]]
+    v["cart_adds_total"] = sum(e[1] for e in v["cart_events"])
+    v["order_window"] = []
+    ids = "".join(event_code(eid) for eid in v["seen_ids"])
+    v["seen_ids"] = [[v["last_event_ms"] // DAY_MS, ids]] if ids else []
+    return CustomerState(**v)
 
 
 def cap(items: list[Any], n: int) -> None:

@@ -24,6 +24,8 @@ class Ctx:
     impulse_ms: int
     directed_ms: int
     abandon_ms: int
+    dedup_ms: int
+    order_keep_ms: int  # the longest window an order counts in (365-day figures, 90-day dissatisfied)
 
     @classmethod
     def of(cls, rules: Rules) -> Ctx:
@@ -42,4 +44,6 @@ class Ctx:
             impulse_ms=rules.ms("impulse_max_minutes"),
             directed_ms=rules.ms("directed_max_minutes"),
             abandon_ms=rules.ms("cart_abandon_minutes"),
+            dedup_ms=rules.ms("dedup_window_days"),
+            order_keep_ms=max(rules.ms("order_window_days"), rules.ms("dissatisfied_window_days")),
         )

@@ -58,7 +58,7 @@ def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
     if idle >= c.lapsed_ms:
         return "lapsed", {"days_without_event": _days(idle), "lapsed_after_days": r.lapsed_days}
     if s.orders_total == 0:
-        adds = sum(1 for e in s.cart_events if e[1] > 0)
+        adds = s.cart_adds_total
         engaged = (
             s.sessions >= r.window_shopper_min_sessions
             or s.product_views >= r.window_shopper_min_product_views

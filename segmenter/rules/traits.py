@@ -15,6 +15,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
+from segmenter.metrics.kept import W_CURRENCIES, W_DISC, W_FULL, W_GROSS, W_N, W_T, W_UNITS, W_VALUE
 from segmenter.rules.context import Ctx
 from segmenter.state import (
     O_CANCELLED,
@@ -70,28 +71,36 @@ def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
     :func:`order_evidence` turns them into what a change shows.
     """
     orders = _window_orders(s, t, c.order_window_ms)
-    units = sum(o[O_UNITS] for o in orders)
-    ordered = sum(o[O_VALUE] for o in orders)
+    # older orders of the window than the log keeps: entries of the order window (segmenter.metrics.kept)
+    start = t - c.order_window_ms
+    older = [w for w in s.order_window if start < w[W_T] <= t] if s.order_window else []
+    n = len(orders) + sum(w[W_N] for w in older)
+    units = sum(w[W_UNITS] for w in older) + sum(o[O_UNITS] for o in orders)
+    ordered = sum([w[W_VALUE] for w in older] + [o[O_VALUE] for o in orders])
+    full = sum(w[W_FULL] for w in older) + sum(o[O_FULL] for o in orders)
+    disc = sum(w[W_DISC] for w in older) + sum(o[O_DISC] for o in orders)
     # spend is net of refunds (returns in the window of orders not cancelled; a cancelled order's value
     # is out already) and of cancellations
     refunded = 0.0
     if s.returns:
-        start = t - c.order_window_ms
         cancelled = {o[O_ID] for o in s.orders if o[O_CANCELLED]}
         refunded = sum(x[1] for x in s.returns if start < x[0] <= t and x[2] not in cancelled)
     figures = {
-        "orders": len(orders),
+        "orders": n,
         "spend": max(0.0, ordered - refunded),
         "units": units,
-        "full_price_share": sum(o[O_FULL] for o in orders) / units if units else 0.0,
-        "discount_share": sum(o[O_DISC] for o in orders) / units if units else 0.0,
-        "average_order_value": ordered / len(orders) if orders else 0.0,
+        "full_price_share": full / units if units else 0.0,
+        "discount_share": disc / units if units else 0.0,
+        "average_order_value": ordered / n if n else 0.0,
         "window_days": c.rules.order_window_days,
     }
     if refunded:
         figures["refunded"] = refunded
     rates = c.rules.currency_rates
     no_rate = [o[O_CURRENCY] for o in orders if len(o) > O_CURRENCY and o[O_CURRENCY] not in rates]
+    for w in older:
+        if len(w) > W_CURRENCIES:
+            no_rate.extend(code for code, k in w[W_CURRENCIES].items() if code not in rates for _ in range(k))
     if no_rate:
         # counted as orders, with no value: the evidence says so
         figures["orders_without_rate"] = len(no_rate)
@@ -226,12 +235,10 @@ def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     start = t - c.hesitant_ms
     abandoned = sum(1 for a in s.abandoned if start < a <= t)
     adds = removes = 0
-    for e in s.cart_events:
+    for e in s.cart_events:  # [time, adds, removes], the window's (segmenter.metrics.kept)
         if start < e[0] <= t:
-            if e[1] > 0:
-                adds += 1
-            else:
-                removes += 1
+            adds += e[1]
+            removes += e[2]
     # the remove ratio is a share: once in, it exits only the margin below (exactly, no rounding)
     ratio = r.hesitant_min_remove_ratio - (r.share_exit_margin if was else 0.0)
     member = abandoned >= r.hesitant_min_abandoned or (adds >= r.hesitant_min_adds and removes >= ratio * adds)
@@ -254,6 +261,8 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     # otherwise a tiny return of an old order becomes a 100 % share when the order slides out
     referred = {x[2] for x in back}
     ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t or (o[O_ID] in referred and o[O_T] <= t))
+    if s.order_window:
+        ordered += sum(w[W_GROSS] for w in s.order_window if start < w[W_T] <= t)
     share = returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0)
     member = len(back) >= r.dissatisfied_min_returns or (
         returned > 0 and _share_ok(share, r.dissatisfied_min_value_share, was, r.share_exit_margin)
@@ -361,15 +370,19 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
 def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
     """Times at which a window slides past a record that a trait counts."""
     members = s.members
-    if s.orders:
+    if s.orders or s.order_window:
         # an order leaving the 365-day window can end loyal/best/low_order_value/discount_hunter
-        # and, leaving the 90-day window, change dissatisfied's share
-        for o in s.orders:
+        # and, leaving the 90-day window, change dissatisfied's share (the window's older entries first)
+        for o in (*s.order_window, *s.orders):
             end = o[O_T] + c.order_window_ms
             if end > t:
                 out.append(end)
                 break
     if s.returns:
+        for w in s.order_window:
+            if w[W_T] + c.dissatisfied_ms > t:
+                out.append(w[W_T] + c.dissatisfied_ms)
+                break
         for x in s.returns:
             if x[0] + c.dissatisfied_ms > t:
                 out.append(x[0] + c.dissatisfied_ms)

@@ -8,6 +8,7 @@ replay`` starts fast.
 COMMANDS = (
     "replay",
     "segments",
+    "metrics",
     "import_",
     "schema",
     "worker",

@@ -1,0 +1,498 @@
+"""Every named figure a segment is decided on: unit, memory bound per customer, behaviour in time.
+
+A :class:`Metric` gives its value from a state at an instant (:meth:`Metric.value`) and the next
+instant it can change by time alone (:meth:`Metric.next_change`: ``None`` when only an event can change
+it). The values are the rules' own figures (the same functions compute them), exact, never rounded.
+``segmenter metrics`` prints this list; operator-defined segments will be written in these names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from segmenter.config import Rules
+from segmenter.metrics.kept import BLOOM_BITS, CODE_LEN, ID_LEN, W_GROSS, W_T, event_id_count, seen_count
+from segmenter.rules import lifecycle, traits
+from segmenter.rules.context import Ctx
+from segmenter.state import (
+    O_CANCELLED,
+    O_DIRECTED,
+    O_ID,
+    O_IMPULSE,
+    O_T,
+    O_VALUE,
+    V_CATEGORY,
+    V_PRODUCT,
+    V_T,
+    CustomerState,
+)
+
+DAY = 86_400_000
+
+Value = float | int | None
+
+EVENTS = "events"
+"""Time behaviour: changes only with an event."""
+WINDOW = "window"
+"""Time behaviour: steps when a record leaves its window (``next_change`` says when)."""
+CLOCK = "clock"
+"""Time behaviour: grows with time itself (``next_change`` is the next millisecond)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One named figure of a customer, as the rules use it."""
+
+    name: str
+    unit: str
+    description: str
+    time: str  # EVENTS, WINDOW or CLOCK
+    bound: Callable[[Rules], str]  # memory per customer of what it is computed from
+    compute: Callable[[CustomerState, int, Ctx], Value]
+    changes_at: Callable[[CustomerState, int, Ctx], Iterable[int]] | None = None
+
+    def value(self, s: CustomerState, t: int, c: Ctx) -> Value:
+        """The value at instant ``t`` (ms), exact (``None``: not defined yet, e.g. no order)."""
+        return self.compute(s, t, c)
+
+    def next_change(self, s: CustomerState, t: int, c: Ctx) -> int | None:
+        """The next instant after ``t`` at which the value can change with no event (``None``: never)."""
+        if self.time == CLOCK:
+            return t + 1
+        if self.changes_at is None:
+            return None
+        later = [x for x in self.changes_at(s, t, c) if x > t]
+        return min(later) if later else None
+
+
+# ------------------------------------------------------------------ bounds (bytes per customer)
+
+
+def _orders_bound(r: Rules) -> str:
+    return (
+        f"{r.max_orders_kept} latest orders (~60 B + the order id each) + "
+        f"{r.max_order_window_entries} older orders of the window (~50 B each, one per day past that)"
+    )
+
+
+def _returns_bound(r: Rules) -> str:
+    return f"{r.max_returns_kept} returns and cancellations (~30 B + the order id each), and the orders above"
+
+
+def _cart_bound(r: Rules) -> str:
+    return f"{r.max_cart_events_kept} cart entries of the window (~22 B each, one per day past that)"
+
+
+def _abandoned_bound(r: Rules) -> str:
+    return "16 abandoned-cart times (14 B each)"
+
+
+def _views_bound(r: Rules) -> str:
+    return f"{r.max_product_views_kept} product views (~40 B + ids each)"
+
+
+def _fan_bound(r: Rules) -> str:
+    return f"{r.fan_last_views} views and {r.fan_last_units} units, [time, category] (~20 B + category each)"
+
+
+def _counter_bound(r: Rules) -> str:
+    return "one number"
+
+
+def _ids_bound(r: Rules) -> str:
+    return f"{r.max_event_ids_kept} event ids ({ID_LEN} B each)"
+
+
+def _seen_bound(r: Rules) -> str:
+    bloom = BLOOM_BITS // 8 * 4 // 3
+    return f"{r.max_products_exact} products ({CODE_LEN} B each), then a Bloom filter of {bloom:,} B"
+
+
+# ------------------------------------------------------------------ when records leave their windows
+
+
+def _order_leaves(window: Callable[[Ctx], int]) -> Callable[[CustomerState, int, Ctx], Iterable[int]]:
+    def leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+        ms = window(c)
+        yield from (w[0] + ms for w in s.order_window)
+        yield from (o[O_T] + ms for o in s.orders)
+
+    return leaves
+
+
+def _returns_leave(window: Callable[[Ctx], int]) -> Callable[[CustomerState, int, Ctx], Iterable[int]]:
+    def leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+        ms = window(c)
+        yield from (x[0] + ms for x in s.returns)
+
+    return leaves
+
+
+def _both(*fns: Callable[[CustomerState, int, Ctx], Iterable[int]]) -> Callable[[CustomerState, int, Ctx], list[int]]:
+    return lambda s, t, c: [x for fn in fns for x in fn(s, t, c)]
+
+
+def _year(c: Ctx) -> int:
+    return c.order_window_ms
+
+
+def _quarter(c: Ctx) -> int:
+    return c.dissatisfied_ms
+
+
+def _cart_leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+    return (e[0] + c.hesitant_ms for e in s.cart_events)
+
+
+def _abandoned_leave(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+    return (a + c.hesitant_ms for a in s.abandoned)
+
+
+def _views_leave(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+    return (v[V_T] + c.researcher_ms for v in s.recent_views)
+
+
+# ------------------------------------------------------------------ values
+
+
+def _figure(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
+    def value(s: CustomerState, t: int, c: Ctx) -> Value:
+        f = traits.order_figures(s, t, c)
+        return f[name] if f["orders"] or name == "orders" else None
+
+    return value
+
+
+def _days_since_last_order(s: CustomerState, t: int, c: Ctx) -> Value:
+    times = lifecycle.order_times(s)
+    return (t - times[-1]) / DAY if times else None
+
+
+def _expected_gap_days(s: CustomerState, t: int, c: Ctx) -> Value:
+    gap, _ = lifecycle.expected_gap_ms(lifecycle.order_times(s), c)
+    return gap / DAY
+
+
+def _days_since_last_event(s: CustomerState, t: int, c: Ctx) -> Value:
+    return (t - s.last_event_ms) / DAY if s.first_seen_ms is not None else None
+
+
+def _hesitant(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
+    def value(s: CustomerState, t: int, c: Ctx) -> Value:
+        figures: dict[str, Any] = traits.hesitant(s, t, c, False)[1]
+        return int(figures[name])
+
+    return value
+
+
+def _returns_90d(s: CustomerState, t: int, c: Ctx) -> Value:
+    start = t - c.dissatisfied_ms
+    return sum(1 for x in s.returns if start < x[0] <= t)
+
+
+def _returned_share_90d(s: CustomerState, t: int, c: Ctx) -> Value:
+    # the exact share dissatisfied compares (its evidence shows it rounded down)
+    start = t - c.dissatisfied_ms
+    back = [x for x in s.returns if start < x[0] <= t]
+    if not back:
+        return 0.0
+    returned = sum(x[1] for x in back)
+    referred = {x[2] for x in back}
+    ordered = sum(o[O_VALUE] for o in s.orders if start < o[O_T] <= t or (o[O_ID] in referred and o[O_T] <= t))
+    ordered += sum(w[W_GROSS] for w in s.order_window if start < w[W_T] <= t)
+    return float(returned / ordered if ordered > 0 else (1.0 if returned > 0 else 0.0))
+
+
+def _last_orders(flag: int, n: Callable[[Rules], int]) -> Callable[[CustomerState, int, Ctx], Value]:
+    def value(s: CustomerState, t: int, c: Ctx) -> Value:
+        placed = [o for o in s.orders if not o[O_CANCELLED]]
+        return int(sum(o[flag] for o in placed[-n(c.rules) :]))
+
+    return value
+
+
+def _top_share(records: Callable[[CustomerState, Rules], list[list[Any]]], at_least: Callable[[Rules], int]) -> Any:
+    def value(s: CustomerState, t: int, c: Ctx) -> Value:
+        kept = records(s, c.rules)
+        if len(kept) < at_least(c.rules):
+            return None
+        counts = Counter(r[1] for r in kept if r[1] is not None)
+        return max(counts.values()) / len(kept) if counts else 0.0
+
+    return value
+
+
+def _researcher_products_14d(s: CustomerState, t: int, c: Ctx) -> Value:
+    start = t - c.researcher_ms
+    products: dict[str, set[str]] = {}
+    for v in s.recent_views:
+        cat = v[V_CATEGORY]
+        if cat is not None and start < v[V_T] <= t and cat not in s.ordered_categories:
+            products.setdefault(cat, set()).add(v[V_PRODUCT])
+    return max((len(p) for p in products.values()), default=0)
+
+
+def _abandoned_30d(s: CustomerState, t: int, c: Ctx) -> Value:
+    start = t - c.hesitant_ms
+    return sum(1 for a in s.abandoned if start < a <= t)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "orders_365d",
+        "orders",
+        "Orders placed and not cancelled in the last 365 days (order_window_days), whatever their number.",
+        WINDOW,
+        _orders_bound,
+        _figure("orders"),
+        _order_leaves(_year),
+    ),
+    Metric(
+        "spend_365d",
+        "shop currency",
+        "Value of those orders in the shop's currency, net of refunds in the window (best_customer).",
+        WINDOW,
+        _orders_bound,
+        _figure("spend"),
+        _both(_order_leaves(_year), _returns_leave(_year)),
+    ),
+    Metric(
+        "avg_order_value_365d",
+        "shop currency",
+        "Ordered value over orders in the last 365 days, before refunds (low_order_value); none without orders.",
+        WINDOW,
+        _orders_bound,
+        _figure("average_order_value"),
+        _order_leaves(_year),
+    ),
+    Metric(
+        "full_price_share_365d",
+        "share 0-1",
+        "Units at full price (no coupon, not below list price) over all units ordered in 365 days (best_customer).",
+        WINDOW,
+        _orders_bound,
+        _figure("full_price_share"),
+        _order_leaves(_year),
+    ),
+    Metric(
+        "discount_share_365d",
+        "share 0-1",
+        "Units below list price or with a coupon over all units ordered in 365 days (discount_hunter).",
+        WINDOW,
+        _orders_bound,
+        _figure("discount_share"),
+        _order_leaves(_year),
+    ),
+    Metric(
+        "orders_total",
+        "orders",
+        "Orders placed and not cancelled, ever (new_customer: exactly one).",
+        EVENTS,
+        _counter_bound,
+        lambda s, t, c: s.orders_total,
+    ),
+    Metric(
+        "days_since_last_order",
+        "days",
+        "Time since the latest order not cancelled (active_customer, at_risk, inactive); none without orders.",
+        CLOCK,
+        _orders_bound,
+        _days_since_last_order,
+    ),
+    Metric(
+        "expected_gap_days",
+        "days",
+        "The customer's rhythm: median of the latest 10 gaps of at least 1 day between orders, with at least 2 "
+        "gaps; else the shop's default_order_gap_days.",
+        EVENTS,
+        _orders_bound,
+        _expected_gap_days,
+    ),
+    Metric(
+        "days_since_last_event",
+        "days",
+        "Time since the latest event of any kind (lapsed at 365).",
+        CLOCK,
+        _counter_bound,
+        _days_since_last_event,
+    ),
+    Metric(
+        "sessions",
+        "sessions",
+        "Sessions ever (window_shopper: at least 2); a linked visitor's count too.",
+        EVENTS,
+        _counter_bound,
+        lambda s, t, c: s.sessions,
+    ),
+    Metric(
+        "page_views",
+        "views",
+        "Page views ever (passer_by).",
+        EVENTS,
+        _counter_bound,
+        lambda s, t, c: s.page_views,
+    ),
+    Metric(
+        "product_views",
+        "views",
+        "Product page views ever (window_shopper: at least 8).",
+        EVENTS,
+        _counter_bound,
+        lambda s, t, c: s.product_views,
+    ),
+    Metric(
+        "cart_adds_total",
+        "cart adds",
+        "Cart adds ever (window_shopper: any).",
+        EVENTS,
+        _counter_bound,
+        lambda s, t, c: s.cart_adds_total,
+    ),
+    Metric(
+        "cart_adds_30d",
+        "cart adds",
+        "Cart adds in the last 30 days (hesitant_window_days), late ones at their own time, whatever their number.",
+        WINDOW,
+        _cart_bound,
+        _hesitant("cart_adds"),
+        _cart_leaves,
+    ),
+    Metric(
+        "cart_removes_30d",
+        "cart removes",
+        "Cart removes of something in the cart in the last 30 days (hesitant: at least half the adds).",
+        WINDOW,
+        _cart_bound,
+        _hesitant("cart_removes"),
+        _cart_leaves,
+    ),
+    Metric(
+        "abandoned_carts_30d",
+        "carts",
+        "Carts abandoned (no order within 60 minutes of the last cart activity) in the last 30 days (hesitant).",
+        WINDOW,
+        _abandoned_bound,
+        _abandoned_30d,
+        _abandoned_leave,
+    ),
+    Metric(
+        "returns_90d",
+        "returns",
+        "Returns and cancellations in the last 90 days (dissatisfied_window_days), one per order id when the order "
+        "is unknown.",
+        WINDOW,
+        _returns_bound,
+        _returns_90d,
+        _returns_leave(_quarter),
+    ),
+    Metric(
+        "returned_share_90d",
+        "share 0-1+",
+        "Returned and cancelled value of the last 90 days over the value of their orders plus the orders of those "
+        "90 days (dissatisfied); 1 for returns of unknown orders only.",
+        WINDOW,
+        _returns_bound,
+        _returned_share_90d,
+        _both(_returns_leave(_quarter), _order_leaves(_quarter)),
+    ),
+    Metric(
+        "impulse_orders_of_last_5",
+        "orders",
+        "Orders with an impulse buy among the latest impulse_buyer_last_orders (5) not cancelled (impulse_buyer).",
+        EVENTS,
+        _orders_bound,
+        _last_orders(O_IMPULSE, lambda r: r.impulse_buyer_last_orders),
+    ),
+    Metric(
+        "directed_orders_of_last_3",
+        "orders",
+        "Directed purchases among the latest need_based_last_orders (3) orders not cancelled (need_based_buyer).",
+        EVENTS,
+        _orders_bound,
+        _last_orders(O_DIRECTED, lambda r: r.need_based_last_orders),
+    ),
+    Metric(
+        "top_view_category_share",
+        "share 0-1",
+        "Share of the latest fan_last_views (20) product views in their most viewed category, of all of them "
+        "(category_fan); none below fan_min_views (5).",
+        EVENTS,
+        _fan_bound,
+        _top_share(lambda s, r: s.fan_views[-r.fan_last_views :], lambda r: r.fan_min_views),
+    ),
+    Metric(
+        "top_unit_category_share",
+        "share 0-1",
+        "Share of the latest fan_last_units (5) ordered units in their most ordered category (category_fan); none "
+        "below fan_min_units (3).",
+        EVENTS,
+        _fan_bound,
+        _top_share(lambda s, r: s.fan_units[-r.fan_last_units :], lambda r: r.fan_min_units),
+    ),
+    Metric(
+        "researcher_products_14d",
+        "products",
+        "Most distinct products viewed in one category not ordered yet, in the last 14 days (researcher).",
+        WINDOW,
+        _views_bound,
+        _researcher_products_14d,
+        _views_leave,
+    ),
+    Metric(
+        "referred_customers_who_ordered",
+        "customers",
+        "Customers this one referred who placed an order not cancelled (advocate: at least 2).",
+        EVENTS,
+        lambda r: "16 referred customers (~40 B + ids each)",
+        lambda s, t, c: len(s.credited),
+    ),
+    Metric(
+        "products_seen",
+        "products",
+        "Distinct products ever viewed (impulse_buy needs a first view); none once past the exact bound.",
+        EVENTS,
+        _seen_bound,
+        lambda s, t, c: seen_count(s.seen_products),
+    ),
+    Metric(
+        "event_ids_kept",
+        "event ids",
+        "Event ids remembered for duplicates: those of the last dedup_window_days (7) and the latest "
+        "dedup_min_ids (128).",
+        EVENTS,
+        _ids_bound,
+        lambda s, t, c: event_id_count(s.seen_ids),
+    ),
+)
+"""Every metric, in the order ``segmenter metrics`` lists them."""
+
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+
+TIME_TEXT = {
+    EVENTS: "changes only with an event",
+    WINDOW: "steps when a record leaves its window (next_change: that instant)",
+    CLOCK: "grows with time (next_change: the next millisecond)",
+}
+
+
+def describe(rules: Rules) -> list[dict[str, str]]:
+    """The metric list with the rules in force: name, unit, bound, time behaviour, description."""
+    return [
+        {
+            "name": m.name,
+            "unit": m.unit,
+            "bound": m.bound(rules),
+            "time": TIME_TEXT[m.time],
+            "description": m.description,
+        }
+        for m in METRICS
+    ]
+
+
+def values(s: CustomerState, t: int, c: Ctx) -> dict[str, Value]:
+    """Every metric's value for ``s`` at ``t``."""
+    return {m.name: m.value(s, t, c) for m in METRICS}

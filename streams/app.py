@@ -3,7 +3,7 @@
 Faust runs the consumer group, the co-partitioned assignment, the table
 (RocksDB + changelog + recovery). The three input topics, the routing topic
 and the ticks topic, all co-partitioned with the table, are not consumed
-through a Faust agent: :mod:`streams.consumer` hands each fetch of their
+through a Faust agent: :mod:`streams.faustx.consumer` hands each fetch of their
 records (raw bytes, at most ``BATCH_MAX``) to ``on_batch``, one call at a
 time, with an empty call when the loop should look again though nothing
 came. A call runs :class:`~streams.batch.BatchPath` (the sequencer decides
@@ -27,22 +27,27 @@ import asyncio
 import logging
 import os
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import faust
-from faust.exceptions import ConsumerNotStarted
-from faust.streams import _current_event
-from faust.types import TP
 
 from segmenter.engine import Segmenter
 from streams import metrics
 from streams.batch import BatchPath, Handled
-from streams.consumer import batch_consumer_class
+from streams.faustx.bridge import (
+    TP,
+    caught_up,
+    new_app,
+    partition_db,
+    polled_at,
+    raw_producer,
+    set_current_partition,
+    stored_states,
+)
+from streams.faustx.consumer import batch_consumer_class
+from streams.faustx.internals import check_internals
+from streams.faustx.outbox import Outbox, default_partition
 from streams.logs import dead_letter_fields
-from streams.outbox import Outbox, default_partition
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
 from streams.settings import Settings
@@ -79,7 +84,7 @@ class Worker:
     """The Faust app with its topics, table and processor (what tests and the CLI drive)."""
 
     settings: Settings
-    app: faust.App
+    app: Any  # faust.App (streams.faustx builds it)
     processor: Processor
     store: Store | None
     table: Any
@@ -102,8 +107,7 @@ class Worker:
 
     def outbox(self) -> Outbox:
         """An empty :class:`Outbox` on the app's (started) producer."""
-        producer: Any = self.app.producer
-        return Outbox(producer._ensure_producer(), self.partitioners)
+        return Outbox(raw_producer(self.app), self.partitioners)
 
     async def flush_store(self) -> None:
         """Wait until the last batch's states are stored and its input offsets acked.
@@ -141,10 +145,11 @@ def create_worker(
     settings: Settings, *, store: Store | None = None, fatal: Callable[[str], None] | None = None
 ) -> Worker:
     """Build the app; nothing connects until it starts."""
+    check_internals()  # an upgraded Faust or aiokafka that lacks what streams/faustx relies on fails here
     t = settings.topics
     n = settings.partitions
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = new_app(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://" if settings.store == "memory" else "rocksdb://",
@@ -296,87 +301,9 @@ def create_worker(
     return worker
 
 
-def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | None, bytes, bytes]]:
-    """``(partition, key, value)`` of the table's stored states in ``partitions``.
-
-    The RocksDB store keeps one database per partition: read just those (no
-    key hashing); other stores yield every item with the partition unknown.
-    """
-    data = table.data
-    dbs = getattr(data, "_dbs", None)
-    if dbs is None or not hasattr(data, "offset_key"):
-        for key, value in data.items():
-            yield None, key, value
-        return
-    skip = data.offset_key
-    for p in sorted(partitions):
-        db = dbs.get(p)
-        if db is None:
-            continue
-        for key, value in db.items():
-            if key != skip:
-                yield p, key, value
-
-
-def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool | None:
-    """Whether ``topic``/``partition`` has nothing more to read, as of the last fetch's high watermark.
-
-    ``True``: read to the end (``last``, the last offset received, or with nothing received the group's
-    commit). ``False``: records are known to be waiting. ``None``: not known — never fetched, no
-    position yet, or one offset short, which may be a transaction's commit marker (never delivered).
-    """
-    tp = TP(topic, partition)
-    high = consumer.highwater(tp)
-    if high is None:
-        return None
-    if last is not None:
-        position = last + 1
-    elif high == 0:
-        return True
-    else:
-        committed = consumer._committed_offset.get(tp)
-        if committed is None:
-            return None
-        position = committed
-    gap = high - position
-    if gap <= 0:
-        return True
-    return None if gap == 1 else False
-
-
-def _polled_at(consumer: Any, topic: str, partition: int) -> int | None:
-    """When a fetch response last reported on ``topic``/``partition`` (wall-clock ms; ``None``: never).
-
-    aiokafka's ``last_poll_timestamp``: set for every partition a fetch response covers, records or not,
-    in the thread Faust runs the consumer in (as the high watermark that ``_caught_up`` reads).
-    """
-    try:
-        aio = consumer._thread._ensure_consumer()
-        stamp: int | None = aio.last_poll_timestamp(TP(topic, partition))
-    except (AttributeError, AssertionError, KeyError, ConsumerNotStarted):  # not started or not assigned (yet)
-        return None
-    return stamp
-
-
 def _owned_partitions(worker: Worker) -> set[int]:
     ticks = worker.settings.topics.ticks
     return {tp.partition for tp in worker.app.assignor.assigned_actives() if tp.topic == ticks}
-
-
-class _AnchorMessage:
-    __slots__ = ("partition", "timestamp", "topic")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic, self.partition, self.timestamp = topic, partition, None
-
-
-class _Anchor:
-    """What Faust's tables read from the "current event": the partition a write belongs to."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.message = _AnchorMessage(topic, partition)
 
 
 MAX_HELD = 20_000  # records held per input topic-partition before it is paused (memory, never a release)
@@ -390,9 +317,7 @@ def _views(worker: Worker, partitions: set[int]) -> dict[tuple[str, int], TpView
     out = {}
     for p in partitions:
         for topic in (*t.inputs(), t.routing):  # (the ticks topic orders nothing)
-            out[(topic, p)] = TpView(
-                _caught_up(consumer, topic, p, last.get((topic, p))), _polled_at(consumer, topic, p)
-            )
+            out[(topic, p)] = TpView(caught_up(consumer, topic, p, last.get((topic, p))), polled_at(consumer, topic, p))
     return out
 
 
@@ -407,14 +332,14 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     if missing:
         await worker.flush_store()  # the rebuild reads the store
         started = time.monotonic()
-        n = proc.rebuild_indexes(_stored_states(worker.table, missing), missing)
+        n = proc.rebuild_indexes(stored_states(worker.table, missing), missing)
         log.info(
             "deadline index rebuilt",
             extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
     table = worker.table
     unstored = worker.unstored
-    db_for = getattr(table.data, "_db_for_partition", None)  # RocksDB: one database per partition
+    db_for = partition_db(table)  # RocksDB: one database per partition
     loaders: dict[int, Callable[[str], bytes | None]] = {}
 
     def loader(partition: int) -> Callable[[str], bytes | None]:
@@ -440,14 +365,13 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
     # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
     first = min(owned)
-    _current_event.set(weakref.ref(_Anchor(worker.settings.topics.routing, first)))  # type: ignore[arg-type]
+    set_current_partition(worker.settings.topics.routing, first)  # anchor dropped at once, as before: reads need none
     handled = path.handle(records, _views(worker, owned), loader(first), loader, int(time.time() * 1000))
     _flow_control(worker, owned)
     if not (handled.results or handled.markers or handled.released):
         return
-    routing = worker.settings.topics.routing
     writes = [
-        (_Anchor(routing, p), p, [(key.encode(), value) for key, value in states.items()])
+        (p, [(key.encode(), value) for key, value in states.items()])
         for res in handled.results
         for p, states in res.state_values.items()
     ]
@@ -463,7 +387,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     # handed to the producer; batches finish in order, and each batch's inputs are acked only once its
     # changes are acknowledged and in Redis and its states are stored
     await worker.flush_store()
-    worker.unstored = {k: v for _, _, items in writes for k, v in items}
+    worker.unstored = {k: v for _, items in writes for k, v in items}
     worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, number))
 
 
@@ -488,8 +412,8 @@ def _flow_control(worker: Worker, owned: set[int]) -> None:
         worker.paused.difference_update(resume)
 
 
-Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
-"""A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""
+Write = tuple[int, list[tuple[bytes, bytes]]]
+"""A partition's changed states of one batch: (partition, [(key, state bytes)])."""
 
 
 async def _finish_batch(
@@ -528,7 +452,7 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
     table = worker.table
     changelog = table.changelog_topic_name
     outbox = worker.outbox()
-    for _, p, items in writes:
+    for p, items in writes:
         for k, v in items:
             outbox.add(changelog, p, k, v)
     sent = await outbox.send()
@@ -538,14 +462,15 @@ async def _store_states(worker: Worker, writes: list[Write]) -> None:
     for _, p, _, end in sent:
         last[p] = max(end, last.get(p, -1))
     data = table.data
-    dbs = getattr(data, "_db_for_partition", None)
-    for anchor, p, items in writes:
+    dbs = partition_db(table)
+    routing = worker.settings.topics.routing
+    for p, items in writes:
         if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
             put = dbs(p).put
             for k, v in items:
                 put(k, v)
         else:
-            _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
+            _anchor = set_current_partition(routing, p)  # held while the partition's states are written
             for k, v in items:
                 data[k] = v
         if p in last:

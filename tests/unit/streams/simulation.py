@@ -24,7 +24,7 @@ from schemas.events import parse_event
 from segmenter.engine import Engine, Segmenter
 from streams.batch import BatchPath
 from streams.commands.produce import route
-from streams.outbox import default_partition
+from streams.faustx.outbox import default_partition
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
 from streams.settings import Topics

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from faust.types import TP
-
 from segmenter.clock import DeadlineIndex
 from streams.app import create_worker
+from streams.faustx.bridge import TP
 from streams.settings import Settings
 
 

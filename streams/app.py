@@ -27,13 +27,14 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from segmenter.engine import Segmenter
 from streams import metrics
 from streams.batch import BatchPath, Handled
+from streams.commit import Acked, CommitProtocol, Write
 from streams.faustx.bridge import (
     TP,
     caught_up,
@@ -91,15 +92,17 @@ class Worker:
     topics: dict[str, Any]
     path: BatchPath
     fatal: Callable[[str], None] = _fatal
-    batches: int = 0
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
-    storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
-    unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
+    commits: CommitProtocol = field(init=False)  # publish -> acks -> Redis -> changelog -> store -> ack
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
     paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
     last_batch: float = 0.0  # monotonic time the batch loop last ran
+
+    def __post_init__(self) -> None:
+        # fatal through the worker: tests replace it after the worker is built
+        self.commits = CommitProtocol(_WorkerPorts(self), self.path.sequencer, lambda reason: self.fatal(reason))
 
     @property
     def sequencer(self) -> Sequencer:
@@ -110,18 +113,8 @@ class Worker:
         return Outbox(raw_producer(self.app), self.partitioners)
 
     async def flush_store(self) -> None:
-        """Wait until the last batch's states are stored and its input offsets acked.
-
-        Safe to call from several tasks at once (the batch loop, a revocation):
-        each waits for the same store; then nothing is left unstored.
-        """
-        task = self.storing
-        if task is not None:
-            await asyncio.shield(task)  # a cancelled caller must not cut a store in half
-            if self.storing is not task:
-                return  # a newer batch's store began meanwhile
-            self.storing = None
-        self.unstored = {}  # all in the store now (a revoked partition's states must not outlive it here)
+        """Wait until the last batch's states are stored and its input offsets acked (see :class:`CommitProtocol`)."""
+        await self.commits.flush()
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
@@ -338,7 +331,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
             extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
     table = worker.table
-    unstored = worker.unstored
+    unstored = worker.commits.unstored
     db_for = partition_db(table)  # RocksDB: one database per partition
     loaders: dict[int, Callable[[str], bytes | None]] = {}
 
@@ -363,7 +356,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     if not owned:
         return
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
-    # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
+    # store directly (RocksDB) or do not need it (memory); the writes set their own (_WorkerPorts.store)
     first = min(owned)
     set_current_partition(worker.settings.topics.routing, first)  # anchor dropped at once, as before: reads need none
     handled = path.handle(records, _views(worker, owned), loader(first), loader, int(time.time() * 1000))
@@ -375,20 +368,9 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
         for res in handled.results
         for p, states in res.state_values.items()
     ]
-    try:
-        delivered = await _publish(worker, handled)
-    except Exception as exc:
-        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
-        raise
-    number = worker.batches
-    worker.batches += 1
-    path.sequencer.mark_done(handled.released, number)
-    # the previous batch was acknowledged, written to Redis and stored while this one was processed and
-    # handed to the producer; batches finish in order, and each batch's inputs are acked only once its
-    # changes are acknowledged and in Redis and its states are stored
-    await worker.flush_store()
-    worker.unstored = {k: v for _, items in writes for k, v in items}
-    worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, number))
+    # step 1 now; the previous batch finished (steps 2-6) while this one was computed, this one's finish
+    # runs while the next is
+    await worker.commits.commit(handled, writes)
 
 
 def _flow_control(worker: Worker, owned: set[int]) -> None:
@@ -412,112 +394,102 @@ def _flow_control(worker: Worker, owned: set[int]) -> None:
         worker.paused.difference_update(resume)
 
 
-Write = tuple[int, list[tuple[bytes, bytes]]]
-"""A partition's changed states of one batch: (partition, [(key, state bytes)])."""
+class _WorkerPorts:
+    """The commit protocol's steps on Kafka (through Faust's producer), Redis and the table's store."""
 
+    __slots__ = ("worker",)
 
-async def _finish_batch(
-    worker: Worker, delivered: Callable[[], Awaitable[None]], writes: list[Write], number: int
-) -> None:
-    """A handled batch: wait for its changes' acknowledgement (then Redis), store its states, ack its inputs."""
-    try:
-        await delivered()
-    except Exception as exc:
-        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        await _store_states(worker, writes)
-    except Exception as exc:
-        worker.fatal(f"storing a batch's states failed: {type(exc).__name__}: {exc}")
-        raise
-    consumer: Any = worker.app.consumer
-    for (topic, p), offsets in worker.sequencer.ackable(number).items():
-        consumer.ack_offsets(TP(topic, p), offsets)
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
 
+    async def publish(self, handled: Handled) -> Acked:
+        """Hand the batch's messages to the producer (in order, markers after the messages they vouch for).
 
-async def _store_states(worker: Worker, writes: list[Write]) -> None:
-    """The changelog first, acknowledged; then the local store, with the changelog offset it is at.
+        Returns the wait for Kafka's acknowledgement of every message. Straight to
+        the producer: Faust's topic machinery adds nothing.
+        """
+        worker = self.worker
+        t = worker.settings.topics
+        results = handled.results
+        outbox = worker.outbox()
+        to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
+        add = outbox.add
+        for res in results:
+            for change in res.changes:
+                key = change.key.encode()
+                add(t.changes, to_changes(key), key, change.to_json())
+            for msg, value in zip(res.routed, res.routed_values, strict=True):
+                key = msg.key.encode()
+                add(t.routing, to_routing(key), key, value)
+        for q, value in handled.markers:
+            add(t.routing, q, b"progress", value)
+        acknowledged = await outbox.dispatch()
+        futures = []
+        dead = [d for res in results for d in res.dead_letters]
+        if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
+            producer = worker.app.producer
+            for letter_key, letter in dead:
+                futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
+                log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
 
-    What ``table[key] = value`` does, without its cost and with a stronger
-    order: Faust's table write queues the changelog message (``send_soon``,
-    an object pair and a callback per write, a RocksDB put of the offset per
-    acknowledgement) and nothing waits for it before the input offsets are
-    committed. Here the batch's changelog messages (one per changed
-    customer) are sent only after the batch's changes are acknowledged and in
-    Redis, and awaited; then the states go to the store (RocksDB: straight to
-    the partition's database, skipping faust's per-key index) and the
-    partition's persisted offset is set once. Only after that are the input
-    records acked. Messages go as record batches (:class:`Outbox`).
-    """
-    table = worker.table
-    changelog = table.changelog_topic_name
-    outbox = worker.outbox()
-    for p, items in writes:
-        for k, v in items:
-            outbox.add(changelog, p, k, v)
-    sent = await outbox.send()
-    if not sent:
-        return
-    last: dict[int, int] = {}
-    for _, p, _, end in sent:
-        last[p] = max(end, last.get(p, -1))
-    data = table.data
-    dbs = partition_db(table)
-    routing = worker.settings.topics.routing
-    for p, items in writes:
-        if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
-            put = dbs(p).put
-            for k, v in items:
-                put(k, v)
-        else:
-            _anchor = set_current_partition(routing, p)  # held while the partition's states are written
-            for k, v in items:
-                data[k] = v
-        if p in last:
-            data.set_persisted_offset(TP(changelog, p), last[p])
+        async def acked() -> None:
+            await acknowledged()
+            if futures:
+                await asyncio.gather(*futures)
 
+        return acked
 
-async def _publish(worker: Worker, handled: Handled) -> Callable[[], Awaitable[None]]:
-    """Hand the batch's messages to the producer (in order, markers after the messages they vouch for).
-
-    Returns the wait: Kafka's acknowledgement of every message, then the
-    changes written to Redis and the batch counted in the metrics. Straight to
-    the producer: Faust's topic machinery adds nothing.
-    """
-    t = worker.settings.topics
-    results = handled.results
-    outbox = worker.outbox()
-    to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
-    add = outbox.add
-    for res in results:
-        for change in res.changes:
-            key = change.key.encode()
-            add(t.changes, to_changes(key), key, change.to_json())
-        for msg, value in zip(res.routed, res.routed_values, strict=True):
-            key = msg.key.encode()
-            add(t.routing, to_routing(key), key, value)
-    for q, value in handled.markers:
-        add(t.routing, q, b"progress", value)
-    acknowledged = await outbox.dispatch()
-    futures = []
-    dead = [d for res in results for d in res.dead_letters]
-    if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
-        producer = worker.app.producer
-        for letter_key, letter in dead:
-            futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
-            log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
-    records = handled.released
-
-    async def delivered() -> None:
-        await acknowledged()
-        if futures:
-            await asyncio.gather(*futures)
+    async def apply_changes(self, handled: Handled) -> None:
+        """The changes to Redis; then the batch counted in the metrics."""
+        worker = self.worker
+        results = handled.results
         if worker.store is not None:
             changes = [c.to_dict() for res in results for c in res.changes]
             if changes:
                 await worker.store.apply_many(changes)
         for res in results:
             metrics.observe_batch(worker, res)
-        metrics.observe_processed(worker, records)
+        metrics.observe_processed(worker, handled.released)
 
-    return delivered
+    async def send_changelog(self, writes: list[Write]) -> dict[int, int]:
+        """Each changed state once to the table's changelog, acknowledged: the last offset per partition.
+
+        What ``table[key] = value`` does, without its cost and with a stronger
+        order: Faust's table write queues the changelog message (``send_soon``,
+        an object pair and a callback per write, a RocksDB put of the offset per
+        acknowledgement) and nothing waits for it before the input offsets are
+        committed. Messages go as record batches (:class:`Outbox`).
+        """
+        outbox = self.worker.outbox()
+        changelog = self.worker.table.changelog_topic_name
+        for p, items in writes:
+            for k, v in items:
+                outbox.add(changelog, p, k, v)
+        last: dict[int, int] = {}
+        for _, p, _, end in await outbox.send():
+            last[p] = max(end, last.get(p, -1))
+        return last
+
+    def store(self, writes: list[Write], offsets: dict[int, int]) -> None:
+        """The states to the store (RocksDB: straight to the partition's database), each partition's offset once."""
+        table = self.worker.table
+        changelog = table.changelog_topic_name
+        data = table.data
+        dbs = partition_db(table)
+        routing = self.worker.settings.topics.routing
+        for p, items in writes:
+            if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
+                put = dbs(p).put
+                for k, v in items:
+                    put(k, v)
+            else:
+                _anchor = set_current_partition(routing, p)  # held while the partition's states are written
+                for k, v in items:
+                    data[k] = v
+            if p in offsets:
+                data.set_persisted_offset(TP(changelog, p), offsets[p])
+
+    def ack(self, offsets: dict[tuple[str, int], list[int]]) -> None:
+        consumer: Any = self.worker.app.consumer
+        for (topic, p), acked in offsets.items():
+            consumer.ack_offsets(TP(topic, p), acked)

@@ -116,6 +116,70 @@ class Worker:
         """Wait until the last batch's states are stored and its input offsets acked (see :class:`CommitProtocol`)."""
         await self.commits.flush()
 
+    # ------------------------------------------------------------ the batch loop (BatchConsumer calls these)
+    async def on_batch(self, batch: list[Any]) -> None:
+        """A fetch of our topics' records (empty: the loop should look again though nothing came)."""
+        # the sequencer holds what may not be applied yet (unacked, so never committed past); frontiers move
+        # with the fetches. Under the batch lock: a revocation waits for a batch in progress (and its finish)
+        async with self.batch_lock:
+            consumer: Any = self.app.consumer
+            stale = batch and consumer.batch_generation != self.app.consumer_generation_id
+            if stale or not consumer.flow_active or not self.restored():
+                # a rebalance began or ended while we waited (its revocation forgot what was held), or the
+                # table is still being restored: read them again
+                await consumer.dropped(batch)
+                return
+            self.last_batch = time.monotonic()
+            await run_batch(self, [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch])
+
+    def wake_in(self) -> float | None:
+        """Seconds until the batch loop should run though no record came."""
+        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
+        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
+        waits = [self.settings.tick_interval_seconds - (time.monotonic() - self.last_batch)]
+        held = self.sequencer.wake_in_ms()
+        if held is not None:
+            waits.append(held / 1000)
+        if self.path.markers_pending():
+            waits.append(self.path.marker_every_ms / 1000)
+        return min(waits)
+
+    # ------------------------------------------------------------ rebalances (Faust's signals)
+    async def on_partitions_revoked(self, _app: Any, revoked: set[TP], **_: Any) -> None:
+        # a batch in progress finishes first (its changes published, its states in the changelog and the
+        # store, its inputs acked): nothing of a revoked partition is written after the partition is gone,
+        # and nothing processed after this re-fills the state cache or a deadline index of one
+        async with self.batch_lock:
+            await self.flush_store()
+            gone = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
+            self.processor.forget(gone)
+            # faust seeks every partition it keeps back to its commit too: what is held is read again
+            self.path.reset()
+            self.paused.clear()
+        if gone:  # faust revokes nothing before the first assignment: not worth a line
+            log.info("partitions revoked", extra={"partitions": sorted(gone)})
+
+    async def on_partitions_assigned(self, _app: Any, assigned: set[TP], **_: Any) -> None:
+        self.assigned_at = time.monotonic()
+        consumer: Any = self.app.consumer
+        consumer.restored = 0
+        ticks = self.settings.topics.ticks
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == ticks)}
+        )
+
+    async def on_rebalance_complete(self, _app: Any, **_: Any) -> None:
+        # the recovery hook: sent when the assigned partitions' tables are restored (or needed no restore)
+        since = self.assigned_at
+        log.info(
+            "recovery done",
+            extra={
+                "partitions": sorted(_owned_partitions(self)),
+                "seconds": round(time.monotonic() - since, 3) if since is not None else None,
+                "restored": getattr(self.app.consumer, "restored", None),
+            },
+        )
+
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
 
@@ -139,10 +203,40 @@ def create_worker(
 ) -> Worker:
     """Build the app; nothing connects until it starts."""
     check_internals()  # an upgraded Faust or aiokafka that lacks what streams/faustx relies on fails here
-    t = settings.topics
-    n = settings.partitions
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = new_app(
+    app = _new_app(settings)
+    t, n = settings.topics, settings.partitions
+    source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
+    topics = {
+        "changes": app.topic(t.changes, key_type=bytes, value_type=bytes, partitions=n),
+        "dead_letter": app.topic(t.dead_letter, key_type=bytes, value_type=bytes, partitions=n),
+        "routing": app.topic(t.routing, key_type=bytes, value_type=bytes, partitions=n),
+        "ticks": app.topic(t.ticks, key_type=bytes, value_type=bytes, partitions=n),
+    }
+    path = _batch_path(settings)
+    worker = Worker(settings, app, path.processor, store, _new_table(app, n), topics, path)
+    if fatal is not None:
+        worker.fatal = fatal
+    # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
+    app.topics.add(source)
+    app.transport.Consumer = batch_consumer_class(
+        worker.on_batch,
+        source.topics,
+        worker.flush_store,
+        worker.wake_in,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    app.on_partitions_revoked.connect(worker.on_partitions_revoked)
+    app.on_partitions_assigned.connect(worker.on_partitions_assigned)
+    app.on_rebalance_complete.connect(worker.on_rebalance_complete)
+    metrics.install(worker)
+    return worker
+
+
+def _new_app(settings: Settings) -> Any:
+    n = settings.partitions
+    return new_app(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://" if settings.store == "memory" else "rocksdb://",
@@ -171,14 +265,10 @@ def create_worker(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
-    source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
-    topics = {
-        "changes": app.topic(t.changes, key_type=bytes, value_type=bytes, partitions=n),
-        "dead_letter": app.topic(t.dead_letter, key_type=bytes, value_type=bytes, partitions=n),
-        "routing": app.topic(t.routing, key_type=bytes, value_type=bytes, partitions=n),
-        "ticks": app.topic(t.ticks, key_type=bytes, value_type=bytes, partitions=n),
-    }
-    table = app.Table(
+
+
+def _new_table(app: Any, n: int) -> Any:
+    return app.Table(
         "customers",
         default=None,
         partitions=n,
@@ -194,6 +284,10 @@ def create_worker(
             "block_cache_compressed_size": 2**20,
         },
     )
+
+
+def _batch_path(settings: Settings) -> BatchPath:
+    t, n = settings.topics, settings.partitions
     processor = Processor(
         Segmenter(settings.load_rules()),
         partitioner_for(n),
@@ -210,88 +304,7 @@ def create_worker(
         grace_ms=round(settings.merge_grace_seconds * 1000),
         wallclock=settings.idle_wallclock_advance,
     )
-    worker = Worker(settings, app, processor, store, table, topics, BatchPath(sequencer, processor))
-    if fatal is not None:
-        worker.fatal = fatal
-
-    async def on_batch(batch: list[Any]) -> None:
-        # the sequencer holds what may not be applied yet (unacked, so never committed past); an empty batch
-        # comes when the loop should look again though nothing came (frontiers move with the fetches). Under
-        # the batch lock: a revocation waits for a batch in progress (and the store it starts)
-        async with worker.batch_lock:
-            consumer: Any = app.consumer
-            stale = batch and consumer.batch_generation != app.consumer_generation_id
-            if stale or not consumer.flow_active or not worker.restored():
-                # a rebalance began or ended while we waited (its revocation forgot what was held), or the
-                # table is still being restored: read them again
-                await consumer.dropped(batch)
-                return
-            worker.last_batch = time.monotonic()
-            await run_batch(
-                worker, [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
-            )
-
-    def wake_in() -> float | None:
-        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
-        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
-        waits = [settings.tick_interval_seconds - (time.monotonic() - worker.last_batch)]
-        held = worker.sequencer.wake_in_ms()
-        if held is not None:
-            waits.append(held / 1000)
-        if worker.path.markers_pending():
-            waits.append(worker.path.marker_every_ms / 1000)
-        return min(waits)
-
-    # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
-    app.topics.add(source)
-    app.transport.Consumer = batch_consumer_class(
-        on_batch,
-        source.topics,
-        worker.flush_store,
-        wake_in,
-        fetch_min_bytes=settings.fetch_min_bytes,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
-        # a batch in progress finishes first (its changes published, its states in the changelog and the
-        # store, its inputs acked): nothing of a revoked partition is written after the partition is gone,
-        # and nothing processed after this re-fills the state cache or a deadline index of one
-        async with worker.batch_lock:
-            await worker.flush_store()
-            gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
-            processor.forget(gone)
-            # faust seeks every partition it keeps back to its commit too: what is held is read again
-            worker.path.reset()
-            worker.paused.clear()
-        if gone:  # faust revokes nothing before the first assignment: not worth a line
-            log.info("partitions revoked", extra={"partitions": sorted(gone)})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(_app: Any, assigned: set[TP], **_: Any) -> None:
-        worker.assigned_at = time.monotonic()
-        consumer: Any = app.consumer
-        consumer.restored = 0
-        log.info(
-            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == t.ticks)}
-        )
-
-    @app.on_rebalance_complete.connect
-    async def on_recovered(_app: Any, **_: Any) -> None:
-        # sent when the assigned partitions' tables are restored (or needed no restore)
-        since = worker.assigned_at
-        log.info(
-            "recovery done",
-            extra={
-                "partitions": sorted(_owned_partitions(worker)),
-                "seconds": round(time.monotonic() - since, 3) if since is not None else None,
-                "restored": getattr(app.consumer, "restored", None),
-            },
-        )
-
-    metrics.install(worker)
-    return worker
+    return BatchPath(sequencer, processor)
 
 
 def _owned_partitions(worker: Worker) -> set[int]:

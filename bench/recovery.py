@@ -144,10 +144,11 @@ class Changes:
                         self.seen.setdefault(trig, now)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is None:
+            return  # never started
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         with contextlib.suppress(asyncio.CancelledError):
             await self.c.stop()
 
@@ -364,7 +365,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             out["restarts"].append(r)
         return out
     finally:
-        await changes.stop() if changes._task else None
+        await changes.stop()
         await admin.close()
         if not args.keep:
             await cleanup(args, run)

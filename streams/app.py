@@ -3,7 +3,7 @@
 Faust runs the consumer group, the co-partitioned assignment, the table
 (RocksDB + changelog + recovery). The three input topics, the routing topic
 and the ticks topic, all co-partitioned with the table, are not consumed
-through a Faust agent: :mod:`streams.consumer` hands each fetch of their
+through a Faust agent: :mod:`streams.faustx.consumer` hands each fetch of their
 records (raw bytes, at most ``BATCH_MAX``) to ``on_batch``, one call at a
 time, with an empty call when the loop should look again though nothing
 came. A call runs :class:`~streams.batch.BatchPath` (the sequencer decides
@@ -27,22 +27,28 @@ import asyncio
 import logging
 import os
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import faust
-from faust.exceptions import ConsumerNotStarted
-from faust.streams import _current_event
-from faust.types import TP
 
 from segmenter.engine import Segmenter
 from streams import metrics
 from streams.batch import BatchPath, Handled
-from streams.consumer import batch_consumer_class
+from streams.commit import Acked, CommitProtocol, Write
+from streams.faustx.bridge import (
+    TP,
+    caught_up,
+    new_app,
+    partition_db,
+    polled_at,
+    raw_producer,
+    set_current_partition,
+    stored_states,
+)
+from streams.faustx.consumer import batch_consumer_class
+from streams.faustx.internals import check_internals
+from streams.faustx.outbox import Outbox, default_partition
 from streams.logs import dead_letter_fields
-from streams.outbox import Outbox, default_partition
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
 from streams.settings import Settings
@@ -79,22 +85,24 @@ class Worker:
     """The Faust app with its topics, table and processor (what tests and the CLI drive)."""
 
     settings: Settings
-    app: faust.App
+    app: Any  # faust.App (streams.faustx builds it)
     processor: Processor
     store: Store | None
     table: Any
     topics: dict[str, Any]
     path: BatchPath
     fatal: Callable[[str], None] = _fatal
-    batches: int = 0
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
-    storing: asyncio.Future[None] | None = None  # the previous batch's states being stored, then its inputs acked
-    unstored: dict[bytes, bytes] = field(default_factory=dict)  # what ``storing`` writes: read before the store
+    commits: CommitProtocol = field(init=False)  # publish -> acks -> Redis -> changelog -> store -> ack
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
     paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
     last_batch: float = 0.0  # monotonic time the batch loop last ran
+
+    def __post_init__(self) -> None:
+        # fatal through the worker: tests replace it after the worker is built
+        self.commits = CommitProtocol(_WorkerPorts(self), self.path.sequencer, lambda reason: self.fatal(reason))
 
     @property
     def sequencer(self) -> Sequencer:
@@ -102,22 +110,75 @@ class Worker:
 
     def outbox(self) -> Outbox:
         """An empty :class:`Outbox` on the app's (started) producer."""
-        producer: Any = self.app.producer
-        return Outbox(producer._ensure_producer(), self.partitioners)
+        return Outbox(raw_producer(self.app), self.partitioners)
 
     async def flush_store(self) -> None:
-        """Wait until the last batch's states are stored and its input offsets acked.
+        """Wait until the last batch's states are stored and its input offsets acked (see :class:`CommitProtocol`)."""
+        await self.commits.flush()
 
-        Safe to call from several tasks at once (the batch loop, a revocation):
-        each waits for the same store; then nothing is left unstored.
-        """
-        task = self.storing
-        if task is not None:
-            await asyncio.shield(task)  # a cancelled caller must not cut a store in half
-            if self.storing is not task:
-                return  # a newer batch's store began meanwhile
-            self.storing = None
-        self.unstored = {}  # all in the store now (a revoked partition's states must not outlive it here)
+    # ------------------------------------------------------------ the batch loop (BatchConsumer calls these)
+    async def on_batch(self, batch: list[Any]) -> None:
+        """A fetch of our topics' records (empty: the loop should look again though nothing came)."""
+        # the sequencer holds what may not be applied yet (unacked, so never committed past); frontiers move
+        # with the fetches. Under the batch lock: a revocation waits for a batch in progress (and its finish)
+        async with self.batch_lock:
+            consumer: Any = self.app.consumer
+            stale = batch and consumer.batch_generation != self.app.consumer_generation_id
+            if stale or not consumer.flow_active or not self.restored():
+                # a rebalance began or ended while we waited (its revocation forgot what was held), or the
+                # table is still being restored: read them again
+                await consumer.dropped(batch)
+                return
+            self.last_batch = time.monotonic()
+            await run_batch(self, [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch])
+
+    def wake_in(self) -> float | None:
+        """Seconds until the batch loop should run though no record came."""
+        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
+        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
+        waits = [self.settings.tick_interval_seconds - (time.monotonic() - self.last_batch)]
+        held = self.sequencer.wake_in_ms()
+        if held is not None:
+            waits.append(held / 1000)
+        if self.path.markers_pending():
+            waits.append(self.path.marker_every_ms / 1000)
+        return min(waits)
+
+    # ------------------------------------------------------------ rebalances (Faust's signals)
+    async def on_partitions_revoked(self, _app: Any, revoked: set[TP], **_: Any) -> None:
+        # a batch in progress finishes first (its changes published, its states in the changelog and the
+        # store, its inputs acked): nothing of a revoked partition is written after the partition is gone,
+        # and nothing processed after this re-fills the state cache or a deadline index of one
+        async with self.batch_lock:
+            await self.flush_store()
+            gone = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
+            self.processor.forget(gone)
+            # faust seeks every partition it keeps back to its commit too: what is held is read again
+            self.path.reset()
+            self.paused.clear()
+        if gone:  # faust revokes nothing before the first assignment: not worth a line
+            log.info("partitions revoked", extra={"partitions": sorted(gone)})
+
+    async def on_partitions_assigned(self, _app: Any, assigned: set[TP], **_: Any) -> None:
+        self.assigned_at = time.monotonic()
+        consumer: Any = self.app.consumer
+        consumer.restored = 0
+        ticks = self.settings.topics.ticks
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == ticks)}
+        )
+
+    async def on_rebalance_complete(self, _app: Any, **_: Any) -> None:
+        # the recovery hook: sent when the assigned partitions' tables are restored (or needed no restore)
+        since = self.assigned_at
+        log.info(
+            "recovery done",
+            extra={
+                "partitions": sorted(_owned_partitions(self)),
+                "seconds": round(time.monotonic() - since, 3) if since is not None else None,
+                "restored": getattr(self.app.consumer, "restored", None),
+            },
+        )
 
     def recovered(self) -> bool:
         """Assigned partitions recovered, their deadline indexes built, consuming (part of /readyz).
@@ -141,10 +202,41 @@ def create_worker(
     settings: Settings, *, store: Store | None = None, fatal: Callable[[str], None] | None = None
 ) -> Worker:
     """Build the app; nothing connects until it starts."""
-    t = settings.topics
-    n = settings.partitions
+    check_internals()  # an upgraded Faust or aiokafka that lacks what streams/faustx relies on fails here
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = _new_app(settings)
+    t, n = settings.topics, settings.partitions
+    source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
+    topics = {
+        "changes": app.topic(t.changes, key_type=bytes, value_type=bytes, partitions=n),
+        "dead_letter": app.topic(t.dead_letter, key_type=bytes, value_type=bytes, partitions=n),
+        "routing": app.topic(t.routing, key_type=bytes, value_type=bytes, partitions=n),
+        "ticks": app.topic(t.ticks, key_type=bytes, value_type=bytes, partitions=n),
+    }
+    path = _batch_path(settings)
+    worker = Worker(settings, app, path.processor, store, _new_table(app, n), topics, path)
+    if fatal is not None:
+        worker.fatal = fatal
+    # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
+    app.topics.add(source)
+    app.transport.Consumer = batch_consumer_class(
+        worker.on_batch,
+        source.topics,
+        worker.flush_store,
+        worker.wake_in,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    app.on_partitions_revoked.connect(worker.on_partitions_revoked)
+    app.on_partitions_assigned.connect(worker.on_partitions_assigned)
+    app.on_rebalance_complete.connect(worker.on_rebalance_complete)
+    metrics.install(worker)
+    return worker
+
+
+def _new_app(settings: Settings) -> Any:
+    n = settings.partitions
+    return new_app(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://" if settings.store == "memory" else "rocksdb://",
@@ -173,14 +265,10 @@ def create_worker(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
-    source = app.topic(*t.inputs(), t.routing, t.ticks, key_type=bytes, value_type=bytes, partitions=n)
-    topics = {
-        "changes": app.topic(t.changes, key_type=bytes, value_type=bytes, partitions=n),
-        "dead_letter": app.topic(t.dead_letter, key_type=bytes, value_type=bytes, partitions=n),
-        "routing": app.topic(t.routing, key_type=bytes, value_type=bytes, partitions=n),
-        "ticks": app.topic(t.ticks, key_type=bytes, value_type=bytes, partitions=n),
-    }
-    table = app.Table(
+
+
+def _new_table(app: Any, n: int) -> Any:
+    return app.Table(
         "customers",
         default=None,
         partitions=n,
@@ -196,6 +284,10 @@ def create_worker(
             "block_cache_compressed_size": 2**20,
         },
     )
+
+
+def _batch_path(settings: Settings) -> BatchPath:
+    t, n = settings.topics, settings.partitions
     processor = Processor(
         Segmenter(settings.load_rules()),
         partitioner_for(n),
@@ -212,171 +304,12 @@ def create_worker(
         grace_ms=round(settings.merge_grace_seconds * 1000),
         wallclock=settings.idle_wallclock_advance,
     )
-    worker = Worker(settings, app, processor, store, table, topics, BatchPath(sequencer, processor))
-    if fatal is not None:
-        worker.fatal = fatal
-
-    async def on_batch(batch: list[Any]) -> None:
-        # the sequencer holds what may not be applied yet (unacked, so never committed past); an empty batch
-        # comes when the loop should look again though nothing came (frontiers move with the fetches). Under
-        # the batch lock: a revocation waits for a batch in progress (and the store it starts)
-        async with worker.batch_lock:
-            consumer: Any = app.consumer
-            stale = batch and consumer.batch_generation != app.consumer_generation_id
-            if stale or not consumer.flow_active or not worker.restored():
-                # a rebalance began or ended while we waited (its revocation forgot what was held), or the
-                # table is still being restored: read them again
-                await consumer.dropped(batch)
-                return
-            worker.last_batch = time.monotonic()
-            await run_batch(
-                worker, [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
-            )
-
-    def wake_in() -> float | None:
-        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
-        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
-        waits = [settings.tick_interval_seconds - (time.monotonic() - worker.last_batch)]
-        held = worker.sequencer.wake_in_ms()
-        if held is not None:
-            waits.append(held / 1000)
-        if worker.path.markers_pending():
-            waits.append(worker.path.marker_every_ms / 1000)
-        return min(waits)
-
-    # no agent: our topics' records skip Faust's per-event stream and come a fetch at a time
-    app.topics.add(source)
-    app.transport.Consumer = batch_consumer_class(
-        on_batch,
-        source.topics,
-        worker.flush_store,
-        wake_in,
-        fetch_min_bytes=settings.fetch_min_bytes,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(_app: Any, revoked: set[TP], **_: Any) -> None:
-        # a batch in progress finishes first (its changes published, its states in the changelog and the
-        # store, its inputs acked): nothing of a revoked partition is written after the partition is gone,
-        # and nothing processed after this re-fills the state cache or a deadline index of one
-        async with worker.batch_lock:
-            await worker.flush_store()
-            gone = {tp.partition for tp in revoked if tp.topic == t.ticks}
-            processor.forget(gone)
-            # faust seeks every partition it keeps back to its commit too: what is held is read again
-            worker.path.reset()
-            worker.paused.clear()
-        if gone:  # faust revokes nothing before the first assignment: not worth a line
-            log.info("partitions revoked", extra={"partitions": sorted(gone)})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(_app: Any, assigned: set[TP], **_: Any) -> None:
-        worker.assigned_at = time.monotonic()
-        consumer: Any = app.consumer
-        consumer.restored = 0
-        log.info(
-            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned if tp.topic == t.ticks)}
-        )
-
-    @app.on_rebalance_complete.connect
-    async def on_recovered(_app: Any, **_: Any) -> None:
-        # sent when the assigned partitions' tables are restored (or needed no restore)
-        since = worker.assigned_at
-        log.info(
-            "recovery done",
-            extra={
-                "partitions": sorted(_owned_partitions(worker)),
-                "seconds": round(time.monotonic() - since, 3) if since is not None else None,
-                "restored": getattr(app.consumer, "restored", None),
-            },
-        )
-
-    metrics.install(worker)
-    return worker
-
-
-def _stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | None, bytes, bytes]]:
-    """``(partition, key, value)`` of the table's stored states in ``partitions``.
-
-    The RocksDB store keeps one database per partition: read just those (no
-    key hashing); other stores yield every item with the partition unknown.
-    """
-    data = table.data
-    dbs = getattr(data, "_dbs", None)
-    if dbs is None or not hasattr(data, "offset_key"):
-        for key, value in data.items():
-            yield None, key, value
-        return
-    skip = data.offset_key
-    for p in sorted(partitions):
-        db = dbs.get(p)
-        if db is None:
-            continue
-        for key, value in db.items():
-            if key != skip:
-                yield p, key, value
-
-
-def _caught_up(consumer: Any, topic: str, partition: int, last: int | None) -> bool | None:
-    """Whether ``topic``/``partition`` has nothing more to read, as of the last fetch's high watermark.
-
-    ``True``: read to the end (``last``, the last offset received, or with nothing received the group's
-    commit). ``False``: records are known to be waiting. ``None``: not known — never fetched, no
-    position yet, or one offset short, which may be a transaction's commit marker (never delivered).
-    """
-    tp = TP(topic, partition)
-    high = consumer.highwater(tp)
-    if high is None:
-        return None
-    if last is not None:
-        position = last + 1
-    elif high == 0:
-        return True
-    else:
-        committed = consumer._committed_offset.get(tp)
-        if committed is None:
-            return None
-        position = committed
-    gap = high - position
-    if gap <= 0:
-        return True
-    return None if gap == 1 else False
-
-
-def _polled_at(consumer: Any, topic: str, partition: int) -> int | None:
-    """When a fetch response last reported on ``topic``/``partition`` (wall-clock ms; ``None``: never).
-
-    aiokafka's ``last_poll_timestamp``: set for every partition a fetch response covers, records or not,
-    in the thread Faust runs the consumer in (as the high watermark that ``_caught_up`` reads).
-    """
-    try:
-        aio = consumer._thread._ensure_consumer()
-        stamp: int | None = aio.last_poll_timestamp(TP(topic, partition))
-    except (AttributeError, AssertionError, KeyError, ConsumerNotStarted):  # not started or not assigned (yet)
-        return None
-    return stamp
+    return BatchPath(sequencer, processor)
 
 
 def _owned_partitions(worker: Worker) -> set[int]:
     ticks = worker.settings.topics.ticks
     return {tp.partition for tp in worker.app.assignor.assigned_actives() if tp.topic == ticks}
-
-
-class _AnchorMessage:
-    __slots__ = ("partition", "timestamp", "topic")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic, self.partition, self.timestamp = topic, partition, None
-
-
-class _Anchor:
-    """What Faust's tables read from the "current event": the partition a write belongs to."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.message = _AnchorMessage(topic, partition)
 
 
 MAX_HELD = 20_000  # records held per input topic-partition before it is paused (memory, never a release)
@@ -390,9 +323,7 @@ def _views(worker: Worker, partitions: set[int]) -> dict[tuple[str, int], TpView
     out = {}
     for p in partitions:
         for topic in (*t.inputs(), t.routing):  # (the ticks topic orders nothing)
-            out[(topic, p)] = TpView(
-                _caught_up(consumer, topic, p, last.get((topic, p))), _polled_at(consumer, topic, p)
-            )
+            out[(topic, p)] = TpView(caught_up(consumer, topic, p, last.get((topic, p))), polled_at(consumer, topic, p))
     return out
 
 
@@ -407,14 +338,14 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     if missing:
         await worker.flush_store()  # the rebuild reads the store
         started = time.monotonic()
-        n = proc.rebuild_indexes(_stored_states(worker.table, missing), missing)
+        n = proc.rebuild_indexes(stored_states(worker.table, missing), missing)
         log.info(
             "deadline index rebuilt",
             extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
     table = worker.table
-    unstored = worker.unstored
-    db_for = getattr(table.data, "_db_for_partition", None)  # RocksDB: one database per partition
+    unstored = worker.commits.unstored
+    db_for = partition_db(table)  # RocksDB: one database per partition
     loaders: dict[int, Callable[[str], bytes | None]] = {}
 
     def loader(partition: int) -> Callable[[str], bytes | None]:
@@ -438,33 +369,21 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     if not owned:
         return
     # faust's table reads pick the partition from the current event: the reads here go to the partition's
-    # store directly (RocksDB) or do not need it (memory); the writes set their own (_store_states)
+    # store directly (RocksDB) or do not need it (memory); the writes set their own (_WorkerPorts.store)
     first = min(owned)
-    _current_event.set(weakref.ref(_Anchor(worker.settings.topics.routing, first)))  # type: ignore[arg-type]
+    set_current_partition(worker.settings.topics.routing, first)  # anchor dropped at once, as before: reads need none
     handled = path.handle(records, _views(worker, owned), loader(first), loader, int(time.time() * 1000))
     _flow_control(worker, owned)
     if not (handled.results or handled.markers or handled.released):
         return
-    routing = worker.settings.topics.routing
     writes = [
-        (_Anchor(routing, p), p, [(key.encode(), value) for key, value in states.items()])
+        (p, [(key.encode(), value) for key, value in states.items()])
         for res in handled.results
         for p, states in res.state_values.items()
     ]
-    try:
-        delivered = await _publish(worker, handled)
-    except Exception as exc:
-        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
-        raise
-    number = worker.batches
-    worker.batches += 1
-    path.sequencer.mark_done(handled.released, number)
-    # the previous batch was acknowledged, written to Redis and stored while this one was processed and
-    # handed to the producer; batches finish in order, and each batch's inputs are acked only once its
-    # changes are acknowledged and in Redis and its states are stored
-    await worker.flush_store()
-    worker.unstored = {k: v for _, _, items in writes for k, v in items}
-    worker.storing = asyncio.ensure_future(_finish_batch(worker, delivered, writes, number))
+    # step 1 now; the previous batch finished (steps 2-6) while this one was computed, this one's finish
+    # runs while the next is
+    await worker.commits.commit(handled, writes)
 
 
 def _flow_control(worker: Worker, owned: set[int]) -> None:
@@ -488,111 +407,102 @@ def _flow_control(worker: Worker, owned: set[int]) -> None:
         worker.paused.difference_update(resume)
 
 
-Write = tuple["_Anchor", int, list[tuple[bytes, bytes]]]
-"""A partition's changed states of one batch: (anchor of the partition, partition, [(key, state bytes)])."""
+class _WorkerPorts:
+    """The commit protocol's steps on Kafka (through Faust's producer), Redis and the table's store."""
 
+    __slots__ = ("worker",)
 
-async def _finish_batch(
-    worker: Worker, delivered: Callable[[], Awaitable[None]], writes: list[Write], number: int
-) -> None:
-    """A handled batch: wait for its changes' acknowledgement (then Redis), store its states, ack its inputs."""
-    try:
-        await delivered()
-    except Exception as exc:
-        worker.fatal(f"publishing a batch failed: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        await _store_states(worker, writes)
-    except Exception as exc:
-        worker.fatal(f"storing a batch's states failed: {type(exc).__name__}: {exc}")
-        raise
-    consumer: Any = worker.app.consumer
-    for (topic, p), offsets in worker.sequencer.ackable(number).items():
-        consumer.ack_offsets(TP(topic, p), offsets)
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
 
+    async def publish(self, handled: Handled) -> Acked:
+        """Hand the batch's messages to the producer (in order, markers after the messages they vouch for).
 
-async def _store_states(worker: Worker, writes: list[Write]) -> None:
-    """The changelog first, acknowledged; then the local store, with the changelog offset it is at.
+        Returns the wait for Kafka's acknowledgement of every message. Straight to
+        the producer: Faust's topic machinery adds nothing.
+        """
+        worker = self.worker
+        t = worker.settings.topics
+        results = handled.results
+        outbox = worker.outbox()
+        to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
+        add = outbox.add
+        for res in results:
+            for change in res.changes:
+                key = change.key.encode()
+                add(t.changes, to_changes(key), key, change.to_json())
+            for msg, value in zip(res.routed, res.routed_values, strict=True):
+                key = msg.key.encode()
+                add(t.routing, to_routing(key), key, value)
+        for q, value in handled.markers:
+            add(t.routing, q, b"progress", value)
+        acknowledged = await outbox.dispatch()
+        futures = []
+        dead = [d for res in results for d in res.dead_letters]
+        if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
+            producer = worker.app.producer
+            for letter_key, letter in dead:
+                futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
+                log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
 
-    What ``table[key] = value`` does, without its cost and with a stronger
-    order: Faust's table write queues the changelog message (``send_soon``,
-    an object pair and a callback per write, a RocksDB put of the offset per
-    acknowledgement) and nothing waits for it before the input offsets are
-    committed. Here the batch's changelog messages (one per changed
-    customer) are sent only after the batch's changes are acknowledged and in
-    Redis, and awaited; then the states go to the store (RocksDB: straight to
-    the partition's database, skipping faust's per-key index) and the
-    partition's persisted offset is set once. Only after that are the input
-    records acked. Messages go as record batches (:class:`Outbox`).
-    """
-    table = worker.table
-    changelog = table.changelog_topic_name
-    outbox = worker.outbox()
-    for _, p, items in writes:
-        for k, v in items:
-            outbox.add(changelog, p, k, v)
-    sent = await outbox.send()
-    if not sent:
-        return
-    last: dict[int, int] = {}
-    for _, p, _, end in sent:
-        last[p] = max(end, last.get(p, -1))
-    data = table.data
-    dbs = getattr(data, "_db_for_partition", None)
-    for anchor, p, items in writes:
-        if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
-            put = dbs(p).put
-            for k, v in items:
-                put(k, v)
-        else:
-            _current_event.set(weakref.ref(anchor))  # type: ignore[arg-type]
-            for k, v in items:
-                data[k] = v
-        if p in last:
-            data.set_persisted_offset(TP(changelog, p), last[p])
+        async def acked() -> None:
+            await acknowledged()
+            if futures:
+                await asyncio.gather(*futures)
 
+        return acked
 
-async def _publish(worker: Worker, handled: Handled) -> Callable[[], Awaitable[None]]:
-    """Hand the batch's messages to the producer (in order, markers after the messages they vouch for).
-
-    Returns the wait: Kafka's acknowledgement of every message, then the
-    changes written to Redis and the batch counted in the metrics. Straight to
-    the producer: Faust's topic machinery adds nothing.
-    """
-    t = worker.settings.topics
-    results = handled.results
-    outbox = worker.outbox()
-    to_changes, to_routing = await outbox.partitioner(t.changes), await outbox.partitioner(t.routing)
-    add = outbox.add
-    for res in results:
-        for change in res.changes:
-            key = change.key.encode()
-            add(t.changes, to_changes(key), key, change.to_json())
-        for msg, value in zip(res.routed, res.routed_values, strict=True):
-            key = msg.key.encode()
-            add(t.routing, to_routing(key), key, value)
-    for q, value in handled.markers:
-        add(t.routing, q, b"progress", value)
-    acknowledged = await outbox.dispatch()
-    futures = []
-    dead = [d for res in results for d in res.dead_letters]
-    if dead:  # rare: one by one, through faust's producer (keyless ones spread like faust's)
-        producer = worker.app.producer
-        for letter_key, letter in dead:
-            futures.append(await producer.send(t.dead_letter, letter_key, letter, None, None, None))
-            log.warning("dead-lettered a message", extra=dead_letter_fields(letter))
-    records = handled.released
-
-    async def delivered() -> None:
-        await acknowledged()
-        if futures:
-            await asyncio.gather(*futures)
+    async def apply_changes(self, handled: Handled) -> None:
+        """The changes to Redis; then the batch counted in the metrics."""
+        worker = self.worker
+        results = handled.results
         if worker.store is not None:
             changes = [c.to_dict() for res in results for c in res.changes]
             if changes:
                 await worker.store.apply_many(changes)
         for res in results:
             metrics.observe_batch(worker, res)
-        metrics.observe_processed(worker, records)
+        metrics.observe_processed(worker, handled.released)
 
-    return delivered
+    async def send_changelog(self, writes: list[Write]) -> dict[int, int]:
+        """Each changed state once to the table's changelog, acknowledged: the last offset per partition.
+
+        What ``table[key] = value`` does, without its cost and with a stronger
+        order: Faust's table write queues the changelog message (``send_soon``,
+        an object pair and a callback per write, a RocksDB put of the offset per
+        acknowledgement) and nothing waits for it before the input offsets are
+        committed. Messages go as record batches (:class:`Outbox`).
+        """
+        outbox = self.worker.outbox()
+        changelog = self.worker.table.changelog_topic_name
+        for p, items in writes:
+            for k, v in items:
+                outbox.add(changelog, p, k, v)
+        last: dict[int, int] = {}
+        for _, p, _, end in await outbox.send():
+            last[p] = max(end, last.get(p, -1))
+        return last
+
+    def store(self, writes: list[Write], offsets: dict[int, int]) -> None:
+        """The states to the store (RocksDB: straight to the partition's database), each partition's offset once."""
+        table = self.worker.table
+        changelog = table.changelog_topic_name
+        data = table.data
+        dbs = partition_db(table)
+        routing = self.worker.settings.topics.routing
+        for p, items in writes:
+            if dbs is not None:  # RocksDB: the partition's database, without faust's per-key bookkeeping
+                put = dbs(p).put
+                for k, v in items:
+                    put(k, v)
+            else:
+                _anchor = set_current_partition(routing, p)  # held while the partition's states are written
+                for k, v in items:
+                    data[k] = v
+            if p in offsets:
+                data.set_persisted_offset(TP(changelog, p), offsets[p])
+
+    def ack(self, offsets: dict[tuple[str, int], list[int]]) -> None:
+        consumer: Any = self.worker.app.consumer
+        for (topic, p), acked in offsets.items():
+            consumer.ack_offsets(TP(topic, p), acked)

@@ -39,7 +39,6 @@ class BatchPath:
     ) -> None:
         self.sequencer = sequencer
         self.processor = processor
-        sequencer.link_floor = processor.link_floor
         sequencer.max_ahead_ms = processor.max_ahead_ms
         self.marker_every_ms = marker_every_ms
         self.wall_every_ms = wall_every_ms
@@ -85,13 +84,13 @@ class BatchPath:
             inner = load_in(p)
             return lambda key: rounds.get(key) or inner(key)
 
-        seq.now_ms = now_ms
+        # a held event's effect depends on its key's state: looked up lazily (cache, then store), as loading
+        # every key of a fetch up front would cost what the cache saves
         seq.peek = lambda key, p: proc.peek(key, load_in_now(p))
-        for rec in records:
-            seq.add(rec)
-        seq.observe(views, now_ms)
+        seq.feed(records, views, now_ms)
         out = Handled()
         owned = seq.parts
+        seq.link_floors = self._link_floors()
         while True:
             ready = seq.release()
             if not ready:
@@ -99,6 +98,7 @@ class BatchPath:
             res = proc.process(ready, load_now, load_in=load_in_now)
             for values in res.state_values.values():
                 rounds.update(values)
+            seq.link_floors = self._link_floors()  # what was applied may hold or release linking events
             out.results.append(res)
             out.released.extend(ready)
             for msg, mid in zip(res.routed, res.routed_ids, strict=True):
@@ -128,6 +128,15 @@ class BatchPath:
                 value = marker(s, f)
                 out.markers.extend((q, value) for q in remote)
         return out
+
+    def _link_floors(self) -> dict[int, int]:
+        link_floor = self.processor.link_floor
+        floors = {}
+        for p in self.sequencer.parts:
+            floor = link_floor(p)
+            if floor is not None:
+                floors[p] = floor
+        return floors
 
     def _due(self, sent: Frontier | None, f: Frontier, since_ms: int) -> bool:
         # what orders records goes out at once (at most every marker_every_ms); the wall-clock pair moves

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streams.faustx.bridge import committed_offset, kafka_connected
+
 if TYPE_CHECKING:
     from streams.app import Worker
     from streams.processor import BatchResult, Record
@@ -208,7 +210,7 @@ def refresh_lag(worker: Worker, now: float | None = None) -> None:
             high = None
         if high is None:
             continue
-        committed = consumer._committed_offset.get(tp) or 0
+        committed = committed_offset(consumer, tp) or 0
         labels = (tp.topic, str(tp.partition))
         seen.add(labels)
         m.lag_messages.labels(*labels).set(max(0, high - committed))
@@ -247,15 +249,6 @@ def refresh(worker: Worker) -> None:
     refresh_lag(worker)
 
 
-def _kafka_connected(worker: Worker) -> bool:
-    """Whether the consumer holds a live connection to a broker (no I/O: fine for a probe)."""
-    try:
-        client = worker.app.consumer._thread._ensure_consumer()._client  # type: ignore[attr-defined]
-        return any(conn.connected() for conn in list(client._conns.values()))
-    except Exception:  # noqa: BLE001 - not started, or faust/aiokafka internals changed
-        return False
-
-
 async def _redis_reachable(worker: Worker) -> bool | None:
     store: Any = worker.store
     if store is None:
@@ -276,7 +269,7 @@ async def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
     recovery = app.tables.recovery
     checks: dict[str, bool | None] = {
         "recovered": worker.recovered(),
-        "kafka": _kafka_connected(worker),
+        "kafka": kafka_connected(worker.app),
         "redis": await _redis_reachable(worker),
     }
     ready = all(v is not False for v in checks.values())

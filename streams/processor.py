@@ -129,9 +129,7 @@ class _Mark:
 _NO_MARK = _Mark(0, 0, 0, 0)  # the fast pass undoes the whole batch, never a record
 
 
-def _encode_outputs(
-    res: BatchResult, mark: _Mark, changed: dict[tuple[int, str], None], good: dict[str, bytes]
-) -> None:
+def encode_outputs(res: BatchResult, mark: _Mark, changed: dict[tuple[int, str], None], good: dict[str, bytes]) -> None:
     """Encode what one record produced, as publishing, the Redis write and the store will.
 
     Deterministic failures of one record (a value no encoder takes) surface
@@ -414,7 +412,7 @@ class Processor:
                     raise ValueError(f"not a topic of this worker: {rec.topic}")
                 if careful:
                     try:
-                        _encode_outputs(res, mark, changed, good)
+                        encode_outputs(res, mark, changed, good)
                     except Exception as exc:  # re-raised with its stage, undone below
                         raise OutputError(exc) from exc
             except OutputError as exc:

@@ -198,8 +198,9 @@ class Sequencer:
         self.peek: Callable[[str, int], CustomerState | None] | None = None
         self.now_ms = 0  # the wall clock of the fetch being added (events too far ahead of it are invalid)
         self.max_ahead_ms = POS
-        # the earliest event a partition holds elsewhere (in a customer's state) that will link a device
-        self.link_floor: Callable[[int], int | None] = lambda _p: None
+        # per partition, the earliest event it holds elsewhere (in a customer's state) that will link a device:
+        # fed by the shell after each apply (the processor's holds), never asked for
+        self.link_floors: dict[int, int] = {}
         # acks in offset order: per topic-partition the offsets read, and the batch each was finished in
         self._read: dict[tuple[str, int], deque[int]] = {}
         self._done: dict[tuple[str, int], dict[int, int]] = {}
@@ -256,6 +257,17 @@ class Sequencer:
         return len(part.queues[topic]) if part is not None and topic in part.queues else 0
 
     # ---------------------------------------------------------------- input
+    def feed(self, records: Iterable[Record], views: dict[tuple[str, int], TpView], now_ms: int) -> None:
+        """A fetch: its records, what it said of each topic-partition (read to the end, and when), the wall clock.
+
+        Everything the merge knows of the consumer comes in here (Quix Streams' buffering gets the
+        watermarks with each fetch the same way): nothing in this class calls back into Kafka or the clock.
+        """
+        self.now_ms = now_ms
+        for rec in records:
+            self.add(rec)
+        self.observe(views, now_ms)
+
     def observe(self, views: dict[tuple[str, int], TpView], now_ms: int) -> None:
         """What the latest fetch responses say of the owned topic-partitions (records read by ``now_ms``)."""
         self._memo.clear()
@@ -478,7 +490,7 @@ class Sequencer:
             i = 0 if link_gate is None else bisect.bisect_right(part.maybe, link_gate)
             if i < len(part.maybe) and part.maybe[i] < apply:
                 apply = part.maybe[i]
-        floor = self.link_floor(p)
+        floor = self.link_floors.get(p)
         if floor is not None and floor < link:
             link = floor
         if part.routed_makes:

@@ -154,11 +154,11 @@ def partition_lag(
 class LagProbe:
     """Admin client for the group's offsets, a group-less consumer for offsets and timestamps."""
 
-    def __init__(self, settings: Settings, group: str, topics: list[str] | None) -> None:
+    def __init__(self, settings: Settings, group: str, topics: list[str] | None, *, admin: Any = None) -> None:
         self.settings = settings
         self.group = group
         self.explicit_topics = topics
-        self._admin: Any = None
+        self._admin: Any = admin  # start() connects one (tests pass a stand-in)
         self._consumer: Any = None
 
     async def start(self) -> None:
@@ -212,7 +212,7 @@ class LagProbe:
         c.assign([])
         return found
 
-    async def _group_offsets(self, tps: list[Any]) -> dict[Any, Any]:
+    async def group_offsets(self, tps: list[Any]) -> dict[Any, Any]:
         """The group's committed offsets, waiting up to ``COORDINATOR_WAIT_S`` for a coordinator to exist."""
         from aiokafka import errors
 
@@ -246,7 +246,7 @@ class LagProbe:
         tps.sort(key=lambda tp: (topics.index(tp.topic), tp.partition))
         committed: dict[Any, int] = {}
         if tps:
-            offsets = await self._group_offsets(tps)
+            offsets = await self.group_offsets(tps)
             committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         starts = await c.beginning_offsets(tps) if tps else {}
         ends = await c.end_offsets(tps) if tps else {}

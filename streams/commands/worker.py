@@ -52,21 +52,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"segmenter worker: cannot prepare topics on {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
         return 2
 
-    from faust.worker import Worker as FaustWorker
-
     from streams.app import create_worker
+    from streams.faustx.bridge import run_app
     from streams.store import RedisStore
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     worker = create_worker(settings, store=store)
     tune_gc()  # after start-up: what it allocated is frozen out of the collector's scans
     # faust reconfigures logging when it starts: hand it ours (JSON lines unless on a terminal)
-    faust_worker = FaustWorker(
-        worker.app,
-        loglevel=args.loglevel,
-        quiet=True,
-        redirect_stdouts=False,
-        logging_config=logging_config(settings.log_format, args.loglevel),
-    )
-    faust_worker.execute_from_commandline()
+    run_app(worker.app, loglevel=args.loglevel, logging_config=logging_config(settings.log_format, args.loglevel))
     return 0

@@ -10,7 +10,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from conftest import Services
 from kafka_util import create_topic, read_all
 
-from streams.outbox import Outbox
+from streams.faustx.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 

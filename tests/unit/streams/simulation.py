@@ -5,7 +5,7 @@ how many records, when events are produced (all first: a backlog; or in chunks w
 when a worker crashes (losing all it has not committed: its sequencer, caches and uncommitted
 offsets; at one of three points of the commit protocol) and when partitions move between workers.
 The workers run the real :class:`~streams.batch.BatchPath` (sequencer, processor, core); the shell
-around it does what ``streams/app.py`` does in the same order: publish changes, routed messages and
+around it does what ``streams/commit.py`` does in the same order: publish changes, routed messages and
 then markers, store the states, ack what the sequencer says is ackable.
 
 ``simulate(seed)`` returns the changes emitted and what replay of the same events gives; a failing
@@ -24,7 +24,7 @@ from schemas.events import parse_event
 from segmenter.engine import Engine, Segmenter
 from streams.batch import BatchPath
 from streams.commands.produce import route
-from streams.outbox import default_partition
+from streams.faustx.outbox import default_partition
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
 from streams.settings import Topics

@@ -24,15 +24,13 @@ class _Admin:
 
 
 def _probe(admin: _Admin) -> LagProbe:
-    probe = LagProbe(Settings(), "g", None)
-    probe._admin = admin
-    return probe
+    return LagProbe(Settings(), "g", None, admin=admin)
 
 
 async def test_a_missing_coordinator_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lag.asyncio, "sleep", _no_sleep)
     admin = _Admin(failures=3)
-    assert await _probe(admin)._group_offsets([]) == {"tp": "g"}
+    assert await _probe(admin).group_offsets([]) == {"tp": "g"}
     assert admin.calls == 4
 
 
@@ -40,7 +38,7 @@ async def test_a_coordinator_that_never_comes_is_an_error(monkeypatch: pytest.Mo
     monkeypatch.setattr(lag.asyncio, "sleep", _no_sleep)
     monkeypatch.setattr(lag, "COORDINATOR_WAIT_S", 0.0)
     with pytest.raises(errors.CoordinatorNotAvailableError):
-        await _probe(_Admin(failures=10**6))._group_offsets([])
+        await _probe(_Admin(failures=10**6)).group_offsets([])
 
 
 async def _no_sleep(_s: float) -> None:

@@ -161,7 +161,8 @@ def test_lag_gauges_of_owned_partitions() -> None:
     settings = Settings(partitions=2)
     pages = settings.topics.page_views
     a, b, changelog = TP(pages, 0), TP(pages, 1), TP("segmenter-customers-changelog", 0)
-    consumer = FakeConsumer(high={a: 10, b: 5, changelog: 99}, _committed_offset={a: 4, b: None})
+    committed: dict[TP, int | None] = {a: 4, b: None}  # what Faust records of the group's commits
+    consumer = FakeConsumer(high={a: 10, b: 5, changelog: 99}, _committed_offset=committed)
     worker: Any = FakeWorker(settings, FakeApp(consumer, FakeAssignor({a, b, changelog})), processor())
     now = 1_700_000_100.0
     # processed up to offset 6 of partition 0 (Kafka timestamp 40 s ago); nothing yet of partition 1
@@ -172,7 +173,7 @@ def test_lag_gauges_of_owned_partitions() -> None:
 
     # everything processed and committed: no lag, in messages or seconds
     metrics.observe_processed(worker, [Record(pages, 0, 9, None, b"", timestamp_ms=1_700_000_070_000)])
-    consumer._committed_offset[a] = 10
+    committed[a] = 10
     metrics.refresh_lag(worker, now=now)
     assert gauges(worker.metrics, "segmenter_consumer_lag_messages")[(pages, "0")] == 0
     assert gauges(worker.metrics, "segmenter_consumer_lag_seconds") == {(pages, "0"): 0.0}

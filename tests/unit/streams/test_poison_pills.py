@@ -373,8 +373,8 @@ def _engine_init(self: Engine, segmenter: Segmenter) -> None:
 def test_bytes_that_are_not_an_event_keep_the_batch_on_the_fast_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     # a failure before the core read any state needs no undo: no record-by-record encoding for it
     calls: list[int] = []
-    real = processor_module._encode_outputs
-    monkeypatch.setattr(processor_module, "_encode_outputs", lambda *a: calls.append(1) or real(*a))
+    real = processor_module.encode_outputs
+    monkeypatch.setattr(processor_module, "encode_outputs", lambda *a: calls.append(1) or real(*a))
     proc = Processor(Segmenter(), lambda key: 0, input_topics=(PAGES,), routing_topic="r", ticks_topic="t")
     bad = [Record(PAGES, 0, 2, None, b"{not json"), Record(PAGES, 0, 3, None, PILLS["year-10000-utc"])]
     res = proc.process([_view(1, 0), *bad, _view(4, 1, type="cart_add")], Table().load)

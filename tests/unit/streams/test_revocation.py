@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from faust.types import TP
-
 from segmenter.clock import DeadlineIndex
 from streams.app import create_worker
+from streams.faustx.bridge import TP
 from streams.settings import Settings
 
 
@@ -27,8 +26,8 @@ async def test_a_revocation_waits_for_the_batch_in_progress(tmp_path: Path) -> N
         revoke = asyncio.ensure_future(worker.app.on_partitions_revoked.send({TP(ticks, 1)}))
         await asyncio.sleep(0.05)
         assert not revoke.done() and 1 in worker.processor.indexes
-        worker.storing = asyncio.ensure_future(store())
+        worker.commits.storing = asyncio.ensure_future(store())
     await revoke
     # the batch's store finished before the partition was forgotten
-    assert stored == ["batch"] and worker.storing is None
+    assert stored == ["batch"] and worker.commits.storing is None
     assert 1 not in worker.processor.indexes

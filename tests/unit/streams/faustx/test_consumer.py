@@ -1,4 +1,7 @@
-"""The batch consumer's bookkeeping against Faust's own (no broker: the consumer is never started)."""
+"""The batch consumer's bookkeeping against Faust's own (no broker: the consumer is never started).
+
+These tests read Faust's and aiokafka's internals on purpose: they pin what the adapter relies on.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.consumer import BatchConsumer, batch_consumer_class, check_faust_internals
+from streams.faustx.consumer import BatchConsumer, batch_consumer_class
+from streams.faustx.internals import check_running
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +33,12 @@ def consumer() -> Any:
 def test_faust_builds_our_consumer_and_it_has_what_we_rely_on(consumer: Any) -> None:
     assert isinstance(consumer, BatchConsumer)
     assert consumer.batch_topics == frozenset({"in"})
-    check_faust_internals(consumer, consumer.app.tables.recovery)
+    check_running(consumer, consumer.app.tables.recovery)
 
 
-def test_a_missing_internal_is_named() -> None:
+def test_a_missing_internal_of_the_running_consumer_is_named() -> None:
     with pytest.raises(RuntimeError, match=r"Consumer\._acked.*Recovery\.active_offsets"):
-        check_faust_internals(SimpleNamespace(), SimpleNamespace())
+        check_running(SimpleNamespace(), SimpleNamespace())
 
 
 def test_ack_offsets_commits_up_to_the_first_offset_not_acked(consumer: Any) -> None:

@@ -18,6 +18,9 @@ handler acks what it has finished with :meth:`BatchConsumer.ack_offsets`,
 which does the bookkeeping of ``Consumer.ack`` for plain offsets, so Faust
 commits exactly as before: up to the first offset not acked.
 
+Every Faust internal used here (``self._…`` of the subclass included) is listed in
+:mod:`streams.faustx.internals` and checked when the worker is built.
+
 Rebalances behave as in Faust's own loop: a fetch that straddles a
 generation change or a stopped flow is dropped (Faust seeks every assigned
 partition back to its committed offset before it resumes), and a handler
@@ -35,6 +38,8 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 from faust.types import TP
+
+from streams.faustx.internals import check_running
 
 Handler = Callable[[list[Any]], Awaitable[None]]
 Flusher = Callable[[], Awaitable[None]]
@@ -127,12 +132,12 @@ class BatchConsumer(FaustAIOKafkaConsumer):
         if handler is None:
             await super()._drain_messages(fetcher)
             return
-        check_faust_internals(self, self.app.tables.recovery)
+        check_running(self, self.app.tables.recovery)
         batch_topics = self.batch_topics
         callback = self.callback
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
-        fetcher_should_stop = fetcher._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - Faust's loop ends with its fetcher
         waker = self.waker
         try:
             while not (self._stopped.is_set() or fetcher_should_stop()):
@@ -226,7 +231,7 @@ class BatchConsumer(FaustAIOKafkaConsumer):
         by_tp: dict[TP, list[Any]] = {}
         for tp, rec in others:
             table = recovery.tp_to_table.get(tp) if recovery.in_recovery else None
-            if table is None or tp not in recovery.active_tps or table._on_changelog_event is not None:
+            if table is None or tp not in recovery.active_tps or _has_changelog_callback(table):
                 await callback(self._to_message(tp, rec))
                 continue
             by_tp.setdefault(tp, []).append(rec)
@@ -243,8 +248,12 @@ class BatchConsumer(FaustAIOKafkaConsumer):
         if recovery.in_recovery and not recovery.need_recovery():
             # what Recovery._slurp_changelogs does when the last record is in
             recovery.flush_buffers()
-            recovery._set_recovery_ended()
+            recovery._set_recovery_ended()  # noqa: SLF001 - ends the restore as Recovery's own loop does
             recovery.signal_recovery_end.set()
+
+
+def _has_changelog_callback(table: Any) -> bool:
+    return table._on_changelog_event is not None  # noqa: SLF001 - such a table must see each record: Faust's path
 
 
 def resync_offsets(partitions: Iterable[TP], committed: Callable[[TP], int | None]) -> dict[TP, int]:
@@ -291,47 +300,6 @@ class _ChangelogEvent:
 
     def __init__(self, message: _ChangelogMessage) -> None:
         self.message, self.key, self.value = message, message.key, message.value
-
-
-# what BatchConsumer uses of Faust beyond its public API (faust-streaming 0.15.x): checked at start-up,
-# so an upgrade that moves them fails with this list instead of misbehaving
-_CONSUMER_INTERNALS = (
-    "_wait_next_records",
-    "_add_gap",
-    "_to_message",
-    "perform_seek",
-    "_read_offset",
-    "_committed_offset",
-    "_acked",
-    "_acked_index",
-    "_n_acked",
-    "_commit_every",
-    "_buffered_partitions",
-    "seek_wait",
-    "assignment",
-)
-_RECOVERY_INTERNALS = (
-    "tp_to_table",
-    "active_tps",
-    "active_offsets",
-    "in_recovery",
-    "need_recovery",
-    "flush_buffers",
-    "_set_recovery_ended",
-    "signal_recovery_end",
-)
-
-
-def check_faust_internals(consumer: Any, recovery: Any) -> None:
-    """Raise ``RuntimeError`` naming what is missing from this Faust version."""
-    missing = [f"Consumer.{a}" for a in _CONSUMER_INTERNALS if not hasattr(consumer, a)]
-    missing += [f"Recovery.{a}" for a in _RECOVERY_INTERNALS if not hasattr(recovery, a)]
-    if missing:
-        raise RuntimeError(
-            "this faust-streaming version lacks what streams/consumer.py relies on: "
-            + ", ".join(missing)
-            + " (tested with faust-streaming 0.15.3)"
-        )
 
 
 def batch_consumer_class(

@@ -59,7 +59,7 @@ class Outbox:
         partition = self._partitioners.get(topic)
         if partition is None:
             client = self._producer.client
-            await client._wait_on_metadata(topic)
+            await client._wait_on_metadata(topic)  # noqa: SLF001 - what send() awaits; no public equivalent
             n = len(client.cluster.partitions_for_topic(topic))
             partition = self._partitioners[topic] = key_partitioner(n)
         return partition

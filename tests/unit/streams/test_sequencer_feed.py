@@ -1,0 +1,55 @@
+"""The merge is fed, not asking: what each fetch said, the wall clock and the link floors come in as data."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.sequencer import Record, Sequencer, TpView
+
+PAGES, CARTS, ORDERS = "shop.page_views", "shop.carts", "shop.orders"
+ROUTING = "r"
+T = 1_700_000_000_000  # event time of the records here (ms)
+
+
+def _seq() -> Sequencer:
+    seq = Sequencer((PAGES, CARTS, ORDERS), ROUTING, 1, lambda _k: 0, grace_ms=30)
+    seq.assign([0], T)
+    return seq
+
+
+def _visitor_view(offset: int) -> Record:
+    value = orjson.dumps(
+        {
+            "event_id": f"e{offset}",
+            "type": "page_view",
+            "occurred_at": "2023-11-14T22:13:20+00:00",  # T
+            "anonymous_id": "a-1",
+            "page_type": "home",
+        }
+    )
+    return Record(PAGES, 0, offset, b"a-1", value)
+
+
+def _views(caught_up: bool | None, polled_ms: int | None) -> dict[tuple[str, int], TpView]:
+    return {(t, 0): TpView(caught_up, polled_ms) for t in (PAGES, CARTS, ORDERS, ROUTING)}
+
+
+def test_a_record_waits_until_a_fetch_says_the_other_topics_hold_nothing_earlier() -> None:
+    seq = _seq()
+    seq.feed([_visitor_view(0)], _views(None, None), T)  # nothing known of the carts and orders topics
+    assert seq.release() == []
+    seq.feed([], _views(False, T + 10), T + 10)  # records known waiting there: wait, however long
+    assert seq.release() == []
+    # read to their ends by a response at T + 31: they vouch for what was read by T + 1 (the grace)
+    seq.feed([], _views(True, T + 31), T + 31)
+    assert [r.offset for r in seq.release()] == [0]
+
+
+def test_a_visitor_s_event_waits_while_a_link_floor_fed_by_the_shell_is_before_it() -> None:
+    seq = _seq()
+    seq.feed([_visitor_view(0)], _views(None, None), T)
+    seq.feed([], _views(True, T + 1_000), T + 1_000)  # every topic read to its end well after it was read
+    seq.link_floors = {0: T - 5}  # a customer's held event before it will link a device
+    assert seq.release() == []
+    seq.link_floors = {}  # that event was applied
+    assert [r.offset for r in seq.release()] == [0]

@@ -403,8 +403,12 @@ class Engine:
         if self.watermark is None or t_ms > self.watermark:
             self.watermark = t_ms
         out: list[Change] = []
-        for key in self.index.pop_due(t_ms):
-            self._absorb(key, self.segmenter.advance(self.states[key], t_ms), out)
+        index = self.index
+        # in time order across keys: each due key fires up to its own due instant, then is due again
+        # (a key firing all its deadlines at once would put its later changes before another key's earlier)
+        while (due := index.next_due()) is not None and due <= t_ms:
+            for key in index.pop_due(due):
+                self._absorb(key, self.segmenter.advance(self.states[key], due), out)
         self._drain(out)
         return out
 

@@ -97,6 +97,20 @@ def test_replay_fires_deadlines_up_to_the_last_event_or_until() -> None:
     assert b'"cart_abandoned"' in out  # advanced past the last event, up to --until
 
 
+def test_deadlines_of_several_customers_fire_in_time_order_across_them() -> None:
+    # c1's stages run for a year while c2's referral ends in June: one advance over both emits June first
+    # (a key firing all its deadlines at once put c1's later changes before c2's; found by hypothesis)
+    events = [
+        page_view(0, "product", "p1", cid="c1"),
+        page_view(45 * DAY, "product", "p1", cid="c1"),
+        {**page_view(90 * DAY, "product", "p1", cid="c2"), "referred_by": "r1"},
+        cart_add(490 * DAY, cid="c1"),
+    ]
+    out, _, _ = _replay([("x", [json.dumps(e).encode() for e in events])])
+    times = [json.loads(line)["occurred_at"] for line in out.splitlines()]
+    assert "referred_customer" in out.decode() and times == sorted(times)
+
+
 def test_cli_replay_writes_the_same_changes_as_the_library(tmp_path: Path) -> None:
     events = [page_view(0, "home"), cart_add(MIN), order_placed(2 * MIN), page_view(100 * DAY, "home", cid="c2")]
     src = tmp_path / "events.jsonl.gz"

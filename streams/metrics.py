@@ -17,6 +17,14 @@ What the less obvious ones measure:
   equals ``segmenter lag``'s "newest produced minus newest processed" while
   records keep arriving. Absent for a partition until one of its records has
   been processed.
+* ``segmenter_consumer_committed_offset{topic,partition}`` and
+  ``segmenter_consumer_processed_offset{topic,partition}``: the group's
+  committed offset and the offset after the newest processed record, per
+  owned partition. Processed rising while committed stays flat is the stalled
+  commit of faust-streaming #596 (the ``SegmenterCommitsStalled`` alert).
+* ``segmenter_recovery_in_progress``: 1 while the assigned partitions are not
+  recovered (the table restoring from its changelog, or a rebalance running:
+  what makes ``/readyz`` answer 503), else 0.
 * ``segmenter_ingest_latency_seconds``: Kafka timestamp of an input record to
   the emit of the changes it caused (published, acknowledged, written to Redis).
 * ``segmenter_event_e2e_latency_seconds``: the event's own ``occurred_at`` to
@@ -90,6 +98,23 @@ class Metrics:
             "segmenter_consumer_lag_seconds",
             "0 when caught up, else now minus the Kafka timestamp of the newest processed record.",
             ["topic", "partition"],
+            registry=r,
+        )
+        self.committed = Gauge(
+            "segmenter_consumer_committed_offset",
+            "The group's committed offset, per owned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.processed = Gauge(
+            "segmenter_consumer_processed_offset",
+            "Offset after the newest processed record, per owned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.recovering = Gauge(
+            "segmenter_recovery_in_progress",
+            "1 while the assigned partitions are not recovered (changelog restore or rebalance running), else 0.",
             registry=r,
         )
         self.e2e = Histogram(
@@ -214,7 +239,10 @@ def refresh_lag(worker: Worker, now: float | None = None) -> None:
         labels = (tp.topic, str(tp.partition))
         seen.add(labels)
         m.lag_messages.labels(*labels).set(max(0, high - committed))
+        m.committed.labels(*labels).set(committed)
         newest = m.newest.get((tp.topic, tp.partition))
+        if newest is not None:
+            m.processed.labels(*labels).set(newest[0] + 1)
         if newest is not None and newest[0] + 1 >= high:
             m.lag_seconds.labels(*labels).set(0)
         elif newest is not None and newest[1] is not None:
@@ -227,7 +255,7 @@ def refresh_lag(worker: Worker, now: float | None = None) -> None:
 
 
 def _drop_lag(m: Metrics, labels: tuple[str, str]) -> None:
-    for gauge in (m.lag_messages, m.lag_seconds):
+    for gauge in (m.lag_messages, m.lag_seconds, m.committed, m.processed):
         with contextlib.suppress(KeyError):
             gauge.remove(*labels)
 
@@ -243,10 +271,20 @@ def forget(worker: Worker, partitions: Iterable[tuple[str, int]]) -> None:
             _drop_lag(m, labels)
 
 
+def refresh_recovery(worker: Worker) -> None:
+    """``segmenter_recovery_in_progress``: 1 until the assigned partitions are recovered."""
+    try:
+        recovered = worker.recovered()
+    except Exception:  # noqa: BLE001 - not started yet, or stopping: not recovered
+        recovered = False
+    worker.metrics.recovering.set(0 if recovered else 1)
+
+
 def refresh(worker: Worker) -> None:
     """Every gauge, now."""
     refresh_state(worker)
     refresh_lag(worker)
+    refresh_recovery(worker)
 
 
 async def _redis_reachable(worker: Worker) -> bool | None:

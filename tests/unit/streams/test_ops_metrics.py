@@ -144,6 +144,10 @@ class FakeWorker:
     path: BatchPath = field(
         default_factory=lambda: BatchPath(Sequencer((CARTS, ORDERS), "r", 1, lambda _k: 0), processor())
     )
+    is_recovered: bool = True
+
+    def recovered(self) -> bool:
+        return self.is_recovered
 
     @property
     def sequencer(self) -> Sequencer:
@@ -170,6 +174,9 @@ def test_lag_gauges_of_owned_partitions() -> None:
     metrics.refresh_lag(worker, now=now)
     assert gauges(worker.metrics, "segmenter_consumer_lag_messages") == {(pages, "0"): 6, (pages, "1"): 5}
     assert gauges(worker.metrics, "segmenter_consumer_lag_seconds") == {(pages, "0"): 40.0}
+    # committed as Faust knows it (none yet: 0); processed is the offset after the newest processed record
+    assert gauges(worker.metrics, "segmenter_consumer_committed_offset") == {(pages, "0"): 4, (pages, "1"): 0}
+    assert gauges(worker.metrics, "segmenter_consumer_processed_offset") == {(pages, "0"): 7}
 
     # everything processed and committed: no lag, in messages or seconds
     metrics.observe_processed(worker, [Record(pages, 0, 9, None, b"", timestamp_ms=1_700_000_070_000)])
@@ -177,12 +184,15 @@ def test_lag_gauges_of_owned_partitions() -> None:
     metrics.refresh_lag(worker, now=now)
     assert gauges(worker.metrics, "segmenter_consumer_lag_messages")[(pages, "0")] == 0
     assert gauges(worker.metrics, "segmenter_consumer_lag_seconds") == {(pages, "0"): 0.0}
+    assert gauges(worker.metrics, "segmenter_consumer_committed_offset")[(pages, "0")] == 10
+    assert gauges(worker.metrics, "segmenter_consumer_processed_offset")[(pages, "0")] == 10
 
     # a revoked partition is no longer reported (another worker reports it)
     metrics.forget(worker, [(pages, 1)])
     worker.app.assignor.actives = {a}
     metrics.refresh_lag(worker, now=now)
     assert set(gauges(worker.metrics, "segmenter_consumer_lag_messages")) == {(pages, "0")}
+    assert set(gauges(worker.metrics, "segmenter_consumer_committed_offset")) == {(pages, "0")}
 
 
 def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
@@ -208,3 +218,23 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     assert values["segmenter_customers"] == 7
     assert values["segmenter_deadline_queue_size"] == 0
     assert values["segmenter_merger_held_records"] == 1
+
+
+def test_recovery_in_progress_until_the_assigned_partitions_are_recovered() -> None:
+    worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), processor())
+
+    def value() -> float:
+        text = worker.metrics.exposition().decode()
+        return next(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "segmenter_recovery_in_progress"
+        )
+
+    worker.is_recovered = False
+    metrics.refresh(worker)
+    assert value() == 1
+    worker.is_recovered = True
+    metrics.refresh(worker)
+    assert value() == 0

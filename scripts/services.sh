@@ -2,7 +2,8 @@
 # Real single-node Apache Kafka (KRaft, broker+controller) and redis-server on
 # loopback, without Docker, for tests and local use.
 #
-#   scripts/services.sh install   fetch Kafka jars (Maven Central) + redis-server (apt)
+#   scripts/services.sh install   fetch Kafka jars (Maven Central) + redis-server, promtool and
+#                                 docker-compose (apt; the last two for the deploy/ tests)
 #   scripts/services.sh start     install if needed, start both, wait until they answer
 #   scripts/services.sh stop [kafka|redis]...   stop both (or the named ones)
 #   scripts/services.sh status    say what is running
@@ -119,11 +120,11 @@ apt_install() {  # apt_install PACKAGE...
     apt-get install -y -q "$@" >&2 || { apt-get update -q >&2 && apt-get install -y -q "$@" >&2; }
 }
 
-need_cmd() {  # need_cmd COMMAND APT-PACKAGE
+need_cmd() {  # need_cmd COMMAND APT-PACKAGE [APT-GET-OPTION]...
     command -v "$1" >/dev/null 2>&1 && return 0
     if is_root; then
         log "$1 not found; installing Debian package $2"
-        apt_install "$2" || die "apt-get install $2 failed"
+        apt_install "${@:3}" "$2" || die "apt-get install $2 failed"
         command -v "$1" >/dev/null 2>&1 || die "$1 still not on PATH after installing $2"
     else
         die "$1 is not on PATH and this is not root: install it, e.g. 'sudo apt-get install -y $2'"
@@ -131,12 +132,25 @@ need_cmd() {  # need_cmd COMMAND APT-PACKAGE
 }
 
 # --- install -----------------------------------------------------------------
+# promtool (alert rule tests) comes with Debian's prometheus; docker-compose checks
+# docker-compose.yml (`config` needs no Docker daemon, so no docker.io recommends)
+TOOLS=(promtool docker-compose)
+tools_installed() {
+    local t
+    for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || return 1; done
+}
+need_tools() {
+    need_cmd promtool prometheus --no-install-recommends
+    need_cmd docker-compose docker-compose --no-install-recommends
+}
+
 kafka_installed() { [ -f "$KAFKA_HOME/.complete" ] && [ -d "$LIBS" ]; }
 
 cmd_install() {
     need_cmd java openjdk-17-jre-headless
     need_cmd redis-server redis-server
     need_cmd redis-cli redis-tools
+    need_tools
     if kafka_installed; then
         log "Kafka $KAFKA_VERSION already in $LIBS"
         return 0
@@ -370,7 +384,7 @@ start_cleanup() {  # EXIT trap of start: a failed start leaves nothing of its ow
 
 cmd_start() {
     kafka_installed && command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
-        || cmd_install
+        && tools_installed || cmd_install
     command -v java >/dev/null 2>&1 || need_cmd java openjdk-17-jre-headless
     lock "$STATE/.lock"
     local t0=$SECONDS
@@ -495,7 +509,7 @@ main() {
         status) cmd_status ;;
         env) load_ports; print_env ;;
         reset) cmd_reset ;;
-        *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+        *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 }
 

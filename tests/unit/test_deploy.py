@@ -63,3 +63,28 @@ def test_every_alert_has_a_test_and_says_what_to_do() -> None:
         assert re.search(r"^\s+severity: (page|ticket)$", r, re.MULTILINE), name
         assert re.search(r"^\s+summary: \S", r, re.MULTILINE), name
         assert re.search(r"^\s+description: >-\n\s+\S", r, re.MULTILINE), name
+
+
+def services_kafka_version() -> str:
+    """The Kafka version scripts/services.sh runs the tests against (its default)."""
+    script = (REPO / "scripts" / "services.sh").read_text()
+    found = re.search(r'^KAFKA_VERSION="\$\{SEGMENTER_KAFKA_VERSION:-([0-9][0-9.]*)\}"$', script, re.MULTILINE)
+    assert found, "scripts/services.sh no longer sets KAFKA_VERSION as this test expects"
+    return found.group(1)
+
+
+def test_docker_compose_file_is_valid_and_runs_the_tested_kafka() -> None:
+    proc = run(tool("docker-compose"), "-f", "docker-compose.yml", "config")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kafka = re.findall(r"^\s+image: apache/kafka:(\S+)$", proc.stdout, re.MULTILINE)
+    assert kafka == [services_kafka_version()]
+
+
+def test_prometheus_loads_the_alert_rules() -> None:
+    proc = run(tool("docker-compose"), "-f", "docker-compose.yml", "config")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"deploy/prometheus/alerts\.yml:/etc/prometheus/alerts\.yml:ro$", proc.stdout, re.MULTILINE)
+    # prometheus.yml names alerts.yml relative to itself; promtool checks the config and the rules it loads
+    proc = run(tool("promtool"), "check", "config", "prometheus.yml", cwd=PROMETHEUS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 1 rule files found" in proc.stdout

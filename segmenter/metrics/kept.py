@@ -33,7 +33,7 @@ from typing import Any
 
 DAY_MS = 86_400_000
 _blake2b = hashlib.blake2b
-_URLSAFE = str.maketrans("+/", "-_")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 # ----------------------------------------------------------------- products ever seen
 
@@ -46,7 +46,7 @@ BLOOM_HASHES = 7
 def product_code(product_id: str) -> str:
     """A product id as 8 base64 characters (48-bit hash)."""
     # base64.urlsafe_b64encode without its two Python frames (a hot path: every product view)
-    return b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).decode().translate(_URLSAFE)
+    return b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).translate(_URLSAFE).decode()
 
 
 def _aligned_find(codes: str, code: str, width: int) -> bool:
@@ -175,7 +175,7 @@ ID_LEN = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^10 ids 
 
 def event_code(event_id: str) -> str:
     """An event id as 12 base64 characters (72-bit hash): ids are up to 128 characters on the wire."""
-    return b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).decode().translate(_URLSAFE)
+    return b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
 
 
 def has_event_id(buckets: list[list[Any]], code: str) -> bool:
@@ -205,9 +205,8 @@ def add_event_id(buckets: list[list[Any]], code: str, t: int, window_ms: int, fl
             insert_by_time(buckets, [day, code])
     newest = buckets[-1][0]
     old = (buckets[0][0] + 1) * DAY_MS + window_ms <= newest * DAY_MS
-    if not old and len(buckets) == 1:
-        if len(buckets[0][1]) <= bound * ID_LEN:
-            return  # nothing to forget (hot path)
+    if not old and len(buckets) == 1 and len(buckets[0][1]) <= bound * ID_LEN:
+        return  # nothing to forget (hot path)
     count = sum(len(b[1]) for b in buckets) // ID_LEN
     keep = bound
     if old:

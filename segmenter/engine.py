@@ -50,6 +50,21 @@ AFFECTS: dict[str, frozenset[str]] = {
 ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
 
 
+_TRAITS_OF: dict[frozenset[str], tuple[tuple[str, traits.StateRule, frozenset[str] | None], ...]] = {}
+
+
+def _state_traits(families: frozenset[str]) -> tuple[tuple[str, traits.StateRule, frozenset[str] | None], ...]:
+    """The state traits of ``families`` in catalogue order, with the event types they are entered only by."""
+    found = _TRAITS_OF.get(families)
+    if found is None:
+        found = _TRAITS_OF[families] = tuple(
+            (name, rule, ENTERED_ONLY_BY.get(name))
+            for name, (family, rule) in traits.STATE_TRAITS.items()
+            if family in families
+        )
+    return found
+
+
 def affected(event: InputEvent) -> frozenset[str]:
     """The rule families ``event`` can change."""
     kind: str = event.type
@@ -328,12 +343,10 @@ class Segmenter:
                 if member or was:
                     shown = shown or traits.order_evidence(figures)
                     out[name] = (member, shown)
-        for name, (family, rule) in traits.STATE_TRAITS.items():
-            if family not in families:
-                continue
+        for name, rule, only_by in _state_traits(families):
             was = name in members
             member, ev = rule(s, t, c, was)
-            if member and not was and name in ENTERED_ONLY_BY and event_type not in ENTERED_ONLY_BY[name]:
+            if member and not was and only_by is not None and event_type not in only_by:
                 continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
             if member or was:
                 out[name] = (member, ev)

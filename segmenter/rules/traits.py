@@ -10,7 +10,7 @@ new event. :mod:`~segmenter.rules.reasons` turns the evidence into one human sen
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C counter
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -37,6 +37,15 @@ from segmenter.state import (
 
 Verdict = tuple[bool, dict[str, Any]]
 _V_CATEGORY = itemgetter(V_CATEGORY)
+
+
+def _counts(items: Any) -> dict[Any, int]:
+    """``dict(Counter(items))`` without Counter's Python-level construction (a hot path)."""
+    out: dict[Any, int] = {}
+    _count_elements(out, items)
+    return out
+
+
 _SECOND = itemgetter(1)
 FAN = "category_fan:"
 
@@ -174,7 +183,7 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     if not was and len(views) < need:
         return False, {}  # too few product views kept to qualify (hot path)
     # only categories with at least as many views as the distinct products needed are scanned
-    scan = {cat for cat, n in Counter(map(_V_CATEGORY, views)).items() if n >= need and cat is not None}
+    scan = {cat for cat, n in _counts(map(_V_CATEGORY, views)).items() if n >= need and cat is not None}
     if not scan:
         if was:  # what is left of it: the category viewed most in the window
             return False, _researching(s, t, c)
@@ -313,7 +322,8 @@ def advocate(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 FAMILIES = ("orders", "views", "carts", "returns", "referral", "fan")
 """Rule families: an event re-evaluates only the families it can change."""
 
-STATE_TRAITS: dict[str, tuple[str, Callable[[CustomerState, int, Ctx, bool], Verdict]]] = {
+StateRule = Callable[[CustomerState, int, Ctx, bool], Verdict]
+STATE_TRAITS: dict[str, tuple[str, StateRule]] = {
     "impulse_buyer": ("orders", impulse_buyer),
     "need_based_buyer": ("orders", need_based_buyer),
     "researcher": ("views", researcher),
@@ -333,8 +343,8 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
     # per category, how many of the latest views / ordered units it has (records are [time, category]);
     # the shares are of all of them, with a category or without
     views, units = s.fan_views[-r.fan_last_views :], s.fan_units[-r.fan_last_units :]
-    view_counts = Counter(map(_SECOND, views))
-    unit_counts = Counter(map(_SECOND, units))
+    view_counts = _counts(map(_SECOND, views))
+    unit_counts = _counts(map(_SECOND, units)) if units else {}
     view_counts.pop(None, None)
     unit_counts.pop(None, None)
     nv, nu = len(views), len(units)
@@ -349,8 +359,8 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
     out: dict[str, Verdict] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
-        vshare = view_counts[cat] / nv if nv else 0.0
-        ushare = unit_counts[cat] / nu if nu else 0.0
+        vshare = view_counts.get(cat, 0) / nv if nv else 0.0
+        ushare = unit_counts.get(cat, 0) / nu if nu else 0.0
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
         by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:

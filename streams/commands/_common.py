@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import sys
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any
 
 from segmenter.config import Rules
 
@@ -44,3 +45,26 @@ def load_rules(path: str | None) -> Rules:
         return settings.load_rules()
     except (ValidationError, OSError, ValueError) as exc:
         raise SystemExit(f"segmenter: invalid rules configuration: {exc}") from None
+
+
+Cell = Callable[[dict[str, Any]], str]
+
+
+def print_listing(entries: list[dict[str, Any]], as_json: bool, columns: dict[str, Cell]) -> int:
+    """``--json``: the entries as they are; else a table with a column per ``columns`` (header -> cell)."""
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        print(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    table = Table(show_lines=True)
+    first = True
+    for header in columns:
+        table.add_column(header, no_wrap=first, overflow="fold")
+        first = False
+    for e in entries:
+        table.add_row(*(cell(e) for cell in columns.values()))
+    Console().print(table)
+    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.commands._common import add_rules_argument, load_rules
+from streams.commands._common import add_rules_argument, load_rules, print_listing
 
 
 def register(sub: Any) -> None:
@@ -18,21 +18,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import orjson
-    from rich.console import Console
-    from rich.table import Table
-
     from segmenter.metrics.registry import describe
 
-    entries = describe(load_rules(args.rules))
-    if args.json:
-        print(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    table = Table(show_lines=True)
-    table.add_column("metric", no_wrap=True)
-    for col in ("unit", "bound per customer", "in time", "description"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        table.add_row(e["name"], e["unit"], e["bound"], e["time"], e["description"])
-    Console().print(table)
-    return 0
+    columns = {
+        "metric": lambda e: e["name"],
+        "unit": lambda e: e["unit"],
+        "bound per customer": lambda e: e["bound"],
+        "in time": lambda e: e["time"],
+        "description": lambda e: e["description"],
+    }
+    return print_listing(describe(load_rules(args.rules)), args.json, columns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.commands._common import add_rules_argument, load_rules
+from streams.commands._common import add_rules_argument, load_rules, print_listing
 
 
 def register(sub: Any) -> None:
@@ -16,21 +16,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import orjson
-    from rich.console import Console
-    from rich.table import Table
-
     from segmenter.catalogue import catalogue
 
-    entries = catalogue(load_rules(args.rules))
-    if args.json:
-        print(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    table = Table(show_lines=True)
-    for col in ("segment", "kind", "from", "definition", "thresholds"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        thresholds = "\n".join(f"{k} = {v}" for k, v in e["thresholds"].items())
-        table.add_row(e["name"], e["kind"], e["source"], e["definition"], thresholds)
-    Console().print(table)
-    return 0
+    columns = {
+        "segment": lambda e: e["name"],
+        "kind": lambda e: e["kind"],
+        "from": lambda e: e["source"],
+        "definition": lambda e: e["definition"],
+        "thresholds": lambda e: "\n".join(f"{k} = {v}" for k, v in e["thresholds"].items()),
+    }
+    return print_listing(catalogue(load_rules(args.rules)), args.json, columns)

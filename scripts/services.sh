@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Real single-node Apache Kafka (KRaft, broker+controller) and redis-server on
-# loopback, without Docker, for tests and local use.
+# Real single-node Apache Kafka (KRaft, broker+controller), redis-server and
+# Prometheus on loopback, without Docker, for tests and local use.
 #
 #   scripts/services.sh install   fetch Kafka jars (Maven Central) + redis-server, promtool and
 #                                 docker-compose (apt; the last two for the deploy/ tests)
-#   scripts/services.sh start     install if needed, start both, wait until they answer
-#   scripts/services.sh stop [kafka|redis]...   stop both (or the named ones)
+#   scripts/services.sh start [kafka|redis|prometheus]...
+#                                 install if needed, start all three (or the named ones), wait until
+#                                 they answer. Prometheus (Debian's) scrapes the targets listed in
+#                                 $SEGMENTER_PROMETHEUS_TARGETS/*.json (file_sd) every second and
+#                                 loads deploy/prometheus/alerts.yml
+#   scripts/services.sh stop [kafka|redis|prometheus]...   stop all (or the named ones)
 #   scripts/services.sh status    say what is running
-#   scripts/services.sh env       print SEGMENTER_KAFKA_BOOTSTRAP / SEGMENTER_REDIS_URL
+#   scripts/services.sh env       print SEGMENTER_KAFKA_BOOTSTRAP / SEGMENTER_REDIS_URL /
+#                                 SEGMENTER_PROMETHEUS_URL / SEGMENTER_PROMETHEUS_TARGETS
 #   scripts/services.sh reset     stop, then delete the state dir (topics, data, logs)
 #
 # Progress goes to stderr; stdout carries only KEY=VALUE lines and '#' comments,
@@ -20,6 +25,7 @@
 #   SEGMENTER_KAFKA_PORT               broker port (default 19092)
 #   SEGMENTER_KAFKA_CONTROLLER_PORT    KRaft controller port (default 19093)
 #   SEGMENTER_REDIS_PORT               redis port (default 16379)
+#   SEGMENTER_PROMETHEUS_PORT          Prometheus port (default 19090)
 #   SEGMENTER_SERVICES_TIMEOUT         seconds to wait for readiness (default 90)
 #   SEGMENTER_KAFKA_HEAP               JVM heap flags (default -Xms256m -Xmx512m)
 #   SEGMENTER_PYTHON                   python used for the aiokafka readiness check
@@ -37,6 +43,9 @@ KAFKA_STATE="$STATE/kafka"
 REDIS_STATE="$STATE/redis"
 KAFKA_PID="$KAFKA_STATE/kafka.pid"
 REDIS_PID="$REDIS_STATE/redis.pid"
+PROM_STATE="$STATE/prometheus"
+PROM_PID="$PROM_STATE/prometheus.pid"
+PROM_TARGETS="$PROM_STATE/targets"
 PORTS_FILE="$STATE/ports.env"
 TIMEOUT="${SEGMENTER_SERVICES_TIMEOUT:-90}"
 STOP_TIMEOUT=30
@@ -95,6 +104,7 @@ load_ports() {  # ports recorded by the last start, else env/defaults
     KAFKA_PORT="${SEGMENTER_KAFKA_PORT:-19092}"
     CONTROLLER_PORT="${SEGMENTER_KAFKA_CONTROLLER_PORT:-19093}"
     REDIS_PORT="${SEGMENTER_REDIS_PORT:-16379}"
+    PROM_PORT="${SEGMENTER_PROMETHEUS_PORT:-19090}"
     if [ -f "$PORTS_FILE" ]; then
         # shellcheck disable=SC1090
         . "$PORTS_FILE"
@@ -103,14 +113,16 @@ load_ports() {  # ports recorded by the last start, else env/defaults
 
 save_ports() {
     mkdir -p "$STATE"
-    printf 'KAFKA_PORT=%s\nCONTROLLER_PORT=%s\nREDIS_PORT=%s\n' \
-        "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" >"$PORTS_FILE.tmp"
+    printf 'KAFKA_PORT=%s\nCONTROLLER_PORT=%s\nREDIS_PORT=%s\nPROM_PORT=%s\n' \
+        "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROM_PORT" >"$PORTS_FILE.tmp"
     mv "$PORTS_FILE.tmp" "$PORTS_FILE"
 }
 
 print_env() {
     echo "SEGMENTER_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
     echo "SEGMENTER_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    echo "SEGMENTER_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
+    echo "SEGMENTER_PROMETHEUS_TARGETS=$PROM_TARGETS"
 }
 
 apt_install() {  # apt_install PACKAGE...
@@ -134,7 +146,7 @@ need_cmd() {  # need_cmd COMMAND APT-PACKAGE [APT-GET-OPTION]...
 # --- install -----------------------------------------------------------------
 # promtool (alert rule tests) comes with Debian's prometheus; docker-compose checks
 # docker-compose.yml (`config` needs no Docker daemon, so no docker.io recommends)
-TOOLS=(promtool docker-compose)
+TOOLS=(promtool prometheus docker-compose)
 tools_installed() {
     local t
     for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || return 1; done
@@ -368,6 +380,47 @@ wait_redis() {
     done
 }
 
+prometheus_running() { pid_alive "$PROM_PID" prometheus; }
+
+prometheus_answers() {
+    curl -fsS -m 5 "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1
+}
+
+launch_prometheus() {
+    mkdir -p "$PROM_STATE/data" "$PROM_TARGETS"
+    rm -f "$PROM_PID"
+    # the deploy/ rules, and whatever workers the tests list in targets/*.json (re-read every second)
+    cat >"$PROM_STATE/prometheus.yml" <<CONF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $(cd "$SCRIPT_DIR/.." && pwd)/deploy/prometheus/alerts.yml
+scrape_configs:
+  - job_name: segmenter
+    metrics_path: /metrics
+    file_sd_configs:
+      - files: ["$PROM_TARGETS/*.json"]
+        refresh_interval: 1s
+CONF
+    log "starting prometheus on 127.0.0.1:$PROM_PORT"
+    nohup prometheus --config.file="$PROM_STATE/prometheus.yml" --storage.tsdb.path="$PROM_STATE/data" \
+        --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \
+        </dev/null >"$PROM_STATE/prometheus.log" 2>&1 9>&- &
+    echo $! >"$PROM_PID"
+}
+
+wait_prometheus() {
+    local deadline=$((SECONDS + TIMEOUT))
+    until prometheus_answers; do
+        if [ $SECONDS -ge $deadline ] || ! prometheus_running; then
+            tail -n 20 "$PROM_STATE/prometheus.log" >&2 2>/dev/null || true
+            die "prometheus did not get ready on 127.0.0.1:$PROM_PORT after ${TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+}
+
 # --- commands ----------------------------------------------------------------
 STARTED=()
 START_OK=
@@ -378,11 +431,24 @@ start_cleanup() {  # EXIT trap of start: a failed start leaves nothing of its ow
         case "$s" in
             kafka) stop_pidfile Kafka "$KAFKA_PID" kafka.Kafka ;;
             redis) stop_pidfile redis "$REDIS_PID" redis-server ;;
+            prometheus) stop_pidfile prometheus "$PROM_PID" prometheus ;;
         esac
     done
 }
 
+wants() {  # wants SERVICE: named by start's arguments (none named: all)
+    [ ${#WANT[@]} -eq 0 ] && return 0
+    local w
+    for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done
+    return 1
+}
+
 cmd_start() {
+    WANT=("$@")
+    local w
+    for w in "${WANT[@]}"; do
+        case "$w" in kafka|redis|prometheus) ;; *) die "start: unknown service '$w' (kafka|redis|prometheus)" ;; esac
+    done
     kafka_installed && command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
         && tools_installed || cmd_install
     command -v java >/dev/null 2>&1 || need_cmd java openjdk-17-jre-headless
@@ -405,23 +471,42 @@ cmd_start() {
     else
         REDIS_PORT="$(choose_port SEGMENTER_REDIS_PORT 16379 redis)"
     fi
+    if prometheus_running; then
+        [ -z "${SEGMENTER_PROMETHEUS_PORT:-}" ] || [ "$SEGMENTER_PROMETHEUS_PORT" = "$PROM_PORT" ] \
+            || die "prometheus already runs on port $PROM_PORT, not $SEGMENTER_PROMETHEUS_PORT: '$0 stop' first"
+    else
+        PROM_PORT="$(choose_port SEGMENTER_PROMETHEUS_PORT 19090 prometheus)"
+    fi
     save_ports
 
-    if kafka_running; then
+    if ! wants kafka; then
+        :
+    elif kafka_running; then
         log "Kafka already running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
     else
         STARTED+=(kafka)
         launch_kafka
     fi
-    if redis_running; then
+    if ! wants redis; then
+        :
+    elif redis_running; then
         log "redis already running (pid $(cat "$REDIS_PID")) on 127.0.0.1:$REDIS_PORT"
     else
         STARTED+=(redis)
         launch_redis
     fi
-    # redis is up in milliseconds; Kafka takes seconds, so wait for it last
-    wait_redis
-    wait_kafka
+    if ! wants prometheus; then
+        :
+    elif prometheus_running; then
+        log "prometheus already running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT"
+    else
+        STARTED+=(prometheus)
+        launch_prometheus
+    fi
+    # redis and prometheus are up in a second; Kafka takes seconds, so wait for it last
+    if wants redis; then wait_redis; fi
+    if wants prometheus; then wait_prometheus; fi
+    if wants kafka; then wait_kafka; fi
     START_OK=1
     unlock
     log "ready in $((SECONDS - t0)) s"
@@ -453,18 +538,19 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE CMDLINE-SUBSTRING
 
 cmd_stop() {
     local which=("$@")
-    [ ${#which[@]} -gt 0 ] || which=(kafka redis)
+    [ ${#which[@]} -gt 0 ] || which=(kafka redis prometheus)
     lock "$STATE/.lock"
     local s
     for s in "${which[@]}"; do
         case "$s" in
             kafka) stop_pidfile Kafka "$KAFKA_PID" kafka.Kafka ;;
             redis) stop_pidfile redis "$REDIS_PID" redis-server ;;
-            *) die "stop: unknown service '$s' (kafka|redis)" ;;
+            prometheus) stop_pidfile prometheus "$PROM_PID" prometheus ;;
+            *) die "stop: unknown service '$s' (kafka|redis|prometheus)" ;;
         esac
     done
     # nothing left running: forget the ports, so `env` reports the defaults again
-    kafka_running || redis_running || rm -f "$PORTS_FILE"
+    kafka_running || redis_running || prometheus_running || rm -f "$PORTS_FILE"
     unlock
 }
 
@@ -489,6 +575,15 @@ cmd_status() {
     else
         echo "redis: stopped"; rc=1
     fi
+    if prometheus_running; then
+        if prometheus_answers; then
+            echo "prometheus: running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT, answering"
+        else
+            echo "prometheus: running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT, NOT answering"; rc=1
+        fi
+    else
+        echo "prometheus: stopped"; rc=1
+    fi
     echo "state: $STATE"
     return $rc
 }
@@ -504,7 +599,7 @@ main() {
     [ $# -eq 0 ] || shift
     case "$cmd" in
         install) cmd_install ;;
-        start) cmd_start ;;
+        start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status ;;
         env) load_ports; print_env ;;

@@ -57,9 +57,36 @@ def ensure_services() -> tuple[str, str]:
     if _cached is not None:
         return _cached
 
+    proc, values = _start("kafka", "redis")
+    bootstrap = values.get("SEGMENTER_KAFKA_BOOTSTRAP")
+    redis_url = values.get("SEGMENTER_REDIS_URL")
+    if proc.returncode != 0 or not bootstrap or not redis_url:
+        raise RuntimeError(f"{SCRIPT} start exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
+    _cached = (bootstrap, redis_url)
+    return _cached
+
+
+def ensure_prometheus() -> tuple[str, Path]:
+    """``(prometheus_url, targets_dir)``: a Prometheus scraping the workers listed in ``targets_dir/*.json``.
+
+    From SEGMENTER_PROMETHEUS_URL / SEGMENTER_PROMETHEUS_TARGETS when both are set, else started by the
+    services script (and stopped with the others if this process started it).
+    """
+    url, targets = os.environ.get("SEGMENTER_PROMETHEUS_URL"), os.environ.get("SEGMENTER_PROMETHEUS_TARGETS")
+    if url and targets:
+        return url, Path(targets)
+    proc, values = _start("prometheus")
+    url, targets = values.get("SEGMENTER_PROMETHEUS_URL"), values.get("SEGMENTER_PROMETHEUS_TARGETS")
+    if proc.returncode != 0 or not url or not targets:
+        raise RuntimeError(f"{SCRIPT} start prometheus exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
+    return url, Path(targets)
+
+
+def _start(*names: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """``services.sh start NAMES``: the process and the ``KEY=VALUE`` lines it printed."""
     try:
         proc = subprocess.run(
-            ["bash", str(SCRIPT), "start"],
+            ["bash", str(SCRIPT), "start", *names],
             cwd=REPO_ROOT,
             env=_script_env(),
             stdin=subprocess.DEVNULL,
@@ -75,23 +102,16 @@ def ensure_services() -> tuple[str, str]:
         if isinstance(err, bytes):
             err = err.decode(errors="replace")
         raise RuntimeError(f"{SCRIPT} start failed: {exc}\n{_tail(out + err)}") from exc
-
     values: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         line = line.strip()
         if line.startswith("# started:"):
-            names = line.split(":", 1)[1].split()
-            _started.extend(n for n in names if n in ("kafka", "redis") and n not in _started)
+            started = line.split(":", 1)[1].split()
+            _started.extend(n for n in started if n in ("kafka", "redis", "prometheus") and n not in _started)
         elif "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key] = value
-
-    bootstrap = values.get("SEGMENTER_KAFKA_BOOTSTRAP")
-    redis_url = values.get("SEGMENTER_REDIS_URL")
-    if proc.returncode != 0 or not bootstrap or not redis_url:
-        raise RuntimeError(f"{SCRIPT} start exited {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
-    _cached = (bootstrap, redis_url)
-    return _cached
+    return proc, values
 
 
 def services_started_by_us() -> bool:

@@ -9,6 +9,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 ChangeKind = Literal["entered", "exited", "detected"]
 
 
+class DefinitionRef(BaseModel):
+    """Which operator-defined segment (and which version of its file) made a change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    version: int = Field(ge=1)
+
+
 class SegmentChange(BaseModel):
     """One change of one customer's segments, with its reason and evidence."""
 
@@ -23,3 +32,6 @@ class SegmentChange(BaseModel):
     reason: str = Field(min_length=1, description="One human sentence.")
     evidence: dict[str, Any]
     trigger_event_id: str | None = Field(description="Null when time passing caused the change.")
+    definition: DefinitionRef | None = Field(
+        default=None, description="Only on changes of operator-defined segments: their name and version."
+    )

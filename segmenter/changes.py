@@ -38,6 +38,7 @@ class Change:
     reason: str
     evidence: dict[str, Any]
     trigger_event_id: str | None
+    definition: dict[str, Any] | None = None  # an operator-defined segment's {name, version}; omitted when None
     _json: bytes | None = field(default=None, repr=False, compare=False)  # to_json, once encoded
 
     @property
@@ -46,8 +47,10 @@ class Change:
         return change_id(self.key, self.segment, self.change, self.occurred_at_ms, self.trigger_event_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's field order: ``change_id`` first, ``trigger_event_id`` last."""
-        return {
+        """The contract's field order: ``change_id`` first, then ``trigger_event_id``; ``definition`` (an
+        operator-defined segment's name and version) follows only where set, so catalogue changes keep
+        their bytes."""
+        out: dict[str, Any] = {
             "change_id": self.change_id,
             "customer_id": self.customer_id,
             "anonymous_id": self.anonymous_id,
@@ -58,6 +61,9 @@ class Change:
             "evidence": self.evidence,
             "trigger_event_id": self.trigger_event_id,
         }
+        if self.definition is not None:
+            out["definition"] = self.definition
+        return out
 
     def to_json(self) -> bytes:
         """One JSON object, no trailing newline; same change, same bytes (encoded once, then kept).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -29,6 +29,9 @@ from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx
 from segmenter.rules.reasons import reason
 from segmenter.state import CustomerState, cap
+
+if TYPE_CHECKING:
+    from segmenter.definitions.runtime import Definitions
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 
@@ -89,9 +92,11 @@ def _event_body(event: InputEvent) -> dict[str, Any]:
 class Segmenter:
     """The segmentation rules applied to one key's state at a time (pure, stateless itself)."""
 
-    def __init__(self, rules: Rules | None = None) -> None:
+    def __init__(self, rules: Rules | None = None, definitions: Definitions | None = None) -> None:
         self.rules = rules or Rules()
         self.ctx = Ctx.of(self.rules)
+        # operator-defined segments (segmenter/definitions), judged after the catalogue; None: none loaded
+        self.definitions = definitions if definitions else None
 
     # ----------------------------------------------------------------- inputs
     def on_event(self, state: CustomerState | None, event: InputEvent) -> Outcome:
@@ -167,6 +172,8 @@ class Segmenter:
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
         self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
+        if self.definitions is not None:  # --- operator-defined segments hook
+            self.definitions.evaluate(s, now, self.ctx, eid, event, changes)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while
         # the referral held): credited at the first such order, uncredited when cancellations leave none,
@@ -292,6 +299,8 @@ class Segmenter:
             if due_cart is not None and due_cart <= t:
                 self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
             self._evaluate(s, t, None, out)
+            if self.definitions is not None:  # --- operator-defined segments hook
+                self.definitions.evaluate(s, t, self.ctx, None, None, out)
             s.due_ms = self._next_due(s, t)
         return out
 
@@ -303,6 +312,8 @@ class Segmenter:
         cart = abandon_due(s, self.ctx)
         if cart is not None:
             times.append(cart)
+        if self.definitions is not None:  # --- operator-defined segments hook
+            self.definitions.deadlines(s, t, self.ctx, times)
         later = [x for x in times if x > t]
         return min(later) if later else None
 
@@ -391,8 +402,8 @@ class Segmenter:
 class Engine:
     """The embedded shell: every key's state in memory, time advanced by the input itself."""
 
-    def __init__(self, rules: Rules | None = None) -> None:
-        self.segmenter = Segmenter(rules)
+    def __init__(self, rules: Rules | None = None, definitions: Definitions | None = None) -> None:
+        self.segmenter = Segmenter(rules, definitions)
         self.states: dict[str, CustomerState] = {}
         self.index = DeadlineIndex()
         self.watermark: int | None = None

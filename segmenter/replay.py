@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from schemas.events import InvalidEvent, check_not_ahead, event_time_ms, parse_event
 from segmenter.changes import Change
 from segmenter.config import Rules
+from segmenter.definitions.runtime import Definitions
 from segmenter.engine import Engine
 
 
@@ -54,6 +55,7 @@ def replay(
     emit: Callable[[Change], None],
     *,
     rules: Rules | None = None,
+    definitions: Definitions | None = None,
     until_ms: int | None = None,
     now_ms: int | None = None,
     on_invalid: Invalid | None = None,
@@ -68,12 +70,14 @@ def replay(
     ``now_ms`` (the caller's clock; the core reads none), an event more than
     ``rules.max_future_skew_hours`` after it is invalid.
 
+    ``definitions``: operator-defined segments run beside the catalogue.
+
     A line whose event makes the core or the encoding of its changes raise
     is reported like an invalid line (reason ``processing failed: …``) and
     nothing of it is emitted; the replay goes on.
     """
     stats = stats if stats is not None else ReplayStats()
-    engine = Engine(rules)
+    engine = Engine(rules, definitions)
     max_ahead = engine.segmenter.rules.ms("max_future_skew_hours")
     started = time.perf_counter()
     seen = 0

@@ -289,7 +289,7 @@ def _new_table(app: Any, n: int) -> Any:
 def _batch_path(settings: Settings) -> BatchPath:
     t, n = settings.topics, settings.partitions
     processor = Processor(
-        Segmenter(settings.load_rules()),
+        Segmenter(settings.load_rules(), settings.load_definitions()),
         partitioner_for(n),
         input_topics=t.inputs(),
         routing_topic=t.routing,

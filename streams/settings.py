@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenter.config import Rules
+from segmenter.definitions import Definitions, load_dir
 
 
 class Topics(BaseModel):
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     state_cache_size: int = Field(20_000, ge=0)
     log_format: Literal["auto", "json", "text"] = "auto"
     rules_file: Path | None = None
+    # operator-defined segments (YAML files, `segmenter validate DIR`): run beside the catalogue
+    segments_dir: Path | None = None
     rules: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("rules")
@@ -109,6 +112,14 @@ class Settings(BaseSettings):
             # frozen model: bypass __setattr__ once, during validation
             object.__setattr__(self, "topics", self.topics.prefixed(self.topic_prefix))
         return self
+
+    def load_definitions(self) -> Definitions | None:
+        """The operator-defined segments of ``segments_dir`` (``None`` without one); a mistake raises
+        :class:`~segmenter.definitions.DefinitionError` naming file, line and column: the worker does not
+        start on a directory ``segmenter validate`` rejects."""
+        if self.segments_dir is None:
+            return None
+        return Definitions(load_dir(self.segments_dir))
 
     def load_rules(self) -> Rules:
         """Thresholds in force: env overrides over ``rules_file`` over the defaults."""

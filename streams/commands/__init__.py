@@ -16,5 +16,8 @@ COMMANDS = (
     "who",
     "members",
     "lag",
+    "validate",
+    "test",
+    "diff",
 )
 """Subcommand modules in the order ``segmenter --help`` lists them."""

@@ -38,6 +38,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no summary, no per-line warnings")
     p.add_argument("--max-warnings", type=int, default=20, help="invalid lines reported one by one (default 20)")
+    p.add_argument(
+        "--segments",
+        metavar="DIR",
+        help="operator-defined segments (YAML files) run beside the catalogue; an invalid DIR exits 2",
+    )
     add_rules_argument(p)
     p.set_defaults(func=run)
 
@@ -67,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     tune_gc()
 
+    from streams.commands._segments import runtime_or_none
+
     rules = load_rules(args.rules)
+    definitions = runtime_or_none(args.segments, "replay")
     until = _instant_ms(args.until) if args.until else None
     # the shell reads the clock, once: the core gets it as a value
     now = _instant_ms(args.now, "--now") if args.now else int(datetime.now(tz=UTC).timestamp() * 1000)
@@ -95,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 ((p, _lines(p)) for p in args.paths),
                 lambda change: write(change.to_json() + b"\n"),
                 rules=rules,
+                definitions=definitions,
                 until_ms=until,
                 now_ms=now,
                 on_invalid=on_invalid,

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
         settings.load_rules()
+        settings.load_definitions()  # SEGMENTER_SEGMENTS_DIR: a DefinitionError names file:line:col
     except (ValidationError, OSError, ValueError) as exc:
         print(f"segmenter worker: invalid configuration: {exc}", file=sys.stderr)
         return 2

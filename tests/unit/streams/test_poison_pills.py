@@ -347,7 +347,9 @@ def test_a_record_the_core_or_an_encoder_fails_on_is_dead_lettered_alone_and_und
 def test_replay_reports_an_event_the_core_fails_on_like_an_invalid_line_and_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(Engine, "__init__", lambda self, rules=None: _engine_init(self, _Unencodable(rules)))
+    monkeypatch.setattr(
+        Engine, "__init__", lambda self, rules=None, definitions=None: _engine_init(self, _Unencodable(rules))
+    )
     cart = _view(4, 3, type="cart_add").value  # the line after the bad one: window_shopper
     lines = [_view(1, 0).value, _view(3, 2, event_id="bad").value, cart]
     invalid: list[tuple[int, str]] = []

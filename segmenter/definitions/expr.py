@@ -1,0 +1,545 @@
+"""The ``when`` language: a safe expression over the metric library, parsed, checked, never ``eval``'d.
+
+The text is parsed with :func:`ast.parse` (``mode="eval"``) and only a whitelist of nodes is accepted:
+``and``/``or``/``not``, comparisons, ``+ - * /``, unary minus, numbers, quoted strings, metric names,
+``in_segment('<segment>')`` and, in moments, ``event.<field>``. Anything else is an :class:`ExprError`
+at its offset in the text. The accepted tree is compiled to the small node classes below and evaluated
+by walking them.
+
+Time: a metric whose time behaviour is ``clock`` (``days_since_*``) grows by one day per day; every
+numeric sub-expression is affine in time (``value + slope * (t - t0)``), so a comparison that time alone
+moves has one crossing instant, computed exactly (:meth:`Expr.next_change`). A product or quotient of two
+time-moving figures would not be affine: that expression cannot run as a stream and is refused.
+Comparisons with a figure that is not defined (``None``: no order yet) are false.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from segmenter.metrics.registry import BY_NAME, CLOCK, DAY
+
+NUM, STR, BOOL = "number", "text", "condition"
+
+# event.<field> readable by moments, with their type; `total` is the order's value (the lines' sum when
+# absent) in the order's currency, `refund_total` the return's value, `lines` / `units` counts of the order
+EVENT_FIELDS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "type",
+            "event_id",
+            "customer_id",
+            "anonymous_id",
+            "session_id",
+            "page_type",
+            "product_id",
+            "category",
+            "search_query",
+            "url",
+            "referrer",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "referred_by",
+            "order_id",
+            "currency",
+            "coupon_code",
+        ],
+        STR,
+    ),
+    **dict.fromkeys(
+        ["price", "quantity", "unit_price", "list_price", "cart_value", "total", "refund_total", "lines", "units"], NUM
+    ),
+}
+EVENT_TYPES = (
+    "page_view",
+    "cart_add",
+    "cart_remove",
+    "checkout_started",
+    "order_placed",
+    "order_cancelled",
+    "order_returned",
+)
+PAGE_TYPES = ("home", "category", "product", "search", "cart", "checkout", "other")
+# string fields whose values are a closed set: comparing them with anything else is a mistake
+CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES, "page_type": PAGE_TYPES}
+
+CLOCK_SLOPE = 1 / DAY  # a clock metric (in days) grows by 1/DAY per millisecond
+
+
+class ExprError(ValueError):
+    """A mistake in an expression, at ``offset`` (characters into the text)."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+# ------------------------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class Node:
+    """A checked node: its type (NUM, STR, BOOL), whether time alone moves it, its offset in the text."""
+
+    type: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class Const(Node):
+    value: float | str
+
+
+@dataclass(frozen=True)
+class MetricRef(Node):
+    name: str
+    timed: bool
+
+
+@dataclass(frozen=True)
+class EventField(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class InSegment(Node):
+    segment: str
+
+
+@dataclass(frozen=True)
+class Arith(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Cmp(Node):
+    op: str
+    left: Node
+    right: Node
+    margins: tuple[str, ...] = ()  # metrics with an exit margin read by this comparison
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    op: str  # "and" | "or"
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: Node
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_WHAT = {
+    ast.Call: "a function call",
+    ast.Attribute: "an attribute",
+    ast.Subscript: "indexing",
+    ast.Lambda: "a lambda",
+    ast.IfExp: "an if-expression",
+    ast.ListComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension",
+    ast.Dict: "a dict",
+    ast.List: "a list",
+    ast.Tuple: "a tuple",
+    ast.Set: "a set",
+    ast.NamedExpr: "an assignment",
+    ast.JoinedStr: "an f-string",
+}
+
+
+def _offsets(text: str) -> Callable[[ast.AST], int]:
+    """(lineno, col_offset in UTF-8 bytes) of a node -> character offset in ``text``."""
+    lines = text.split("\n")
+    starts = list(itertools.accumulate((len(x) + 1 for x in lines), initial=0))
+
+    def offset(node: ast.AST) -> int:
+        line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
+        return starts[line - 1] + len(lines[line - 1].encode()[:col].decode(errors="ignore"))
+
+    return offset
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+@dataclass
+class Scope:
+    """What an expression may read."""
+
+    moment: bool  # event.<field> allowed
+    segments: Callable[[str], str | None]  # in_segment name -> None if fine, else why not
+    margins: frozenset[str] = frozenset()
+    used_metrics: set[str] = field(default_factory=set)
+    used_fields: set[str] = field(default_factory=set)
+    used_segments: set[str] = field(default_factory=set)
+
+
+def parse(text: str, scope: Scope) -> Node:
+    """Parse and check ``text``; raise :class:`ExprError` at the first mistake."""
+    # a block scalar's line breaks are spaces here: offsets stay those of the YAML value
+    src = text.replace("\n", " ")
+    try:
+        tree = ast.parse(src.strip() and src, mode="eval")
+    except SyntaxError as exc:
+        where = (exc.offset or 1) - 1
+        msg = exc.msg
+        if "=" in src and "==" not in src and "invalid syntax" in msg:
+            msg += " (comparison is ==)"
+        raise ExprError(f"syntax error: {msg}", max(0, min(where, len(src)))) from None
+    node = _Checker(src, scope).node(tree.body)
+    if node.type != BOOL:
+        raise ExprError(f"a condition is needed here, not a {node.type} (compare it: >=, <, ==, ...)", node.offset)
+    return node
+
+
+def timed(node: Node) -> bool:
+    """Whether time alone moves ``node``'s value (it reads a clock metric)."""
+    if isinstance(node, MetricRef):
+        return node.timed
+    if isinstance(node, Arith | Cmp):
+        return timed(node.left) or timed(node.right)
+    if isinstance(node, Neg | Not):
+        return timed(node.operand)
+    if isinstance(node, BoolOp):
+        return any(timed(x) for x in node.items)
+    return False
+
+
+def _metrics_in(node: Node) -> set[str]:
+    if isinstance(node, MetricRef):
+        return {node.name}
+    if isinstance(node, Arith):
+        return _metrics_in(node.left) | _metrics_in(node.right)
+    if isinstance(node, Neg):
+        return _metrics_in(node.operand)
+    return set()
+
+
+class _Checker:
+    def __init__(self, text: str, scope: Scope) -> None:
+        self.text = text
+        self.scope = scope
+        self.at = _offsets(text)
+
+    def node(self, n: ast.expr) -> Node:
+        at = self.at(n)
+        if isinstance(n, ast.BoolOp):
+            items = tuple(self._bool(x, "and" if isinstance(n.op, ast.And) else "or") for x in n.values)
+            return BoolOp(BOOL, at, "and" if isinstance(n.op, ast.And) else "or", items)
+        if isinstance(n, ast.UnaryOp):
+            if isinstance(n.op, ast.Not):
+                return Not(BOOL, at, self._bool(n.operand, "not"))
+            if isinstance(n.op, ast.USub | ast.UAdd):
+                operand = self._num(n.operand, "-")
+                return operand if isinstance(n.op, ast.UAdd) else Neg(NUM, at, operand)
+            raise ExprError("'~' is not part of the language (use not)", at)
+        if isinstance(n, ast.BinOp):
+            op = _ARITH.get(type(n.op))
+            if op is None:
+                raise ExprError("only + - * / are allowed in arithmetic", self._op_offset(n))
+            left, right = self._num(n.left, op), self._num(n.right, op)
+            if op == "*" and timed(left) and timed(right):
+                raise ExprError(
+                    "cannot be evaluated in streaming: a product of two figures that grow with time has no "
+                    "single instant at which a comparison changes",
+                    at,
+                )
+            if op == "/" and timed(right):
+                raise ExprError(
+                    "cannot be evaluated in streaming: dividing by a figure that grows with time (days_since_*) "
+                    "has no exact deadline; multiply the other side instead",
+                    self.at(n.right),
+                )
+            return Arith(NUM, at, op, left, right)
+        if isinstance(n, ast.Compare):
+            parts: list[Node] = []
+            left_ast = n.left
+            left = self.node(left_ast)
+            for op_ast, right_ast in zip(n.ops, n.comparators, strict=True):
+                right = self.node(right_ast)
+                parts.append(self._compare(op_ast, left, right, at))
+                left = right
+            return parts[0] if len(parts) == 1 else BoolOp(BOOL, at, "and", tuple(parts))
+        if isinstance(n, ast.Constant):
+            if isinstance(n.value, bool) or n.value is None:
+                raise ExprError(f"{n.value!r} is not part of the language (numbers and 'text' only)", at)
+            if isinstance(n.value, int | float):
+                if not math.isfinite(n.value):
+                    raise ExprError("numbers must be finite", at)
+                return Const(NUM, at, float(n.value) if isinstance(n.value, float) else n.value)
+            if isinstance(n.value, str):
+                return Const(STR, at, n.value)
+            raise ExprError(f"{type(n.value).__name__} literals are not part of the language", at)
+        if isinstance(n, ast.Name):
+            name = n.id
+            if name in ("true", "false", "True", "False", "None", "null"):
+                raise ExprError(f"{name} is not part of the language: write a comparison", at)
+            if name == "event":
+                raise ExprError("event is read field by field: event.type, event.total, ...", at)
+            metric = BY_NAME.get(name)
+            if metric is None:
+                raise ExprError(f"unknown metric {name!r}{_suggest(name, BY_NAME)}; `segmenter metrics` lists them", at)
+            self.scope.used_metrics.add(name)
+            return MetricRef(NUM, at, name, metric.time == CLOCK)
+        if isinstance(n, ast.Attribute):
+            if not (isinstance(n.value, ast.Name) and n.value.id == "event"):
+                raise ExprError("only event.<field> may be read with a dot", at)
+            if not self.scope.moment:
+                raise ExprError(
+                    "event fields are readable in moments only (kind: moment): a trait holds between events", at
+                )
+            kind = EVENT_FIELDS.get(n.attr)
+            if kind is None:
+                raise ExprError(f"unknown event field {n.attr!r}{_suggest(n.attr, EVENT_FIELDS)}", at)
+            self.scope.used_fields.add(n.attr)
+            return EventField(kind, at, n.attr)
+        if isinstance(n, ast.Call):
+            if not (isinstance(n.func, ast.Name) and n.func.id == "in_segment"):
+                raise ExprError("the only function is in_segment('<segment>')", at)
+            if (
+                n.keywords
+                or len(n.args) != 1
+                or not (isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str))
+            ):
+                raise ExprError("in_segment takes one quoted segment name: in_segment('loyal_customer')", at)
+            segment = n.args[0].value
+            why = self.scope.segments(segment)
+            if why is not None:
+                raise ExprError(why, self.at(n.args[0]))
+            self.scope.used_segments.add(segment)
+            return InSegment(BOOL, at, segment)
+        what = _WHAT.get(type(n), type(n).__name__)
+        raise ExprError(f"{what} is not part of the language", at)
+
+    def _op_offset(self, n: ast.BinOp) -> int:
+        # the operator itself: first non-space after the left operand
+        end = self.at(n.left) + len(ast.get_source_segment(self.text, n.left) or "")
+        while end < len(self.text) and self.text[end] in " )":
+            end += 1
+        return end
+
+    def _bool(self, n: ast.expr, op: str) -> Node:
+        node = self.node(n)
+        if node.type != BOOL:
+            raise ExprError(f"type error: {op!r} needs conditions, this is a {node.type}", node.offset)
+        return node
+
+    def _num(self, n: ast.expr, op: str) -> Node:
+        node = self.node(n)
+        if node.type != NUM:
+            raise ExprError(f"type error: {op!r} needs numbers, this is a {node.type}", node.offset)
+        return node
+
+    def _compare(self, op_ast: ast.cmpop, left: Node, right: Node, at: int) -> Node:
+        op = _CMP.get(type(op_ast))
+        if op is None:
+            raise ExprError("comparisons are == != < <= > >=", at)
+        if left.type == BOOL or right.type == BOOL:
+            bad = left if left.type == BOOL else right
+            raise ExprError(f"type error: cannot compare a condition with {op!r}", bad.offset)
+        if left.type != right.type:
+            raise ExprError(f"type error: comparing a {left.type} with a {right.type}", right.offset)
+        if left.type == STR:
+            if op not in ("==", "!="):
+                raise ExprError(f"type error: text compares with == or != only, not {op!r}", at)
+            for a, b in ((left, right), (right, left)):
+                if isinstance(a, EventField) and a.name in CLOSED_VALUES and isinstance(b, Const):
+                    values = CLOSED_VALUES[a.name]
+                    if b.value not in values:
+                        raise ExprError(
+                            f"event.{a.name} is never {b.value!r}{_suggest(str(b.value), values)}", b.offset
+                        )
+        elif op in ("==", "!=") and (timed(left) or timed(right)):
+            raise ExprError(
+                f"cannot be evaluated in streaming: {op!r} on a figure that grows with time holds for one "
+                "millisecond at most; use >= or <=",
+                at,
+            )
+        margins = tuple(sorted((_metrics_in(left) | _metrics_in(right)) & self.scope.margins))
+        return Cmp(BOOL, at, op, left, right, margins)
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+Affine = tuple[float, float]  # value at t0, slope per millisecond
+
+
+class Env:
+    """What an evaluation reads: metric values at ``t`` (computed once each), the event, the memberships."""
+
+    def __init__(
+        self,
+        metric: Callable[[str], float | int | None],
+        members: Callable[[str], bool],
+        event: Any = None,
+    ) -> None:
+        self._metric = metric
+        self._cache: dict[str, float | int | None] = {}
+        self.members = members
+        self.event = event
+        self.shift: dict[str, float] = {}
+
+    def metric(self, name: str) -> float | int | None:
+        if name not in self._cache:
+            self._cache[name] = self._metric(name)
+        return self._cache[name]
+
+    def field(self, name: str) -> float | str | None:
+        return event_field(self.event, name)
+
+
+def event_field(event: Any, name: str) -> float | str | None:
+    """``event.<name>`` as the language sees it (``None`` where the event has no such field)."""
+    if event is None:
+        return None
+    if name == "total":
+        return getattr(event, "order_value", None)
+    if name == "refund_total":
+        return getattr(event, "refund_value", None)
+    if name in ("lines", "units"):
+        lines = getattr(event, "lines", None)
+        if lines is None:
+            return None
+        return len(lines) if name == "lines" else sum(x.quantity for x in lines)
+    value = getattr(event, name, None)
+    return value if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+
+
+def affine(node: Node, env: Env) -> Affine | None:
+    """A number's value at the evaluation instant and its slope in time (``None``: not defined)."""
+    if isinstance(node, Const):
+        return (node.value, 0.0) if isinstance(node.value, int | float) else None
+    if isinstance(node, MetricRef):
+        v = env.metric(node.name)
+        if v is None:
+            return None
+        return (v + env.shift.get(node.name, 0.0), CLOCK_SLOPE if node.timed else 0.0)
+    if isinstance(node, EventField):
+        f = env.field(node.name)
+        return (f, 0.0) if isinstance(f, int | float) else None
+    if isinstance(node, Neg):
+        a = affine(node.operand, env)
+        return None if a is None else (-a[0], -a[1])
+    if isinstance(node, Arith):
+        a, b = affine(node.left, env), affine(node.right, env)
+        if a is None or b is None:
+            return None
+        if node.op == "+":
+            return (a[0] + b[0], a[1] + b[1])
+        if node.op == "-":
+            return (a[0] - b[0], a[1] - b[1])
+        if node.op == "*":  # at most one side moves with time (checked)
+            return (a[0] * b[0], a[1] * b[0] + b[1] * a[0])
+        if b[0] == 0:
+            return None  # undefined: every comparison with it is false
+        return (a[0] / b[0], a[1] / b[0])
+    raise TypeError(f"not a number node: {node!r}")
+
+
+def _text(node: Node, env: Env) -> str | None:
+    if isinstance(node, Const):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, EventField):
+        f = env.field(node.name)
+        return f if isinstance(f, str) else None
+    raise TypeError(f"not a text node: {node!r}")
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _cmp_plain(node: Cmp, env: Env) -> bool:
+    if node.left.type == STR:
+        a, b = _text(node.left, env), _text(node.right, env)
+        if a is None or b is None:
+            return False
+        return _OPS[node.op](a, b)
+    x, y = affine(node.left, env), affine(node.right, env)
+    if x is None or y is None:
+        return False
+    return _OPS[node.op](x[0], y[0])
+
+
+def _vertices(node: Cmp, margins: dict[str, float]) -> Iterator[dict[str, float]]:
+    for signs in itertools.product((1.0, -1.0), repeat=len(node.margins)):
+        yield {m: s * margins[m] for m, s in zip(node.margins, signs, strict=True)}
+
+
+def truth(node: Node, env: Env, margins: dict[str, float] | None = None, positive: bool = True) -> bool:
+    """Whether the condition holds; with ``margins`` (a member's hysteresis) the comparisons reading a
+    margin metric hold if they hold anywhere within ±margin of its value, in the direction that keeps
+    the whole condition true (``positive``: not under an odd number of ``not``)."""
+    if isinstance(node, BoolOp):
+        if node.op == "and":
+            return all(truth(x, env, margins, positive) for x in node.items)
+        return any(truth(x, env, margins, positive) for x in node.items)
+    if isinstance(node, Not):
+        return not truth(node.operand, env, margins, not positive)
+    if isinstance(node, InSegment):
+        return env.members(node.segment)
+    if isinstance(node, Cmp):
+        if not margins or not node.margins:
+            return _cmp_plain(node, env)
+        results = []
+        for shift in _vertices(node, margins):
+            env.shift = shift
+            results.append(_cmp_plain(node, env))
+        env.shift = {}
+        # a linear comparison over a box of values: holds somewhere iff at a vertex
+        return any(results) if positive else all(results)
+    raise TypeError(f"not a condition node: {node!r}")
+
+
+def crossings(node: Node, env: Env, t0: int, margins: dict[str, float] | None = None) -> Iterator[int]:
+    """Instants after ``t0`` at which a comparison that time alone moves can change its truth.
+
+    Slightly early rather than late (a float crossing may round either way): re-evaluated there, the
+    condition is judged with exact values and the next crossing is asked for again.
+    """
+    if isinstance(node, BoolOp):
+        for x in node.items:
+            yield from crossings(x, env, t0, margins)
+    elif isinstance(node, Not):
+        yield from crossings(node.operand, env, t0, margins)
+    elif isinstance(node, Cmp) and node.left.type == NUM and (timed(node.left) or timed(node.right)):
+        shifts = list(_vertices(node, margins)) if margins and node.margins else [{}]
+        for shift in shifts:
+            env.shift = shift
+            a, b = affine(node.left, env), affine(node.right, env)
+            env.shift = {}
+            if a is None or b is None:
+                continue
+            d0, k = a[0] - b[0], a[1] - b[1]
+            if k == 0:
+                continue
+            zero = t0 - d0 / k  # where the difference is 0
+            if math.isfinite(zero) and zero > t0 - 1:
+                yield max(t0 + 1, math.floor(zero) - 1)

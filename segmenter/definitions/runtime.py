@@ -1,0 +1,115 @@
+"""Operator-defined segments run beside the catalogue: the engine's hook.
+
+:class:`Definitions` is handed to :class:`~segmenter.engine.Segmenter`; at every evaluation of a key
+(an event, or its deadline firing) it judges every definition after the catalogue, so ``in_segment``
+sees the catalogue's memberships of that instant:
+
+* a trait is entered when ``when`` holds and exited when it stops holding; a member with
+  ``exit_margin`` stays while the condition holds with each margin metric shifted by up to its margin
+  (``spend_365d >= 300`` with a margin of 30 exits only below 270);
+* a moment is detected on an event for which ``when`` holds (never by time passing);
+* a trait contributes to the key's next deadline the earliest instant its condition can change with no
+  event: the next step of a windowed metric it reads, or the crossing instant of a comparison with a
+  ``days_since_*`` figure, so a time-based change fires at its own instant (replay) and with the
+  catalogue's deadlines (worker).
+
+Memberships live in the state's ``members`` beside the catalogue's, under the definition's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.events import InputEvent
+from segmenter.changes import DETECTED, ENTERED, EXITED, Change
+from segmenter.definitions import expr
+from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
+from segmenter.metrics.registry import BY_NAME, WINDOW
+from segmenter.rules.context import Ctx
+from segmenter.state import CustomerState
+
+
+def _shown(value: float | int | str | None) -> str:
+    """A figure in a reason: rounded down to 2 decimals (never across a threshold upwards)."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    down = math.floor(value * 100) / 100
+    return f"{down:.2f}".rstrip("0").rstrip(".")
+
+
+def _evidence(value: float | int | str | None) -> float | int | str | None:
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else math.floor(value * 10_000) / 10_000
+    return value
+
+
+class Definitions:
+    """The checked definitions of a directory, ready to run."""
+
+    def __init__(self, definitions: Sequence[Definition]) -> None:
+        self.all = tuple(order(list(definitions)))
+        self.traits = tuple(d for d in self.all if d.kind == TRAIT)
+        self.moments = tuple(d for d in self.all if d.kind == MOMENT)
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def _env(self, s: CustomerState, t: int, c: Ctx, event: InputEvent | None) -> expr.Env:
+        members = s.members
+        return expr.Env(lambda name: BY_NAME[name].value(s, t, c), lambda seg: seg in members, event)
+
+    def evaluate(
+        self, s: CustomerState, t: int, c: Ctx, trigger: str | None, event: InputEvent | None, out: list[Change]
+    ) -> None:
+        """Judge every definition at ``t`` (after the catalogue); append the changes to ``out``.
+
+        ``event``: the event just applied (``None``: time passing, moments are not judged).
+        """
+        if s.first_seen_ms is None or s.linked_to is not None:
+            return  # a visitor merged into a customer: its history counts there
+        env = self._env(s, t, c, event)
+        members = s.members
+        for d in self.traits:
+            was = d.name in members
+            member = expr.truth(d.when, env, d.exit_margin if was else None)
+            if member == was:
+                continue
+            if member:
+                members[d.name] = t
+                out.append(self._change(s, d, ENTERED, t, env, trigger, ""))
+            else:
+                del members[d.name]
+                out.append(self._change(s, d, EXITED, t, env, trigger, f"No longer {d.name}: "))
+        if event is not None:
+            for d in self.moments:
+                if expr.truth(d.when, env):
+                    out.append(self._change(s, d, DETECTED, t, env, trigger, ""))
+
+    def deadlines(self, s: CustomerState, t: int, c: Ctx, times: list[int]) -> None:
+        """Append the instants after ``t`` at which a trait's condition can change with no event."""
+        if not self.traits or s.first_seen_ms is None or s.linked_to is not None:
+            return
+        env = self._env(s, t, c, None)
+        steps: set[str] = set()
+        for d in self.traits:
+            steps.update(m for m in d.metrics if BY_NAME[m].time == WINDOW)
+            times.extend(expr.crossings(d.when, env, t, d.exit_margin if d.name in s.members else None))
+        for m in steps:
+            at = BY_NAME[m].next_change(s, t, c)
+            if at is not None:
+                times.append(at)
+
+    def _change(
+        self, s: CustomerState, d: Definition, kind: str, t: int, env: expr.Env, trigger: str | None, lead: str
+    ) -> Change:
+        figures: dict[str, Any] = {m: env.metric(m) for m in d.metrics}
+        figures.update({f"event.{f}": env.field(f) for f in d.fields})
+        why = lead + fill(d.reason, {k: _shown(v) for k, v in figures.items()})
+        evidence = {k: _evidence(v) for k, v in figures.items()}
+        return Change(s.key, s.customer_id, s.anonymous_id, d.name, kind, t, why, evidence, trigger, d.ref)

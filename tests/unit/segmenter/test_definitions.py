@@ -1,0 +1,322 @@
+"""Operator-defined segments: validation errors, hysteresis, time-driven instants, moments, the commands."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from journeys import BASE, DAY, order_placed, order_returned, page_view
+
+from schemas.changes import SegmentChange
+from segmenter.changes import Change
+from segmenter.config import Rules
+from segmenter.definitions import Definitions, load_dir
+from segmenter.replay import replay
+from streams.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "examples" / "segments"
+
+TRAIT = """\
+name: {name}
+kind: trait
+version: 1
+description: test
+when: {when}
+reason: "{reason}"
+"""
+
+
+def _write(d: Path, text: str, name: str = "seg.yaml") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_text(text)
+    return p
+
+
+def _run(defs_dir: Path, events: Iterable[dict[str, Any]], until: int | None = None) -> list[Change]:
+    out: list[Change] = []
+    lines = [json.dumps(e).encode() for e in events]
+    replay([("t", lines)], out.append, definitions=Definitions(load_dir(defs_dir)), until_ms=until)
+    return out
+
+
+def _ours(changes: list[Change]) -> list[tuple[str, str, str | None, int]]:
+    return [(c.segment, c.change, c.customer_id, c.occurred_at_ms) for c in changes if c.definition is not None]
+
+
+# ------------------------------------------------------------------------------------------- validate
+
+# (file text, "line:col: fragment of the message")
+MISTAKES = [
+    ("name: [unclosed\n", "2:1: not valid YAML: expected ',' or ']'"),
+    ("name: a\nkind: trait\n", "1:1: missing required field 'version'"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="x") + "colour: red\n", "7:1: unknown field 'colour'"),
+    (TRAIT.format(name="Big-One", when="orders_365d >= 1", reason="x"), "1:7: name 'Big-One' must match"),
+    (TRAIT.format(name="loyal_customer", when="orders_365d >= 1", reason="x"), "1:7: name 'loyal_customer' is a cat"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="x").replace("kind: trait", "kind: tait"), "2:7: kind"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="x").replace("version: 1", "version: one"), "3:10: vers"),
+    (TRAIT.format(name="a", when="spend_356d >= 300", reason="x"), "5:7: when: unknown metric 'spend_356d' (did you"),
+    (TRAIT.format(name="a", when="orders_365d >= 'many'", reason="x"), "5:22: when: type error: comparing a number"),
+    (TRAIT.format(name="a", when="orders_365d + 1", reason="x"), "5:7: when: a condition is needed"),
+    (TRAIT.format(name="a", when="orders_365d >= 1 and __import__('os')", reason="x"), "5:28: when: the only func"),
+    (TRAIT.format(name="a", when="orders_365d ** 2 > 1", reason="x"), "5:19: when: only + - * /"),
+    (TRAIT.format(name="a", when="orders_365d >= 3 and event.total > 1", reason="x"), "5:28: when: event fields are"),
+    (
+        TRAIT.format(name="a", when="days_since_last_order * days_since_last_event > 9", reason="x"),
+        "5:7: when: cannot be evaluated in streaming: a product",
+    ),
+    (
+        TRAIT.format(name="a", when="orders_365d / days_since_last_order > 1", reason="x"),
+        "5:21: when: cannot be evaluated in streaming: dividing",
+    ),
+    (TRAIT.format(name="a", when="days_since_last_order == 30", reason="x"), "5:7: when: cannot be evaluated in str"),
+    (TRAIT.format(name="a", when="in_segment('loyal_custmer')", reason="x"), "5:18: when: unknown segment 'loyal_cu"),
+    (TRAIT.format(name="a", when="in_segment('impulse_buy')", reason="x"), "5:18: when: 'impulse_buy' is a moment"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="Spent {spend} ok"), "6:17: reason: placeholder {spend}"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="Spent {spend_365d"), "6:16: reason: '{' is never closed"),
+    (TRAIT.format(name="a", when="orders_365d >= 1", reason="x") + "exit_margin: {spend_365d: 5}\n", "7:15: exit_m"),
+    (
+        TRAIT.format(name="a", when="orders_365d >= 1", reason="x").replace("kind: trait", "kind: moment"),
+        "5:7: when: a moment is detected on an event",
+    ),
+    (
+        TRAIT.format(name="a", when="event.type == 'order_place'", reason="x").replace("kind: trait", "kind: moment"),
+        "5:21: when: event.type is never 'order_place' (did you mean order_placed?)",
+    ),
+    (
+        TRAIT.format(name="a", when="orders_365d >= 1", reason="x") + "tests:\n  - events: missing.jsonl\n",
+        "8:13: events file",
+    ),
+    (TRAIT.format(name="a", when="orders_365d >= 1 and", reason="x"), "5:7: when: syntax error"),
+]
+
+
+@pytest.mark.parametrize(("text", "where"), MISTAKES, ids=[m[1][:40] for m in MISTAKES])
+def test_validate_names_file_line_and_column_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
+) -> None:
+    path = _write(tmp_path / "defs", text)
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(tmp_path / "defs")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{path}:{where}" in err, err
+
+
+def test_validate_multi_line_when_points_into_the_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = TRAIT.format(name="a", when="|\n  orders_365d >= 1\n  and spend_356d > 2", reason="x")
+    path = _write(tmp_path / "defs", text)
+    with pytest.raises(SystemExit):
+        main(["validate", str(tmp_path / "defs")])
+    assert f"{path}:7:7: when: unknown metric 'spend_356d'" in capsys.readouterr().err
+
+
+def test_validate_rejects_a_name_defined_twice_and_a_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "defs"
+    _write(d, TRAIT.format(name="a", when="orders_365d >= 1", reason="x"), "1.yaml")
+    second = _write(d, TRAIT.format(name="a", when="orders_365d >= 2", reason="x"), "2.yaml")
+    with pytest.raises(SystemExit):
+        main(["validate", str(d)])
+    assert f"{second}:1:7: name 'a' is already defined in" in capsys.readouterr().err
+    second.write_text(TRAIT.format(name="b", when="in_segment('a')", reason="x"))
+    _write(d, TRAIT.format(name="a", when="in_segment('b')", reason="x"), "1.yaml")
+    with pytest.raises(SystemExit):
+        main(["validate", str(d)])
+    assert "in_segment references go round in a cycle" in capsys.readouterr().err
+
+
+def test_validate_accepts_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLES)]) == 0
+    assert "3 definition(s) valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("(lambda: 1)() > 0", "the only function is in_segment"),
+        ("[x for x in 'ab'] == 1", "a comprehension is not part of the language"),
+        ("orders_365d.__class__ == 1", "only event.<field> may be read with a dot"),
+        ("open('x') == 1", "the only function is in_segment"),
+        ("orders_365d if 1 else 2", "an if-expression is not part of the language"),
+    ],
+)
+def test_the_language_refuses_python_beyond_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], when: str, message: str
+) -> None:
+    _write(tmp_path / "defs", TRAIT.format(name="a", when=json.dumps(when), reason="x"))
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(tmp_path / "defs")])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def test_examples_pass_their_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", str(EXAMPLES)]) == 0
+    out = capsys.readouterr().out
+    assert "3 passed" in out
+    assert "lapsing_big_spender.yaml::lapsing_big_spender::test1 PASSED" in out
+
+
+def test_a_failing_test_shows_expected_and_emitted_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "defs"
+    d.mkdir()
+    (d / "lapsing.jsonl").write_bytes((EXAMPLES / "lapsing.jsonl").read_bytes())
+    text = (EXAMPLES / "lapsing_big_spender.yaml").read_text().replace("T10:00:00.001Z", "T10:00:00Z")
+    _write(d, text, "lapsing_big_spender.yaml")
+    assert main(["test", str(d)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "1 failed" in out
+    assert "expected (line 13): customer_id=c1 entered lapsing_big_spender at 2026-02-14T10:00:00+00:00" in out
+    assert '"occurred_at":"2026-02-14T10:00:00.001+00:00"' in out  # the emitted change
+
+
+def test_a_time_based_trait_fires_at_its_exact_instant(tmp_path: Path) -> None:
+    _write(tmp_path, TRAIT.format(name="quiet_week", when="days_since_last_event >= 7", reason="x"))
+    changes = _run(tmp_path, [page_view(0, page_type="home"), page_view(2 * DAY, page_type="home")], BASE + 30 * DAY)
+    assert _ours(changes) == [("quiet_week", "entered", "c1", BASE + 9 * DAY)]
+    # strictly more than: one millisecond later
+    _write(tmp_path, TRAIT.format(name="quiet_week", when="days_since_last_event > 7", reason="x"))
+    changes = _run(tmp_path, [page_view(0, page_type="home")], BASE + 30 * DAY)
+    assert _ours(changes) == [("quiet_week", "entered", "c1", BASE + 7 * DAY + 1)]
+    # an event landing on the instant settles it: no entered/exited pair
+    changes = _run(tmp_path, [page_view(0, page_type="home"), page_view(7 * DAY + 1, page_type="home")])
+    assert _ours(changes) == []
+
+
+def test_a_windowed_trait_exits_when_the_order_leaves_the_window(tmp_path: Path) -> None:
+    _write(tmp_path, TRAIT.format(name="two_orders", when="orders_365d >= 2", reason="{orders_365d} orders"))
+    events = [order_placed(0, value=10, order_id="o1"), order_placed(10 * DAY, value=10, order_id="o2")]
+    changes = _run(tmp_path, events, BASE + 800 * DAY)
+    # half-open window: the first order exactly 365 days old is out
+    assert _ours(changes) == [
+        ("two_orders", "entered", "c1", BASE + 10 * DAY),
+        ("two_orders", "exited", "c1", BASE + 365 * DAY),
+    ]
+    exited = [c for c in changes if c.definition is not None][1]
+    assert exited.reason == "No longer two_orders: 1 orders"
+    assert exited.trigger_event_id is None
+
+
+def test_exit_margin_keeps_a_member_until_below_the_margin(tmp_path: Path) -> None:
+    text = TRAIT.format(name="big", when="spend_365d >= 300", reason="{spend_365d}") + "exit_margin: {spend_365d: 30}\n"
+    _write(tmp_path, text)
+    events = [
+        order_placed(0, value=350, order_id="o1"),
+        order_returned(DAY, "o1", refund_total=60),  # 290: above 270, stays
+        order_returned(2 * DAY, "o1", refund_total=15),  # 275: stays
+        order_returned(3 * DAY, "o1", refund_total=10),  # 265: exits
+        order_placed(4 * DAY, value=30, order_id="o2"),  # 295: below 300, not back in
+        order_placed(5 * DAY, value=5, order_id="o3"),  # 300: in again
+    ]
+    assert _ours(_run(tmp_path, events)) == [
+        ("big", "entered", "c1", BASE),
+        ("big", "exited", "c1", BASE + 3 * DAY),
+        ("big", "entered", "c1", BASE + 5 * DAY),
+    ]
+
+
+def test_exit_margin_on_a_clock_metric_delays_the_exit_exactly(tmp_path: Path) -> None:
+    text = TRAIT.format(name="fresh", when="days_since_last_order < 10", reason="x") + (
+        "exit_margin: {days_since_last_order: 2}\n"
+    )
+    _write(tmp_path, text)
+    changes = _run(tmp_path, [order_placed(0, value=10, order_id="o1")], BASE + 30 * DAY)
+    # a member stays while days_since_last_order - 2 < 10: exits at exactly 12 days
+    assert _ours(changes) == [("fresh", "entered", "c1", BASE), ("fresh", "exited", "c1", BASE + 12 * DAY)]
+
+
+def test_a_moment_is_detected_on_its_event_with_the_event_fields(tmp_path: Path) -> None:
+    text = (
+        TRAIT.format(
+            name="big_order",
+            when="event.type == 'order_placed' and event.total >= 100 and orders_total >= 2",
+            reason="Ordered {event.total}; order {orders_total}.",
+        )
+    ).replace("kind: trait", "kind: moment")
+    _write(tmp_path, text)
+    events = [
+        order_placed(0, value=150, order_id="o1"),  # first order: orders_total 1
+        page_view(DAY, page_type="home"),
+        order_placed(2 * DAY, value=120, order_id="o2", eid="big"),
+        order_placed(3 * DAY, value=20, order_id="o3"),
+    ]
+    changes = _run(tmp_path, events, BASE + 100 * DAY)
+    assert _ours(changes) == [("big_order", "detected", "c1", BASE + 2 * DAY)]
+    (c,) = [c for c in changes if c.definition is not None]
+    assert c.trigger_event_id == "big"
+    assert c.reason == "Ordered 120; order 2."
+    assert c.evidence == {"orders_total": 2, "event.total": 120, "event.type": "order_placed"}
+    line = c.to_json()
+    assert json.loads(line)["definition"] == {"name": "big_order", "version": 1}
+    SegmentChange.model_validate_json(line)
+
+
+def test_diff_reports_what_a_version_bump_would_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = tmp_path / "v2"
+    _write(
+        new,
+        (EXAMPLES / "lapsing_big_spender.yaml")
+        .read_text()
+        .replace(">= 300", ">= 100")
+        .replace("version: 1", "version: 2")
+        .replace("tests:", "tests_: ")
+        .split("tests_:")[0],
+        "lapsing_big_spender.yaml",
+    )
+    events = str(EXAMPLES / "lapsing.jsonl")
+    assert main(["diff", "--from", str(EXAMPLES), "--to", str(new), events, "--until", "2026-03-01T00:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "lapsing_big_spender: v1 -> v2" in out
+    assert "from: entered 1, never changed 1" in out
+    assert "to:   entered 2, never changed 0" in out
+    assert "only with --to: c2 entered at 2026-02-14T10:00:00.001+00:00: Spent 150 in 365 days" in out
+    assert "big_order: v1 -> absent" in out
+
+
+def test_replay_with_segments_adds_the_definition_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.jsonl"
+    events = str(EXAMPLES / "lapsing.jsonl")
+    args = ["replay", events, "--segments", str(EXAMPLES), "--until", "2026-03-01T00:00:00Z", "-q", "--out", str(out)]
+    assert main(args) == 0
+    rows = [json.loads(x) for x in out.read_bytes().splitlines()]
+    ours = [r for r in rows if "definition" in r]
+    assert {r["segment"] for r in ours} == {"lapsing_big_spender", "big_order", "loyal_lapsing"}
+    assert all(r["definition"]["version"] == 1 for r in ours)
+    assert all(
+        "definition" not in r for r in rows if r["segment"] not in {"lapsing_big_spender", "big_order", "loyal_lapsing"}
+    )
+
+
+# ---------------------------------------------------------------------------------- catalogue unchanged
+
+# sha256 of each shipped sample's replay (with its rules file) as main produced it before definitions existed
+SAMPLE_DIGESTS = {
+    "online_retail": "0055c403bd1e4145798812bbc1aa23a10a00b409a2d66e5240b01879c0144f34",
+    "rees46": "d987e4f4109b6111fede787b09a3af9dfddeb171a458d5d644e442ed2469196b",
+    "otto": "0b10c0f349bfbc72e61495583d607c8b520bffb563b93a5fea3e86135f5cd8a6",
+}
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLE_DIGESTS))
+def test_catalogue_output_is_byte_identical_with_and_without_definitions(sample: str) -> None:
+    path = ROOT / "data" / "sample" / f"{sample}_sample.jsonl.gz"
+    rules_file = ROOT / "data" / "sample" / f"{sample}.rules.toml"
+    rules = Rules.from_file(rules_file) if rules_file.exists() else None
+    with gzip.open(path, "rb") as fh:
+        lines = fh.readlines()
+    for defs in (None, Definitions(load_dir(EXAMPLES))):
+        out: list[Change] = []
+        replay([(path.name, lines)], out.append, rules=rules, definitions=defs)
+        catalogue = b"".join(c.to_json() + b"\n" for c in out if c.definition is None)
+        assert hashlib.sha256(catalogue).hexdigest() == SAMPLE_DIGESTS[sample]

@@ -51,8 +51,10 @@ from streams.faustx.outbox import Outbox, default_partition
 from streams.logs import dead_letter_fields
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
+from streams.serving import ServingWriter
 from streams.settings import Settings
-from streams.store import Store
+from streams.store import RedisStore, Store
+from streams.topics import TABLE
 
 log = logging.getLogger("segmenter.worker")
 
@@ -99,6 +101,7 @@ class Worker:
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
     paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
     last_batch: float = 0.0  # monotonic time the batch loop last ran
+    serving: ServingWriter | None = None  # Redis follows the changes topic (streams/serving.py)
 
     def __post_init__(self) -> None:
         # fatal through the worker: tests replace it after the worker is built
@@ -230,6 +233,14 @@ def create_worker(
     app.on_partitions_revoked.connect(worker.on_partitions_revoked)
     app.on_partitions_assigned.connect(worker.on_partitions_assigned)
     app.on_rebalance_complete.connect(worker.on_rebalance_complete)
+    if isinstance(store, RedisStore) and settings.serving_in_worker:
+        writer = worker.serving = ServingWriter(settings, store)
+
+        # a task of the app: started with it, cancelled when it stops; Redis trouble never ends it
+        async def serve() -> None:
+            await writer.run()
+
+        app.task(serve)
     metrics.install(worker)
     return worker
 
@@ -269,7 +280,7 @@ def _new_app(settings: Settings) -> Any:
 
 def _new_table(app: Any, n: int) -> Any:
     return app.Table(
-        "customers",
+        TABLE,
         default=None,
         partitions=n,
         key_type=bytes,

@@ -11,10 +11,11 @@ what may be applied, from what every input is known to hold; the processor
 applies it and fires deadlines) under a stand-in "current event", so table
 writes go to the partition that owns the key. Per call: publish changes,
 routed messages, progress markers and dead letters; then, while the next
-call runs, wait for Kafka's acknowledgement, apply the changes to Redis, send
+call runs, wait for Kafka's acknowledgement, send
 the changed states to the changelog and wait, write them to the store, and
 ack the offsets the sequencer says are done (Faust commits up to the first
-offset not acked). Batches finish in order. A revocation waits for the batch
+offset not acked). Batches finish in order. Redis is not in this path: the serving
+writer (``streams/serving.py``, a task of the app) follows the changes topic. A revocation waits for the batch
 in progress (the batch lock) and its store before it forgets anything.
 
 Time is event time: deadlines fire up to what the sequencer's bounds allow,
@@ -96,7 +97,7 @@ class Worker:
     fatal: Callable[[str], None] = _fatal
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
-    commits: CommitProtocol = field(init=False)  # publish -> acks -> Redis -> changelog -> store -> ack
+    commits: CommitProtocol = field(init=False)  # publish -> acks -> changelog -> store -> ack
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
     paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
@@ -392,7 +393,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
         for res in handled.results
         for p, states in res.state_values.items()
     ]
-    # step 1 now; the previous batch finished (steps 2-6) while this one was computed, this one's finish
+    # step 1 now; the previous batch finished (steps 2-5) while this one was computed, this one's finish
     # runs while the next is
     await worker.commits.commit(handled, writes)
 
@@ -419,7 +420,7 @@ def _flow_control(worker: Worker, owned: set[int]) -> None:
 
 
 class _WorkerPorts:
-    """The commit protocol's steps on Kafka (through Faust's producer), Redis and the table's store."""
+    """The commit protocol's steps on Kafka (through Faust's producer) and the table's store."""
 
     __slots__ = ("worker",)
 
@@ -463,15 +464,10 @@ class _WorkerPorts:
 
         return acked
 
-    async def apply_changes(self, handled: Handled) -> None:
-        """The changes to Redis; then the batch counted in the metrics."""
+    def published(self, handled: Handled) -> None:
+        """The batch counted in the metrics (its changes are in Kafka; the serving writer takes them to Redis)."""
         worker = self.worker
-        results = handled.results
-        if worker.store is not None:
-            changes = [c.to_dict() for res in results for c in res.changes]
-            if changes:
-                await worker.store.apply_many(changes)
-        for res in results:
+        for res in handled.results:
             metrics.observe_batch(worker, res)
         metrics.observe_processed(worker, handled.released)
 

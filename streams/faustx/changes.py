@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 log = logging.getLogger("segmenter.serving")
@@ -35,25 +36,29 @@ class ChangesConsumer:
     def __init__(self, bootstrap: str, topic: str, group: str, *, client_id: str = "segmenter-serving") -> None:
         self.topic = topic
         self.group = group
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
             # a Redis outage keeps us from polling: stay in the group through a long one
-            max_poll_interval_ms=3_600_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-        )
+            "max_poll_interval_ms": 3_600_000,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+        }
+        self._consumer: Any = None  # made in start(): aiokafka binds it to the running loop
         self.newest: dict[int, tuple[int, int | None]] = {}  # partition -> (offset, timestamp) last applied
 
     async def start(self) -> None:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(self.topic, **self._config)
         await self._consumer.start()
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
 
     async def fetch(self, timeout_ms: int, max_records: int) -> list[ChangeRecord]:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -75,8 +80,7 @@ class ChangesConsumer:
 
     async def has_committed(self) -> bool:
         """Whether the group has committed an offset on any partition of the topic."""
-        partitions = self._consumer.partitions_for_topic(self.topic) or set()
-        for p in partitions:
+        for p in await topic_partitions(self._config["bootstrap_servers"], self.topic):
             if await self._consumer.committed(TopicPartition(self.topic, p)) is not None:
                 return True
         return False
@@ -107,7 +111,7 @@ async def changelog_snapshot(
     )
     await consumer.start()
     try:
-        partitions = await asyncio.wait_for(_partitions(consumer, topic), 30)
+        partitions = await asyncio.wait_for(topic_partitions(bootstrap, topic), 30)
         if not partitions:
             return
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -134,9 +138,13 @@ async def changelog_snapshot(
         await consumer.stop()
 
 
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    topics = await consumer.topics()
-    if topic not in topics:
-        return set()
-    parts: set[int] = consumer.partitions_for_topic(topic) or set()
-    return parts
+async def topic_partitions(bootstrap: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` (empty: no such topic); a consumer's metadata may not have them yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            return set()
+        return {p["partition"] for meta in await admin.describe_topics([topic]) for p in meta["partitions"]}
+    finally:
+        await admin.close()

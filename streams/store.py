@@ -230,17 +230,18 @@ return applied
 """
 
 
-# ARGV: prefix, then a JSON array of memberships to restore, each [key, segment, since_ms (text), membership JSON].
-# A membership is written unless a change at or after its time was applied meanwhile (another serving writer
-# of the group goes on while one rebuilds): the table's snapshot must not undo a newer change.
+# ARGV: prefix, then a JSON array of memberships to restore, each [key, segment, since_ms (text), membership JSON],
+# then "force" or "". A membership is written unless a change at or after its time was applied meanwhile (another
+# serving writer of the group goes on while one rebuilds): the table's snapshot must not undo a newer change.
+# `segmenter reconcile --fix` forces (it has checked the last change itself).
 _RESTORE_LUA = """
-local prefix = ARGV[1]
+local prefix, force = ARGV[1], ARGV[3] == 'force'
 local restored = 0
 for _, m in ipairs(cjson.decode(ARGV[2])) do
   local key, seg, t = m[1], m[2], m[3]
   local last = prefix .. 'last:' .. key
   local before = redis.call('HGET', last, seg)
-  if not before or tonumber(before) < tonumber(t) then
+  if force or not before or tonumber(before) < tonumber(t) then
     redis.call('HSET', last, seg, t)
     redis.call('HSET', prefix .. 'cust:' .. key, seg, m[4])
     redis.call('ZADD', prefix .. 'members:' .. seg, t, key)
@@ -433,15 +434,15 @@ class RedisStore:
 
         await self._retry(op)
 
-    async def restore(self, memberships: Iterable[tuple[str, str, int]]) -> int:
-        """Write ``(key, segment, since_ms)`` memberships unless a newer change was applied meanwhile."""
+    async def restore(self, memberships: Iterable[tuple[str, str, int]], *, force: bool = False) -> int:
+        """Write ``(key, segment, since_ms)`` memberships unless (without ``force``) a newer change was applied."""
         items = [(k, seg, str(ms), restored_membership(ms).decode()) for k, seg, ms in memberships]
         restored = 0
         for start in range(0, len(items), self._batch_size):
             payload = orjson.dumps(items[start : start + self._batch_size])
 
             async def op(payload: bytes = payload) -> Any:
-                return await self._restore(keys=[], args=[self._prefix, payload])
+                return await self._restore(keys=[], args=[self._prefix, payload, "force" if force else ""])
 
             restored += int(await self._retry(op))
         return restored

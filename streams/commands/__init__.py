@@ -12,9 +12,11 @@ COMMANDS = (
     "import_",
     "schema",
     "worker",
+    "serve",
     "produce",
     "who",
     "members",
     "lag",
+    "reconcile",
 )
 """Subcommand modules in the order ``segmenter --help`` lists them."""

@@ -26,11 +26,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import orjson
 
+from segmenter.state import FORMAT as STATE_FORMAT
 from segmenter.state import CustomerState
 from streams.faustx.changes import ChangeRecord, ChangesConsumer, KafkaError, changelog_snapshot
 from streams.settings import Settings
@@ -190,23 +191,46 @@ def _decode(record: ChangeRecord) -> dict[str, Any] | None:
 # ------------------------------------------------------------ the table's memberships
 
 
-async def table_memberships(settings: Settings) -> dict[str, CustomerState]:
-    """Every customer's newest state in the table's changelog (tombstones removed)."""
-    states: dict[bytes, bytes | None] = {}
+@dataclass(frozen=True, slots=True)
+class TableMembers:
+    """What the serving layer needs of a customer state: its memberships and when they were evaluated."""
+
+    members: dict[str, int]  # segment -> since (ms)
+    clock_ms: int
+
+
+_FIELD_NAMES = [f.name for f in fields(CustomerState)]
+_MEMBERS_AT = 1 + _FIELD_NAMES.index("members")  # positions in the state's JSON array (after the version)
+_CLOCK_AT = 1 + _FIELD_NAMES.index("clock_ms")
+_STATE_LEN = 1 + len(_FIELD_NAMES)
+
+
+def members_of(value: bytes) -> TableMembers:
+    """A state's memberships without building the whole state (a rebuild reads every customer's)."""
+    values = orjson.loads(value)
+    if isinstance(values, list) and len(values) == _STATE_LEN and values[0] == STATE_FORMAT:
+        return TableMembers(values[_MEMBERS_AT], values[_CLOCK_AT])
+    state = CustomerState.from_bytes(value)  # an older format: upgraded by the core
+    return TableMembers(state.members, state.clock_ms)
+
+
+async def table_memberships(settings: Settings) -> dict[str, TableMembers]:
+    """Every customer's memberships in the newest state of the table's changelog (tombstones removed)."""
+    out: dict[str, TableMembers] = {}
     async for batch in changelog_snapshot(settings.kafka_bootstrap, changelog_topic(settings)):
-        states.update(batch)
-    out: dict[str, CustomerState] = {}
-    for key, value in states.items():
-        if value is None:
-            continue
-        try:
-            out[key.decode()] = CustomerState.from_bytes(value)
-        except (ValueError, UnicodeDecodeError) as exc:
-            log.error("unreadable customer state in the changelog, skipped: %s", exc, extra={"key": repr(key)})
+        for key, value in batch:
+            k = key.decode(errors="replace")
+            if value is None:
+                out.pop(k, None)
+                continue
+            try:
+                out[k] = members_of(value)
+            except (ValueError, TypeError) as exc:
+                log.error("unreadable customer state in the changelog, skipped: %s", exc, extra={"key": k})
     return out
 
 
-async def write_memberships(store: RedisStore, states: dict[str, CustomerState]) -> int:
+async def write_memberships(store: RedisStore, states: dict[str, TableMembers]) -> int:
     """Each customer's memberships to Redis (a newer applied change wins); returns the customers written."""
     n = 0
     chunk: list[tuple[str, str, int]] = []

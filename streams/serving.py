@@ -99,7 +99,7 @@ class ServingWriter:
 
     async def step(self) -> None:
         """Check the generation marker (rebuild if it is gone), then one fetch to Redis."""
-        await self._redis(self._check_generation)
+        await self._redis(self.check_generation)
         records = await self._kafka(lambda: self.consumer.fetch(FETCH_WAIT_MS, FETCH_MAX))
         if records:
             await self.apply(records)
@@ -117,7 +117,7 @@ class ServingWriter:
         self.status.newest.update(self.consumer.newest)
 
     # ------------------------------------------------------------ generation and rebuild
-    async def _check_generation(self) -> None:
+    async def check_generation(self) -> None:
         marker = await self.store.generation()
         if marker is not None:
             self.generation = marker

@@ -11,10 +11,11 @@ what may be applied, from what every input is known to hold; the processor
 applies it and fires deadlines) under a stand-in "current event", so table
 writes go to the partition that owns the key. Per call: publish changes,
 routed messages, progress markers and dead letters; then, while the next
-call runs, wait for Kafka's acknowledgement, apply the changes to Redis, send
+call runs, wait for Kafka's acknowledgement, send
 the changed states to the changelog and wait, write them to the store, and
 ack the offsets the sequencer says are done (Faust commits up to the first
-offset not acked). Batches finish in order. A revocation waits for the batch
+offset not acked). Batches finish in order. Redis is not in this path: the serving
+writer (``streams/serving.py``, a task of the app) follows the changes topic. A revocation waits for the batch
 in progress (the batch lock) and its store before it forgets anything.
 
 Time is event time: deadlines fire up to what the sequencer's bounds allow,
@@ -51,8 +52,10 @@ from streams.faustx.outbox import Outbox, default_partition
 from streams.logs import dead_letter_fields
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer, TpView
+from streams.serving import ServingWriter
 from streams.settings import Settings
-from streams.store import Store
+from streams.store import RedisStore, Store
+from streams.topics import TABLE
 
 log = logging.getLogger("segmenter.worker")
 
@@ -94,11 +97,12 @@ class Worker:
     fatal: Callable[[str], None] = _fatal
     metrics: Any = None
     assigned_at: float | None = None  # monotonic time of the last assignment (for "recovery done")
-    commits: CommitProtocol = field(init=False)  # publish -> acks -> Redis -> changelog -> store -> ack
+    commits: CommitProtocol = field(init=False)  # publish -> acks -> changelog -> store -> ack
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a batch, or a revocation, at a time
     partitioners: dict[str, Callable[[bytes], int]] = field(default_factory=dict)  # per output topic
     paused: set[TP] = field(default_factory=set)  # input topic-partitions we paused (too many records held)
     last_batch: float = 0.0  # monotonic time the batch loop last ran
+    serving: ServingWriter | None = None  # Redis follows the changes topic (streams/serving.py)
 
     def __post_init__(self) -> None:
         # fatal through the worker: tests replace it after the worker is built
@@ -230,6 +234,14 @@ def create_worker(
     app.on_partitions_revoked.connect(worker.on_partitions_revoked)
     app.on_partitions_assigned.connect(worker.on_partitions_assigned)
     app.on_rebalance_complete.connect(worker.on_rebalance_complete)
+    if isinstance(store, RedisStore) and settings.serving_in_worker:
+        writer = worker.serving = ServingWriter(settings, store)
+
+        # a task of the app: started with it, cancelled when it stops; Redis trouble never ends it
+        async def serve() -> None:
+            await writer.run()
+
+        app.task(serve)
     metrics.install(worker)
     return worker
 
@@ -269,7 +281,7 @@ def _new_app(settings: Settings) -> Any:
 
 def _new_table(app: Any, n: int) -> Any:
     return app.Table(
-        "customers",
+        TABLE,
         default=None,
         partitions=n,
         key_type=bytes,
@@ -381,7 +393,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
         for res in handled.results
         for p, states in res.state_values.items()
     ]
-    # step 1 now; the previous batch finished (steps 2-6) while this one was computed, this one's finish
+    # step 1 now; the previous batch finished (steps 2-5) while this one was computed, this one's finish
     # runs while the next is
     await worker.commits.commit(handled, writes)
 
@@ -408,7 +420,7 @@ def _flow_control(worker: Worker, owned: set[int]) -> None:
 
 
 class _WorkerPorts:
-    """The commit protocol's steps on Kafka (through Faust's producer), Redis and the table's store."""
+    """The commit protocol's steps on Kafka (through Faust's producer) and the table's store."""
 
     __slots__ = ("worker",)
 
@@ -452,15 +464,10 @@ class _WorkerPorts:
 
         return acked
 
-    async def apply_changes(self, handled: Handled) -> None:
-        """The changes to Redis; then the batch counted in the metrics."""
+    def published(self, handled: Handled) -> None:
+        """The batch counted in the metrics (its changes are in Kafka; the serving writer takes them to Redis)."""
         worker = self.worker
-        results = handled.results
-        if worker.store is not None:
-            changes = [c.to_dict() for res in results for c in res.changes]
-            if changes:
-                await worker.store.apply_many(changes)
-        for res in results:
+        for res in handled.results:
             metrics.observe_batch(worker, res)
         metrics.observe_processed(worker, handled.released)
 

@@ -2,18 +2,20 @@
 
 1. ``PUBLISH``: hand the changes, routed messages, progress markers (after the messages they vouch
    for) and dead letters to the producer.
-2. ``ACKS``: wait for Kafka's acknowledgement of every one of them.
-3. ``REDIS``: apply the changes to Redis (then the batch is counted in the metrics).
-4. ``CHANGELOG``: send each changed customer state once to the table's changelog and wait.
-5. ``STORE``: write the states to the local store, at the changelog offsets they are at.
-6. ``ACK``: ack the input offsets the sequencer says are done (Faust commits up to the first not acked).
+2. ``ACKS``: wait for Kafka's acknowledgement of every one of them (then the batch is counted in the metrics).
+3. ``CHANGELOG``: send each changed customer state once to the table's changelog and wait.
+4. ``STORE``: write the states to the local store, at the changelog offsets they are at.
+5. ``ACK``: ack the input offsets the sequencer says are done (Faust commits up to the first not acked).
 
-Step 1 runs in the batch loop; steps 2-6 (:meth:`CommitProtocol.finish`) run while the next batch is
+Redis is not a step: the serving writer (``streams/serving.py``) applies the changes topic to it in its
+own consumer group, so a Redis outage delays only the serving layer, never the stream.
+
+Step 1 runs in the batch loop; steps 2-5 (:meth:`CommitProtocol.finish`) run while the next batch is
 computed and handed over. Batches finish in order: a batch waits for the previous one's finish before
 its own starts, and until its states are stored they are read from :attr:`CommitProtocol.unstored`.
-A failing step 1-5 calls ``fatal`` (the worker exits with code 70, nothing of the batch acked:
-at-least-once replays it) and no later step runs. The I/O is behind :class:`CommitPorts`: the worker's are Kafka,
-Redis and RocksDB (``streams/app.py``); the unit tests fail each step in turn.
+A failing step 1-4 calls ``fatal`` (the worker exits with code 70, nothing of the batch acked:
+at-least-once replays it) and no later step runs. The I/O is behind :class:`CommitPorts`: the worker's are Kafka
+and RocksDB (``streams/app.py``); the unit tests fail each step in turn.
 """
 
 from __future__ import annotations
@@ -37,17 +39,15 @@ Acked = Callable[[], Awaitable[None]]
 class Step(IntEnum):
     PUBLISH = 1
     ACKS = 2
-    REDIS = 3
-    CHANGELOG = 4
-    STORE = 5
-    ACK = 6
+    CHANGELOG = 3
+    STORE = 4
+    ACK = 5
 
 
 # what a failing step reports before the process exits (the supervisor restarts it)
 _FAILED = {
     Step.PUBLISH: "publishing a batch failed",
     Step.ACKS: "publishing a batch failed",
-    Step.REDIS: "publishing a batch failed",
     Step.CHANGELOG: "storing a batch's states failed",
     Step.STORE: "storing a batch's states failed",
 }
@@ -60,20 +60,20 @@ class CommitPorts(Protocol):
         """Step 1: hand the batch's messages to the producer; returns step 2's wait."""
         ...
 
-    async def apply_changes(self, handled: Handled) -> None:
-        """Step 3: the changes to Redis, then the batch counted."""
+    def published(self, handled: Handled) -> None:
+        """After step 2, no I/O: the batch counted in the metrics."""
         ...
 
     async def send_changelog(self, writes: list[Write]) -> dict[int, int]:
-        """Step 4: the states to the changelog, acknowledged; the last changelog offset per partition."""
+        """Step 3: the states to the changelog, acknowledged; the last changelog offset per partition."""
         ...
 
     def store(self, writes: list[Write], offsets: dict[int, int]) -> None:
-        """Step 5: the states to the local store, with the changelog offset of each partition."""
+        """Step 4: the states to the local store, with the changelog offset of each partition."""
         ...
 
     def ack(self, offsets: dict[tuple[str, int], list[int]]) -> None:
-        """Step 6: ack input offsets (per topic-partition, in offset order)."""
+        """Step 5: ack input offsets (per topic-partition, in offset order)."""
         ...
 
 
@@ -95,11 +95,11 @@ class CommitProtocol:
         self.sequencer = sequencer
         self.fatal = fatal
         self.batches = 0  # the number the next batch gets
-        self.storing: asyncio.Future[None] | None = None  # the previous batch's steps 2-6
+        self.storing: asyncio.Future[None] | None = None  # the previous batch's steps 2-5
         self.unstored: dict[bytes, bytes] = {}  # what ``storing`` writes: read before the store
 
     async def commit(self, handled: Handled, writes: list[Write]) -> Checkpoint:
-        """Step 1 now; steps 2-6 once the previous batch has finished, while the caller goes on."""
+        """Step 1 now; steps 2-5 once the previous batch has finished, while the caller goes on."""
         checkpoint = Checkpoint(self.batches, handled, writes)
         try:
             acked = await self.ports.publish(handled)
@@ -115,15 +115,13 @@ class CommitProtocol:
         return checkpoint
 
     async def finish(self, checkpoint: Checkpoint, acked: Acked) -> None:
-        """Steps 2-6 of a published batch."""
+        """Steps 2-5 of a published batch."""
         ports, done = self.ports, checkpoint.done
         step = Step.ACKS
         try:
             await acked()
             done.append(step)
-            step = Step.REDIS
-            await ports.apply_changes(checkpoint.handled)
-            done.append(step)
+            ports.published(checkpoint.handled)
             step = Step.CHANGELOG
             offsets = await ports.send_changelog(checkpoint.writes)
             done.append(step)

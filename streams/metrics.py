@@ -26,7 +26,14 @@ What the less obvious ones measure:
   recovered (the table restoring from its changelog, or a rebalance running:
   what makes ``/readyz`` answer 503), else 0.
 * ``segmenter_ingest_latency_seconds``: Kafka timestamp of an input record to
-  the emit of the changes it caused (published, acknowledged, written to Redis).
+  the emit of the changes it caused (published and acknowledged by Kafka).
+* ``segmenter_serving_lag_messages{partition}`` / ``_seconds``: the serving
+  writer's group on the changes topic (streams/serving.py): log end minus
+  committed offset; seconds 0 when caught up, else now minus the Kafka
+  timestamp of the newest change applied to Redis. A Redis outage shows here,
+  not in the consumer lag. ``segmenter_serving_healthy`` is 0 while its Redis
+  writes fail (retried until they land); ``segmenter_serving_rebuilds_total``
+  counts rebuilds from the table after Redis lost its data.
 * ``segmenter_event_e2e_latency_seconds``: the event's own ``occurred_at`` to
   its processing (includes the webshop's delay; large when replaying history).
 * ``segmenter_timer_lateness_seconds``: wall clock minus the deadline when a
@@ -49,7 +56,6 @@ Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -69,7 +75,6 @@ log = logging.getLogger("segmenter.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 REFRESH_SECONDS = 5.0
-REDIS_PING_TIMEOUT_S = 1.0
 
 
 class Metrics:
@@ -145,6 +150,26 @@ class Metrics:
         self.redis_errors = Counter(
             "segmenter_redis_write_errors", "Failed Redis write attempts (retried).", registry=r
         )
+        self.serving_lag_messages = Gauge(
+            "segmenter_serving_lag_messages",
+            "Serving writer: changes topic log end minus the serving group's committed offset, per partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.serving_lag_seconds = Gauge(
+            "segmenter_serving_lag_seconds",
+            "Serving writer: 0 when caught up, else now minus the Kafka timestamp of the newest change applied.",
+            ["partition"],
+            registry=r,
+        )
+        self.serving_healthy = Gauge(
+            "segmenter_serving_healthy", "1 while the serving writer's Redis writes succeed, else 0.", registry=r
+        )
+        self.serving_rebuilds = Counter(
+            "segmenter_serving_rebuilds",
+            "Rebuilds of Redis from the customer table (Redis had lost its data).",
+            registry=r,
+        )
         self.timer_lateness = Histogram(
             "segmenter_timer_lateness_seconds",
             "Wall clock minus the deadline when a wall-clock tick fires it.",
@@ -155,6 +180,7 @@ class Metrics:
         self.newest: dict[tuple[str, int], tuple[int, int | None]] = {}
         self.lag_labels: set[tuple[str, str]] = set()
         self.redis_errors_seen = 0
+        self.serving_rebuilds_seen = 0
 
     def exposition(self) -> bytes:
         """The text format of every metric."""
@@ -214,6 +240,27 @@ def refresh_state(worker: Worker) -> None:
     if errors > m.redis_errors_seen:
         m.redis_errors.inc(errors - m.redis_errors_seen)
         m.redis_errors_seen = errors
+
+
+def refresh_serving(worker: Worker, now: float | None = None) -> None:
+    """The serving writer's lag, health and rebuilds (nothing when it runs elsewhere)."""
+    writer = worker.serving
+    if writer is None:
+        return
+    m: Metrics = worker.metrics
+    now = time.time() if now is None else now
+    status = writer.status
+    m.serving_healthy.set(1 if status.healthy else 0)
+    if status.rebuilds > m.serving_rebuilds_seen:
+        m.serving_rebuilds.inc(status.rebuilds - m.serving_rebuilds_seen)
+        m.serving_rebuilds_seen = status.rebuilds
+    for partition, lag in status.lag.items():
+        m.serving_lag_messages.labels(str(partition)).set(lag)
+        newest = status.newest.get(partition)
+        if lag == 0:
+            m.serving_lag_seconds.labels(str(partition)).set(0)
+        elif newest is not None and newest[1] is not None:
+            m.serving_lag_seconds.labels(str(partition)).set(max(0.0, now - newest[1] / 1000))
 
 
 def refresh_lag(worker: Worker, now: float | None = None) -> None:
@@ -284,31 +331,21 @@ def refresh(worker: Worker) -> None:
     """Every gauge, now."""
     refresh_state(worker)
     refresh_lag(worker)
+    refresh_serving(worker)
     refresh_recovery(worker)
 
 
-async def _redis_reachable(worker: Worker) -> bool | None:
-    store: Any = worker.store
-    if store is None:
-        return None
-    client = getattr(store, "_r", None)  # the raw client: a probe is not a write to retry and count
-    try:
-        if client is not None:
-            return bool(await asyncio.wait_for(client.ping(), REDIS_PING_TIMEOUT_S))
-        ping = getattr(store, "ping", None)
-        return True if ping is None else bool(await asyncio.wait_for(ping(), REDIS_PING_TIMEOUT_S))
-    except Exception:  # noqa: BLE001 - any failure means not reachable
-        return False
-
-
 async def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
-    """``/readyz``: assigned partitions recovered, Kafka and Redis reachable."""
+    """``/readyz``: assigned partitions recovered, Kafka reachable.
+
+    Redis is not the stream's business any more (the serving writer follows the changes topic): its
+    health is reported under ``serving`` and in ``segmenter_serving_*``, never a 503.
+    """
     app: Any = worker.app
     recovery = app.tables.recovery
     checks: dict[str, bool | None] = {
         "recovered": worker.recovered(),
         "kafka": kafka_connected(worker.app),
-        "redis": await _redis_reachable(worker),
     }
     ready = all(v is not False for v in checks.values())
     ticks = worker.settings.topics.ticks
@@ -324,6 +361,9 @@ async def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
         "in_recovery": bool(recovery.in_recovery),
         "partitions": owned,
     }
+    if worker.serving is not None:
+        status = worker.serving.status
+        body["serving"] = {"healthy": status.healthy, "lag_messages": sum(status.lag.values())}
     return ready, body
 
 

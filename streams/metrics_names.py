@@ -24,5 +24,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_merger_held_records",
     "segmenter_identity_links_total",
     "segmenter_redis_write_errors_total",
+    "segmenter_serving_lag_messages",
+    "segmenter_serving_lag_seconds",
+    "segmenter_serving_healthy",
+    "segmenter_serving_rebuilds_total",
     "segmenter_timer_lateness_seconds",
 )

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/segmenter")
     # prefix of every Redis key the serving layer writes (streams/store.py)
     redis_prefix: str = "seg:"
+    # the serving writer (streams/serving.py): Redis follows the changes topic in its own consumer group
+    # (default "<app_id>-serving"); it runs inside `segmenter worker` unless switched off (then `segmenter serve`)
+    serving_group: str | None = None
+    serving_in_worker: bool = True
     web_port: int = Field(6066, ge=0, le=65535)
     tick_interval_seconds: float = Field(5, gt=0)
     # without it, a partition that stops receiving events never fires its deadlines
@@ -120,6 +124,10 @@ class Settings(BaseSettings):
         if self.segments_dir is None:
             return None
         return Definitions(load_dir(self.segments_dir))
+
+    @property
+    def serving_group_id(self) -> str:
+        return self.serving_group or f"{self.app_id}-serving"
 
     def load_rules(self) -> Rules:
         """Thresholds in force: env overrides over ``rules_file`` over the defaults."""

@@ -230,8 +230,46 @@ return applied
 """
 
 
+# ARGV: prefix, then a JSON array of memberships to restore, each [key, segment, since_ms (text), membership JSON],
+# then "force" or "". A membership is written unless a change at or after its time was applied meanwhile (another
+# serving writer of the group goes on while one rebuilds): the table's snapshot must not undo a newer change.
+# `segmenter reconcile --fix` forces (it has checked the last change itself).
+_RESTORE_LUA = """
+local prefix, force = ARGV[1], ARGV[3] == 'force'
+local restored = 0
+for _, m in ipairs(cjson.decode(ARGV[2])) do
+  local key, seg, t = m[1], m[2], m[3]
+  local last = prefix .. 'last:' .. key
+  local before = redis.call('HGET', last, seg)
+  if force or not before or tonumber(before) < tonumber(t) then
+    redis.call('HSET', last, seg, t)
+    redis.call('HSET', prefix .. 'cust:' .. key, seg, m[4])
+    redis.call('ZADD', prefix .. 'members:' .. seg, t, key)
+    restored = restored + 1
+  end
+end
+return restored
+"""
+
+RESTORED_REASON = "Restored from the customer table (the serving layer had lost it)."
+
+
+def restored_membership(since_ms: int) -> bytes:
+    """What a rebuild writes for a membership: the table keeps its time, not the entering change."""
+    since = _EPOCH + timedelta(milliseconds=since_ms)
+    text = since.isoformat(timespec="milliseconds" if since_ms % 1000 else "seconds")
+    return orjson.dumps({"since": text, "reason": RESTORED_REASON, "change_id": None}, option=orjson.OPT_SORT_KEYS)
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _since_ms(membership: str | bytes) -> int:
+    try:
+        return _time_ms(orjson.loads(membership)["since"])[0]
+    except (orjson.JSONDecodeError, KeyError, TypeError, InvalidChange):
+        return -1
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
@@ -291,6 +329,7 @@ class RedisStore:
         self._backoff = backoff_seconds
         self._batch_size = batch_size
         self._script = client.register_script(_APPLY_LUA)
+        self._restore = client.register_script(_RESTORE_LUA)
         self._transient = _transient_errors()
         self.errors = 0  # failed attempts, for segmenter_redis_write_errors_total
 
@@ -373,6 +412,81 @@ class RedisStore:
             return list(await self._r.lrange(f"{self._prefix}moments:{key}", 0, stop))
 
         return [orjson.loads(m) for m in await self._retry(op)]
+
+    # --- what the serving writer's rebuild and `segmenter reconcile` need ---------------------------
+
+    @property
+    def generation_key(self) -> str:
+        return f"{self._prefix}generation"
+
+    async def generation(self) -> str | None:
+        """The serving writer's generation marker (gone: Redis lost what the writer had written)."""
+
+        async def op() -> Any:
+            return await self._r.get(self.generation_key)
+
+        value = await self._retry(op)
+        return None if value is None else _text(value)
+
+    async def set_generation(self, value: str) -> None:
+        async def op() -> Any:
+            return await self._r.set(self.generation_key, value)
+
+        await self._retry(op)
+
+    async def restore(self, memberships: Iterable[tuple[str, str, int]], *, force: bool = False) -> int:
+        """Write ``(key, segment, since_ms)`` memberships unless (without ``force``) a newer change was applied."""
+        items = [(k, seg, str(ms), restored_membership(ms).decode()) for k, seg, ms in memberships]
+        restored = 0
+        for start in range(0, len(items), self._batch_size):
+            payload = orjson.dumps(items[start : start + self._batch_size])
+
+            async def op(payload: bytes = payload) -> Any:
+                return await self._restore(keys=[], args=[self._prefix, payload, "force" if force else ""])
+
+            restored += int(await self._retry(op))
+        return restored
+
+    async def served(self, keys: list[str]) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+        """Per key: (segment -> since ms held in ``cust:``, segment -> ms of the last change applied)."""
+
+        async def op() -> list[Any]:
+            pipe = self._r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(f"{self._prefix}cust:{key}")
+                pipe.hgetall(f"{self._prefix}last:{key}")
+            return list(await pipe.execute())
+
+        raw = await self._retry(op)
+        out = {}
+        for i, key in enumerate(keys):
+            cust, last = raw[2 * i], raw[2 * i + 1]
+            held = {_text(seg): _since_ms(v) for seg, v in cust.items()}
+            out[key] = (held, {_text(seg): int(v) for seg, v in last.items()})
+        return out
+
+    async def served_keys(self) -> list[str]:
+        """Every customer key with a membership in Redis."""
+        prefix = f"{self._prefix}cust:"
+
+        async def op() -> list[str]:
+            return [_text(k)[len(prefix) :] async for k in self._r.scan_iter(match=f"{prefix}*", count=5000)]
+
+        return await self._retry(op)
+
+    async def drop_memberships(self, memberships: Iterable[tuple[str, str]]) -> None:
+        """Remove ``(key, segment)`` memberships (``segmenter reconcile --fix``)."""
+        items = list(memberships)
+
+        async def op() -> Any:
+            pipe = self._r.pipeline(transaction=False)
+            for key, seg in items:
+                pipe.hdel(f"{self._prefix}cust:{key}", seg)
+                pipe.zrem(f"{self._prefix}members:{seg}", key)
+            return await pipe.execute()
+
+        if items:
+            await self._retry(op)
 
     async def ping(self) -> bool:
         async def op() -> bool:

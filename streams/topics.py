@@ -25,6 +25,14 @@ def co_partitioned(settings: Settings) -> tuple[str, ...]:
     return (*t.inputs(), t.routing, t.ticks)
 
 
+TABLE = "customers"
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The customer table's changelog, as Faust names it (``<app id>-<table>-changelog``)."""
+    return f"{settings.app_id}-{TABLE}-changelog"
+
+
 def all_topics(settings: Settings) -> tuple[str, ...]:
     t = settings.topics
     return (*co_partitioned(settings), t.changes, t.dead_letter)

@@ -12,6 +12,7 @@ COMMANDS = (
     "import_",
     "schema",
     "worker",
+    "serve",
     "produce",
     "who",
     "members",
@@ -19,5 +20,6 @@ COMMANDS = (
     "validate",
     "test",
     "diff",
+    "reconcile",
 )
 """Subcommand modules in the order ``segmenter --help`` lists them."""

@@ -4,7 +4,9 @@ Needs only the broker (admin and consumer APIs), not a running worker: the
 group's committed offsets against the log end offsets, and the Kafka
 timestamps of the newest produced record and of the newest processed one
 (the record just before the committed offset). Exit 1 above a threshold, so
-it can gate a deploy or feed a cron alert.
+it can gate a deploy or feed a cron alert. Unless ``--group``/``--topic`` pick
+one group, the serving writer's group on the changes topic is measured too
+(under ``serving`` in ``--json``): a Redis outage shows there.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def register(sub: Any) -> None:
         help="exit 1 when the total lag exceeds N messages (default: no limit)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--no-serving",
+        action="store_true",
+        help="leave out the serving writer's group (SEGMENTER_SERVING_GROUP) on the changes topic",
+    )
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
     p.add_argument("--interval", type=float, default=2.0, metavar="S", help="--watch refresh period (default 2)")
     p.add_argument(
@@ -154,10 +161,19 @@ def partition_lag(
 class LagProbe:
     """Admin client for the group's offsets, a group-less consumer for offsets and timestamps."""
 
-    def __init__(self, settings: Settings, group: str, topics: list[str] | None, *, admin: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        topics: list[str] | None,
+        *,
+        admin: Any = None,
+        optional_topics: list[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.group = group
         self.explicit_topics = topics
+        self.optional_topics = optional_topics
         self._admin: Any = admin  # start() connects one (tests pass a stand-in)
         self._consumer: Any = None
 
@@ -188,6 +204,8 @@ class LagProbe:
         """(required, optional): inputs must exist; routing and ticks only when present."""
         if self.explicit_topics:
             return list(self.explicit_topics), []
+        if self.optional_topics is not None:
+            return [], list(self.optional_topics)
         t = self.settings.topics
         return list(t.inputs()), [t.routing, t.ticks]
 
@@ -302,6 +320,18 @@ def render(report: Report) -> Any:
     return table
 
 
+async def _serving_report(args: argparse.Namespace, settings: Settings, threshold_s: float | None) -> Report | None:
+    """The serving writer's group on the changes topic, unless one group was asked for."""
+    if args.group or args.topics or getattr(args, "no_serving", False):
+        return None
+    probe = LagProbe(settings, settings.serving_group_id, None, optional_topics=[settings.topics.changes])
+    await probe.start()
+    try:
+        return await probe.measure(threshold_s, args.threshold_messages)
+    finally:
+        await probe.close()
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     group = args.group or settings.app_id
     threshold_s = args.threshold_seconds if args.threshold_seconds is not None else settings.lag_threshold_seconds
@@ -310,18 +340,26 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if not args.watch:
             report = await probe.measure(threshold_s, args.threshold_messages)
+            serving = await _serving_report(args, settings, threshold_s)
             if args.json:
-                print(json.dumps(report.to_json(), indent=2))
+                out = report.to_json()
+                if serving is not None:
+                    out["serving"] = serving.to_json()
+                print(json.dumps(out, indent=2))
             else:
                 from rich.console import Console
 
-                Console().print(render(report))
+                console = Console()
+                console.print(render(report))
+                if serving is not None:
+                    console.print(render(serving))
             if report.missing_topics:
                 print(
                     f"segmenter: topics not found: {', '.join(report.missing_topics)}",
                     file=sys.stderr,
                 )
-            return 1 if report.over_threshold else 0
+            over = report.over_threshold or (serving is not None and serving.over_threshold)
+            return 1 if over else 0
         return await _watch(args, probe, threshold_s)
     finally:
         await probe.close()

@@ -129,6 +129,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_TICK_INTERVAL_SECONDS=str(settings.tick_interval_seconds),
         SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
         SEGMENTER_MERGE_GRACE_SECONDS=str(settings.merge_grace_seconds),
+        SEGMENTER_SERVING_IN_WORKER=str(settings.serving_in_worker).lower(),
         SEGMENTER_LOG_FORMAT="json",
     )
     return env
@@ -162,8 +163,8 @@ async def send_final_ticks(settings: Settings, watermark_ms: int) -> None:
         await producer.stop()
 
 
-async def group_lag(settings: Settings, topics: Iterable[str]) -> int:
-    """Records not yet committed by the worker's consumer group on ``topics``, progress markers aside.
+async def group_lag(settings: Settings, topics: Iterable[str], group: str | None = None) -> int:
+    """Records not yet committed by the worker's consumer group (or ``group``) on ``topics``, progress markers aside.
 
     Workers of a group publish progress markers to each other's routing partitions while the wall clock
     moves (every few seconds when idle): a routing partition whose uncommitted records are all markers
@@ -176,7 +177,7 @@ async def group_lag(settings: Settings, topics: Iterable[str]) -> int:
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        committed = await admin.list_consumer_group_offsets(group or settings.app_id)
         lag = 0
         for tp in tps:
             start = committed[tp].offset if tp in committed else 0
@@ -207,17 +208,38 @@ async def _not_markers(consumer: AIOKafkaConsumer, tp: TopicPartition, start: in
     return n
 
 
-async def wait_caught_up(settings: Settings, timeout_s: float = 120.0, topics: Iterable[str] | None = None) -> None:
-    """Until the worker's group has committed everything on the co-partitioned topics."""
+async def wait_caught_up(
+    settings: Settings, timeout_s: float = 120.0, topics: Iterable[str] | None = None, *, serving: bool = True
+) -> None:
+    """Until the worker's group has committed everything on the co-partitioned topics.
+
+    With ``serving``, then until the serving writer's group has committed everything on the changes topic
+    too (Redis follows the changes topic in its own group: the worker's lag says nothing of Redis).
+    """
     names = list(topics) if topics is not None else list(co_partitioned(settings))
     deadline = time.monotonic() + timeout_s
     lag = -1
     while time.monotonic() < deadline:
         lag = await group_lag(settings, names)
         if lag == 0:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"worker did not catch up within {timeout_s}s: {lag} messages behind")
+    if serving:
+        await wait_serving_caught_up(settings, max(deadline - time.monotonic(), 30.0))
+
+
+async def wait_serving_caught_up(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Until the serving writer's group has applied (and committed) the whole changes topic."""
+    deadline = time.monotonic() + timeout_s
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = await group_lag(settings, [settings.topics.changes], settings.serving_group_id)
+        if lag == 0:
             return
         await asyncio.sleep(0.5)
-    raise AssertionError(f"worker did not catch up within {timeout_s}s: {lag} messages behind")
+    raise AssertionError(f"serving writer did not catch up within {timeout_s}s: {lag} changes behind")
 
 
 async def consume_all(settings: Settings, topic: str, idle_ms: int = 1500) -> list[Any]:

@@ -133,7 +133,8 @@ async def test_lag_metrics_and_readiness_of_a_running_worker(
             await starting
             assert statuses and statuses[0] == 503, statuses
             assert statuses[-1] == 200, (statuses[-5:], body)
-            assert body["checks"] == {"recovered": True, "kafka": True, "redis": True}
+            assert body["checks"] == {"recovered": True, "kafka": True}  # Redis never makes it 503
+            assert set(body["serving"]) == {"healthy", "lag_messages"}
             assert sorted(body["partitions"]) == list(range(settings.partitions))
 
             status, text = await get(http, f"{base}/healthz")
@@ -143,6 +144,9 @@ async def test_lag_metrics_and_readiness_of_a_running_worker(
             # lag reaches 0, as `segmenter lag` sees it
             report = await lag_report(settings, monkeypatch, capsys)
             assert report["totals"]["lag_messages"] == 0, report["totals"]
+            # and the serving writer's group on the changes topic (wait_caught_up waited for it too)
+            assert report["serving"]["group"] == settings.serving_group_id
+            assert report["serving"]["totals"]["lag_messages"] == 0, report["serving"]
 
             # the wall clock fires the stale cart's deadline: wait for its change, then for quiet
             for _ in range(60):
@@ -184,6 +188,7 @@ async def test_lag_metrics_and_readiness_of_a_running_worker(
     assert total(smp, "segmenter_dlq_total", reason="invalid_event") == 2  # not JSON, unknown type
     assert total(smp, "segmenter_invalid_events_total") == 2
     assert total(smp, "segmenter_redis_write_errors_total") == 0
+    assert total(smp, "segmenter_serving_lag_messages") == 0 and total(smp, "segmenter_serving_healthy") == 1
 
     # latencies: every change caused by an input event has its ingest latency, small on a live broker
     assert total(smp, "segmenter_ingest_latency_seconds_count") >= 1

@@ -15,6 +15,7 @@ from streams.batch import BatchPath
 from streams.metrics import Metrics
 from streams.processor import Processor
 from streams.sequencer import Record, Sequencer
+from streams.serving import ServingStatus
 from streams.settings import Settings
 from tests.unit.streams.fake_table import Table
 
@@ -140,6 +141,7 @@ class FakeWorker:
     app: FakeApp
     processor: Processor
     store: Any = None
+    serving: Any = None
     metrics: Metrics = field(default_factory=Metrics)
     path: BatchPath = field(
         default_factory=lambda: BatchPath(Sequencer((CARTS, ORDERS), "r", 1, lambda _k: 0), processor())
@@ -218,6 +220,27 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     assert values["segmenter_customers"] == 7
     assert values["segmenter_deadline_queue_size"] == 0
     assert values["segmenter_merger_held_records"] == 1
+
+
+def test_serving_writer_lag_health_and_rebuilds_are_its_own_gauges() -> None:
+    @dataclass
+    class Writer:
+        status: ServingStatus
+
+    status = ServingStatus(healthy=False, rebuilds=1, lag={0: 0, 1: 12}, newest={1: (41, 1_700_000_000_000)})
+    worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), processor())
+    worker.serving = Writer(status)
+    metrics.refresh_serving(worker, now=1_700_000_030.0)
+    text = worker.metrics.exposition().decode()
+    samples = {
+        (s.name, s.labels.get("partition")): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
+    assert samples[("segmenter_serving_lag_messages", "0")] == 0
+    assert samples[("segmenter_serving_lag_messages", "1")] == 12
+    assert samples[("segmenter_serving_lag_seconds", "0")] == 0
+    assert samples[("segmenter_serving_lag_seconds", "1")] == 30
+    assert samples[("segmenter_serving_healthy", None)] == 0
+    assert samples[("segmenter_serving_rebuilds_total", None)] == 1
 
 
 def test_recovery_in_progress_until_the_assigned_partitions_are_recovered() -> None:

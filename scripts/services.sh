@@ -386,9 +386,8 @@ prometheus_answers() {
     curl -fsS -m 5 "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1
 }
 
-launch_prometheus() {
+write_prometheus_config() {
     mkdir -p "$PROM_STATE/data" "$PROM_TARGETS"
-    rm -f "$PROM_PID"
     # the deploy/ rules, and whatever workers the tests list in targets/*.json (re-read every second)
     cat >"$PROM_STATE/prometheus.yml" <<CONF
 global:
@@ -403,6 +402,11 @@ scrape_configs:
       - files: ["$PROM_TARGETS/*.json"]
         refresh_interval: 1s
 CONF
+}
+
+launch_prometheus() {
+    write_prometheus_config
+    rm -f "$PROM_PID"
     log "starting prometheus on 127.0.0.1:$PROM_PORT"
     nohup prometheus --config.file="$PROM_STATE/prometheus.yml" --storage.tsdb.path="$PROM_STATE/data" \
         --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \
@@ -498,7 +502,10 @@ cmd_start() {
     if ! wants prometheus; then
         :
     elif prometheus_running; then
-        log "prometheus already running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT"
+        # the config and deploy/ rules may have changed since it started: SIGHUP reloads both
+        write_prometheus_config
+        kill -HUP "$(cat "$PROM_PID")"
+        log "prometheus already running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT; config and rules reloaded"
     else
         STARTED+=(prometheus)
         launch_prometheus

@@ -90,12 +90,18 @@ async def test_prometheus_scrapes_a_worker_and_every_dashboard_query_has_data(
                 if time.monotonic() > deadline:
                     pytest.fail(f"up: {up}; dashboard queries without data: {missing}\n{worker.log_tail()}")
                 await asyncio.sleep(1)
-            # the alert rules are loaded and evaluated (none of them fires on a healthy worker)
-            async with http.get(f"{url}/api/v1/rules") as resp:
-                groups = (await resp.json())["data"]["groups"]
-            rules = {r["name"]: r for g in groups for r in g["rules"] if g["file"].endswith("prometheus/alerts.yml")}
-            assert len(rules) == len(re.findall(r"^\s+- alert: ", ALERTS_TEXT, flags=re.MULTILINE))
-            assert all(r["health"] == "ok" for r in rules.values()), rules
+            # the alert rules are loaded (a running Prometheus reloads them at `services.sh start`, which
+            # signals it: give the reload a moment) and evaluated healthy against the worker's series
+            want = len(re.findall(r"^\s+- alert: ", ALERTS_TEXT, flags=re.MULTILINE))
+            deadline = time.monotonic() + 20
+            while True:
+                async with http.get(f"{url}/api/v1/rules") as resp:
+                    groups = (await resp.json())["data"]["groups"]
+                rules = {r["name"]: r for g in groups for r in g["rules"] if g["file"].endswith("prometheus/alerts.yml")}
+                if len(rules) == want and all(r["health"] == "ok" for r in rules.values()):
+                    break
+                assert time.monotonic() < deadline, (want, rules)
+                await asyncio.sleep(1)
     finally:
         target.unlink(missing_ok=True)
         worker.stop()

@@ -97,7 +97,8 @@ async def test_prometheus_scrapes_a_worker_and_every_dashboard_query_has_data(
             while True:
                 async with http.get(f"{url}/api/v1/rules") as resp:
                     groups = (await resp.json())["data"]["groups"]
-                rules = {r["name"]: r for g in groups for r in g["rules"] if g["file"].endswith("prometheus/alerts.yml")}
+                ours = [g for g in groups if g["file"].endswith("prometheus/alerts.yml")]
+                rules = {r["name"]: r for g in ours for r in g["rules"]}
                 if len(rules) == want and all(r["health"] == "ok" for r in rules.values()):
                     break
                 assert time.monotonic() < deadline, (want, rules)

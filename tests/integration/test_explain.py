@@ -63,14 +63,13 @@ def _last(changes: list[dict[str, Any]], key: str, segment: str) -> dict[str, An
     return found[-1] if found else None
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_explain_answers_from_the_owner_and_agrees_with_the_last_change(
-    services: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    services: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str
 ) -> None:
     ports = [free_port(), free_port()]
-    settings = [
-        settings_for(*services, web_port=ports[0], web_host="127.0.0.1", idle_wallclock_advance=True),
-    ]
-    settings.append(settings[0].model_copy(update={"web_port": ports[1]}))
+    first = settings_for(*services, web_port=ports[0], web_host="127.0.0.1", idle_wallclock_advance=True, store=store)
+    settings = [first, first.model_copy(update={"web_port": ports[1], "data_dir": first.data_dir / "second"})]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     await produce(settings[0], events())
     workers = [WorkerProcess(s, tmp_path / f"w{i}.log") for i, s in enumerate(settings)]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 from journeys import BASE, DAY, HOUR, Journey, cart_add, cart_remove, order_placed, view
 
 from segmenter.changes import format_ms
-from segmenter.engine import Segmenter
+from segmenter.definitions.loader import load_dir
+from segmenter.definitions.runtime import Definitions
+from segmenter.engine import Engine, Segmenter
 from segmenter.explain import explain
 from segmenter.state import CustomerState
 
@@ -110,3 +114,18 @@ def test_a_visitor_without_orders_is_explained_too() -> None:
 def test_an_empty_state() -> None:
     report = explain(CustomerState("x"), BASE, Segmenter())
     assert report["memberships"] == [] and report["upcoming"]["changes"] == []
+
+
+def test_operator_defined_traits_show_held_and_the_metrics_they_read() -> None:
+    examples = Path(__file__).parents[3] / "examples" / "segments"
+    j = Journey()
+    j.engine = Engine(definitions=Definitions(load_dir(examples)))
+    j.feed(*(order_placed(d * DAY, value=120.0, eid=f"o{d}") for d in (0, 10, 20)))
+    j.advance(20 * DAY + 25 * DAY)  # more than twice the 10-day rhythm since the last order
+    entered = _last(j, "lapsing_big_spender")
+    assert entered.change == "entered"
+    report = _report(j, at=entered.occurred_at_ms)
+    d = report["definitions"]["lapsing_big_spender"]
+    assert d["held"] and d["member"] and d["exit_margin"] == {"spend_365d": 30}
+    assert d["figures"]["spend_365d"] == entered.evidence["spend_365d"] == 360
+    assert d["figures"]["expected_gap_days"] == entered.evidence["expected_gap_days"] == 10

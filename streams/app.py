@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segmenter.engine import Segmenter
-from streams import metrics
+from streams import customers, metrics
 from streams.batch import BatchPath, Handled
 from streams.commit import Acked, CommitProtocol, Write
 from streams.faustx.bridge import (
@@ -243,6 +243,7 @@ def create_worker(
 
         app.task(serve)
     metrics.install(worker)
+    customers.install(worker)
     return worker
 
 
@@ -262,6 +263,7 @@ def _new_app(settings: Settings) -> Any:
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_bind="0.0.0.0",
+        **({"web_host": settings.web_host} if settings.web_host else {}),
         table_standby_replicas=0,
         stream_wait_empty=False,
         producer_acks=-1,

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     serving_group: str | None = None
     serving_in_worker: bool = True
     web_port: int = Field(6066, ge=0, le=65535)
+    # the host other workers and `segmenter explain` reach this worker's web port at (its address in the
+    # group's assignment, Faust's web_host); default the machine's host name
+    web_host: str | None = None
     tick_interval_seconds: float = Field(5, gt=0)
     # without it, a partition that stops receiving events never fires its deadlines
     idle_wallclock_advance: bool = True

@@ -15,6 +15,7 @@ COMMANDS = (
     "serve",
     "produce",
     "who",
+    "explain",
     "members",
     "lag",
     "validate",

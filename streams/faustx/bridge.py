@@ -17,7 +17,9 @@ __all__ = [
     "committed_offset",
     "kafka_connected",
     "new_app",
+    "own_url",
     "partition_db",
+    "partition_owners",
     "polled_at",
     "raw_producer",
     "run_app",
@@ -154,3 +156,23 @@ def stored_states(table: Any, partitions: set[int]) -> Iterator[tuple[int | None
         for key, value in db.items():
             if key != skip:
                 yield p, key, value
+
+
+def own_url(app: faust.App) -> str:
+    """This worker's web address as the group knows it (Faust's ``canonical_url``: ``web_host``, ``web_port``)."""
+    return str(app.conf.canonical_url)
+
+
+def partition_owners(app: faust.App, table: Any) -> dict[int, str]:
+    """Partition of ``table`` -> the web address of the member that owns it, from the group's last assignment.
+
+    Faust's assignor hands every member the whole changelog distribution (each member's
+    ``canonical_url`` and its partitions), which ``app.router`` uses for interactive queries;
+    empty before the first assignment.
+    """
+    topic = table.changelog_topic_name
+    out: dict[int, str] = {}
+    for url, topics in app.assignor.table_metadata(topic).items():
+        for p in topics.get(topic, ()):
+            out[p] = str(url)
+    return out

@@ -132,6 +132,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_SERVING_IN_WORKER=str(settings.serving_in_worker).lower(),
         SEGMENTER_LOG_FORMAT="json",
     )
+    if settings.segments_dir is not None:
+        env["SEGMENTER_SEGMENTS_DIR"] = str(settings.segments_dir)
     return env
 
 

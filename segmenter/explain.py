@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from segmenter.changes import format_ms
@@ -86,7 +87,8 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _num(x: Any) -> Any:
-    return round(x, 6) if isinstance(x, float) else x
+    # day figures are exact fractions in the metric library (thresholds compare them exactly); JSON shows floats
+    return round(float(x), 6) if isinstance(x, float | Fraction) else x
 
 
 def _iso(ms: int | None) -> str | None:
@@ -154,7 +156,7 @@ def _state_conditions(
         ]
     if seg == "dissatisfied":
         th, note = _share_threshold(r.dissatisfied_min_value_share, member, r.share_exit_margin)
-        share = BY_NAME["returned_share_90d"].value(s, t, c)
+        share = _num(BY_NAME["returned_share_90d"].value(s, t, c))
         return "any", [
             Condition("returns_90d", ev["returns_and_cancellations"], ">=", r.dissatisfied_min_returns),
             Condition("returned_share_90d", share, ">=", th, note + "; entered only at a return or cancellation"),
@@ -259,7 +261,7 @@ def explain(s: CustomerState, t: int, sg: Segmenter) -> dict[str, Any]:
         was = seg in members
         held, ev = rule(s, t, c, was)
         if seg == "researcher" and not ev.get("category") and not was:
-            ev = {**ev, "distinct_products": BY_NAME["researcher_products_14d"].value(s, t, c)}
+            ev = {**ev, "distinct_products": _num(BY_NAME["researcher_products_14d"].value(s, t, c))}
         combine, conds = _state_conditions(seg, ev, s, t, was, sg)
         entry(seg, held, ev, combine, conds)
     for seg, (held, ev) in traits.category_fans(s, t, c, members).items():

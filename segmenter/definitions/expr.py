@@ -21,9 +21,10 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
-from segmenter.metrics.registry import BY_NAME, CLOCK, DAY
+from segmenter.metrics.registry import BY_NAME, CLOCK, DAY, Value
 
 NUM, STR, BOOL = "number", "text", "condition"
 
@@ -95,7 +96,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Const(Node):
-    value: float | str
+    value: int | Fraction | str
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,8 @@ class _Checker:
             if isinstance(n.value, int | float):
                 if not math.isfinite(n.value):
                     raise ExprError("numbers must be finite", at)
-                return Const(NUM, at, float(n.value) if isinstance(n.value, float) else n.value)
+                # a decimal as written (1.5 is 3/2), so a comparison with a figure in days is exact
+                return Const(NUM, at, Fraction(repr(n.value)) if isinstance(n.value, float) else n.value)
             if isinstance(n.value, str):
                 return Const(STR, at, n.value)
             raise ExprError(f"{type(n.value).__name__} literals are not part of the language", at)
@@ -382,7 +384,8 @@ class _Checker:
 
 # -------------------------------------------------------------------------------------- evaluation
 
-Affine = tuple[float, float]  # value at t0, slope per millisecond
+Number = int | float | Fraction
+Affine = tuple[Number, float]  # value at t0 (exact where its parts are), slope per millisecond
 
 
 class Env:
@@ -390,17 +393,17 @@ class Env:
 
     def __init__(
         self,
-        metric: Callable[[str], float | int | None],
+        metric: Callable[[str], Value],
         members: Callable[[str], bool],
         event: Any = None,
     ) -> None:
         self._metric = metric
-        self._cache: dict[str, float | int | None] = {}
+        self._cache: dict[str, Value] = {}
         self.members = members
         self.event = event
         self.shift: dict[str, float] = {}
 
-    def metric(self, name: str) -> float | int | None:
+    def metric(self, name: str) -> Value:
         if name not in self._cache:
             self._cache[name] = self._metric(name)
         return self._cache[name]
@@ -429,12 +432,13 @@ def event_field(event: Any, name: str) -> float | str | None:
 def affine(node: Node, env: Env) -> Affine | None:
     """A number's value at the evaluation instant and its slope in time (``None``: not defined)."""
     if isinstance(node, Const):
-        return (node.value, 0.0) if isinstance(node.value, int | float) else None
+        return (node.value, 0.0) if isinstance(node.value, int | Fraction) else None
     if isinstance(node, MetricRef):
         v = env.metric(node.name)
         if v is None:
             return None
-        return (v + env.shift.get(node.name, 0.0), CLOCK_SLOPE if node.timed else 0.0)
+        shift = env.shift.get(node.name)  # only when shifted: a float would make an exact figure inexact
+        return (v if shift is None else v + shift, CLOCK_SLOPE if node.timed else 0.0)
     if isinstance(node, EventField):
         f = env.field(node.name)
         return (f, 0.0) if isinstance(f, int | float) else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 from schemas.events import InputEvent
@@ -31,8 +32,10 @@ from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState
 
 
-def _shown(value: float | int | str | None) -> str:
+def _shown(value: float | int | Fraction | str | None) -> str:
     """A figure in a reason: rounded down to 2 decimals (never across a threshold upwards)."""
+    if isinstance(value, Fraction):
+        value = float(value)
     if value is None:
         return "none"
     if isinstance(value, str):
@@ -43,7 +46,9 @@ def _shown(value: float | int | str | None) -> str:
     return f"{down:.2f}".rstrip("0").rstrip(".")
 
 
-def _evidence(value: float | int | str | None) -> float | int | str | None:
+def _evidence(value: float | int | Fraction | str | None) -> float | int | str | None:
+    if isinstance(value, Fraction):
+        value = float(value)
     if isinstance(value, float) and math.isfinite(value):
         return int(value) if value.is_integer() else math.floor(value * 10_000) / 10_000
     return value

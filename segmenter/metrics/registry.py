@@ -2,7 +2,9 @@
 
 A :class:`Metric` gives its value from a state at an instant (:meth:`Metric.value`) and the next
 instant it can change by time alone (:meth:`Metric.next_change`: ``None`` when only an event can change
-it). The values are the rules' own figures (the same functions compute them), exact, never rounded.
+it). The values are the rules' own figures (the same functions compute them), exact, never rounded: a
+figure in days is a :class:`~fractions.Fraction` of milliseconds, so ``days_since_last_order > 1.5 *
+expected_gap_days`` turns true at the millisecond the rules' own comparison in milliseconds does.
 ``segmenter metrics`` prints this list; operator-defined segments will be written in these names.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from segmenter.config import Rules
@@ -32,7 +35,7 @@ from segmenter.state import (
 
 DAY = 86_400_000
 
-Value = float | int | None
+Value = float | int | Fraction | None
 
 EVENTS = "events"
 """Time behaviour: changes only with an event."""
@@ -168,16 +171,16 @@ def _figure(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
 
 def _days_since_last_order(s: CustomerState, t: int, c: Ctx) -> Value:
     times = lifecycle.order_times(s)
-    return (t - times[-1]) / DAY if times else None
+    return Fraction(t - times[-1], DAY) if times else None
 
 
 def _expected_gap_days(s: CustomerState, t: int, c: Ctx) -> Value:
     gap, _ = lifecycle.expected_gap_ms(lifecycle.order_times(s), c)
-    return gap / DAY
+    return Fraction(gap) / DAY  # gap: whole or half milliseconds, exact as a float
 
 
 def _days_since_last_event(s: CustomerState, t: int, c: Ctx) -> Value:
-    return (t - s.last_event_ms) / DAY if s.first_seen_ms is not None else None
+    return Fraction(t - s.last_event_ms, DAY) if s.first_seen_ms is not None else None
 
 
 def _hesitant(name: str) -> Callable[[CustomerState, int, Ctx], Value]:

@@ -13,12 +13,30 @@ def register(sub: Any) -> None:
         "metrics", help="print the metrics segments are decided on (unit, memory bound, behaviour in time)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--markdown", action="store_true", help="the README's metric table (a test keeps them equal)")
     add_rules_argument(p)
     p.set_defaults(func=run)
 
 
+# the README's "changes with" column: the registry's time behaviour in a few words
+_IN_TIME = {"events": "an event", "window": "an event; a record leaving the window", "clock": "time itself"}
+
+
+def markdown() -> str:
+    """The metric list as the README's table: name, unit, behaviour in time, description."""
+    from segmenter.metrics.registry import METRICS
+
+    rows = ["| metric | unit | changes with | what it is |", "|---|---|---|---|"]
+    rows += [f"| `{m.name}` | {m.unit} | {_IN_TIME[m.time]} | {m.description} |" for m in METRICS]
+    return "\n".join(rows) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     from segmenter.metrics.registry import describe
+
+    if args.markdown:
+        print(markdown(), end="")
+        return 0
 
     columns = {
         "metric": lambda e: e["name"],

@@ -134,6 +134,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     )
     if settings.web_host:
         env["SEGMENTER_WEB_HOST"] = settings.web_host
+    if settings.segments_dir is not None:
+        env["SEGMENTER_SEGMENTS_DIR"] = str(settings.segments_dir)
     return env
 
 

@@ -284,6 +284,60 @@ def test_diff_reports_what_a_version_bump_would_do(tmp_path: Path, capsys: pytes
     assert "big_order: v1 -> absent" in out
 
 
+BIG_SPENDER = """\
+name: big_spender
+kind: trait
+version: {version}
+description: Spent a lot in the last year.
+when: spend_365d >= {threshold}
+reason: "Spent {{spend_365d}} in 365 days (at least {threshold})."
+"""
+
+
+def _replayed(sample: Path, rules: Path, defs: Path, until: str, out: Path) -> dict[str, set[str]]:
+    """Customers with each change kind of ``big_spender`` in a plain ``segmenter replay --segments``."""
+    args = ["replay", str(sample), "--rules", str(rules), "--segments", str(defs), "--until", until]
+    assert main([*args, "-q", "--out", str(out)]) == 0
+    kinds: dict[str, set[str]] = {}
+    for row in map(json.loads, out.read_bytes().splitlines()):
+        if row["segment"] == "big_spender":
+            kinds.setdefault(row["change"], set()).add(row["customer_id"])
+    return kinds
+
+
+def test_diff_on_a_shipped_sample_counts_what_two_replays_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = ROOT / "data" / "sample" / "online_retail_sample.jsonl.gz"
+    rules = ROOT / "data" / "sample" / "online_retail.rules.toml"
+    until = "2012-12-31T00:00:00Z"  # a year past the last order: every spend leaves its window
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    _write(v1, BIG_SPENDER.format(version=1, threshold=300), "big_spender.yaml")
+    _write(v2, BIG_SPENDER.format(version=2, threshold=200), "big_spender.yaml")
+    args = ["diff", "--from", str(v1), "--to", str(v2), str(sample), "--rules", str(rules), "--until", until]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with gzip.open(sample, "rb") as fh:
+        customers = {json.loads(line)["customer_id"] for line in fh}
+    assert report["customers"] == len(customers) == 444
+    (seg,) = report["segments"]
+    assert (seg["segment"], seg["version_from"], seg["version_to"]) == ("big_spender", 1, 2)
+    for side, defs in (("from", v1), ("to", v2)):
+        kinds = _replayed(sample, rules, defs, until, tmp_path / f"{side}.jsonl")
+        changed = set().union(*kinds.values())
+        expected = {kind: len(who) for kind, who in kinds.items()}
+        assert seg[side] == {**expected, "never_changed": len(customers - changed)}
+    # a lower threshold: more customers enter (342 at 300, 385 at 200 as of 2012-12-31)
+    assert seg["to"]["entered"] > seg["from"]["entered"] > 100
+    assert seg["only_in_to"] and all(c["segment"] == "big_spender" for c in seg["only_in_to"])
+    # the text report says the same
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "444 customers and visitors replayed" in text
+    assert "big_spender: v1 -> v2" in text
+    assert f"  from: entered {seg['from']['entered']}, exited {seg['from']['exited']}," in text
+
+
 def test_replay_with_segments_adds_the_definition_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.jsonl"
     events = str(EXAMPLES / "lapsing.jsonl")

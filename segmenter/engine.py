@@ -13,7 +13,9 @@ through an in-process FIFO.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -31,14 +33,17 @@ from segmenter.rules.reasons import reason
 from segmenter.state import CustomerState, cap
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
+Evidence = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A verdict's evidence, or what builds it (only a change shows it)."""
 
 ALL = frozenset(traits.FAMILIES)
 STAGES = frozenset(lifecycle.STAGES)
 # the rule families an event of each type can change (time passing re-evaluates ALL); a page view
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
+VIEW_FAMILIES = frozenset({"views", "referral", "fan"})
 AFFECTS: dict[str, frozenset[str]] = {
-    "product_view": frozenset({"views", "referral", "fan"}),
+    "product_view": VIEW_FAMILIES,
     "page_view": frozenset({"referral"}),
     "cart_add": frozenset({"carts"}),
     "cart_remove": frozenset({"carts"}),
@@ -166,7 +171,13 @@ class Segmenter:
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
         self._moments(s, moments, now, eid, changes)
-        self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
+        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+        if families is None:
+            families = affected(event)
+            viewed = event if families is VIEW_FAMILIES else None
+        else:
+            viewed = None
+        self._evaluate(s, now, eid, changes, families, event.type, rh, viewed)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while
         # the referral held): credited at the first such order, uncredited when cancellations leave none,
@@ -177,7 +188,7 @@ class Segmenter:
             routed.append(Routed(s.referred_by, kind, {"referred": s.key, "at_ms": now, "event_id": eid}))
         # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
         # the event was no order) stays due: it fires right after the event, at that instant
-        s.due_ms = self._next_due(s, now - 1)
+        s.due_ms = self._next_due(s, now - 1, rh)
         return Outcome(s, changes, routed)
 
     def _remember(self, s: CustomerState, code: str, t: int) -> None:
@@ -291,14 +302,15 @@ class Segmenter:
             due_cart = abandon_due(s, self.ctx)
             if due_cart is not None and due_cart <= t:
                 self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
-            self._evaluate(s, t, None, out)
-            s.due_ms = self._next_due(s, t)
+            rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+            self._evaluate(s, t, None, out, rh=rh)
+            s.due_ms = self._next_due(s, t, rh)
         return out
 
-    def _next_due(self, s: CustomerState, t: int) -> int | None:
+    def _next_due(self, s: CustomerState, t: int, rh: lifecycle.Rhythm | None = None) -> int | None:
         times: list[int] = []
         if s.first_seen_ms is not None and s.linked_to is None:
-            lifecycle.deadlines(s, self.ctx, times)
+            lifecycle.deadlines(s, self.ctx, times, rh)
         traits.deadlines(s, t, self.ctx, times)
         cart = abandon_due(s, self.ctx)
         if cart is not None:
@@ -325,26 +337,49 @@ class Segmenter:
         ``event_type``: the type of the event judged (``None``: time passing);
         ``dissatisfied`` is entered only at a return or cancellation.
         """
+        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+        return {seg: (m, _shown(ev)) for seg, (m, ev) in self._decide(s, t, families, event_type, rh).items()}
+
+    def _decide(
+        self,
+        s: CustomerState,
+        t: int,
+        families: frozenset[str],
+        event_type: str | None,
+        rh: lifecycle.Rhythm | None,
+        viewed: InputEvent | None = None,
+    ) -> dict[str, tuple[bool, Evidence]]:
+        # :meth:`verdicts` with the evidence left to build (a callable) where it is needed only for a change
         c = self.ctx
         members = s.members
-        out: Verdicts = {}
+        out: dict[str, tuple[bool, Evidence]] = {}
         if s.first_seen_ms is not None and s.linked_to is None:
-            stage, ev = lifecycle.stage(s, t, c)
+            stage = lifecycle.stage_name(s, t, c, rh)
+            ev: Evidence = partial(lifecycle.evidence, s, t, c, stage, rh)
             out[stage] = (True, ev)
             for segment in members:
                 if segment in STAGES and segment != stage:
                     out[segment] = (False, ev)
         if "orders" in families and s.orders:
             figures = traits.order_figures(s, t, c)  # exact: the thresholds compare these
-            shown: dict[str, Any] | None = None
+            shown: Evidence | None = None
             for name, fn in traits.ORDER_TRAITS.items():
                 was = name in members
                 member = fn(figures, c, was)
                 if member or was:
-                    shown = shown or traits.order_evidence(figures)
+                    shown = shown or partial(traits.order_evidence, figures)
                     out[name] = (member, shown)
         for name, rule, only_by in _state_traits(families):
             was = name in members
+            # a product view: no other category than its own can have come to qualify for researcher (time
+            # and the other events only take views out of the window); the full rule when this one may
+            if (
+                viewed is not None
+                and rule is traits.researcher
+                and not was
+                and not traits.may_research(s, t, c, viewed.category)  # type: ignore[union-attr]
+            ):
+                continue
             member, ev = rule(s, t, c, was)
             if member and not was and only_by is not None and event_type not in only_by:
                 continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
@@ -362,9 +397,12 @@ class Segmenter:
         out: list[Change],
         families: frozenset[str] = ALL,
         event_type: str | None = None,
+        rh: lifecycle.Rhythm | None = None,
+        viewed: InputEvent | None = None,
     ) -> None:
-        verdicts = self.verdicts(s, t, families, event_type)
+        verdicts = self._decide(s, t, families, event_type, rh, viewed)
         members = s.members
+        rules = self.rules
         stage = None
         for seg, (m, _) in verdicts.items():
             if m and seg in STAGES:
@@ -375,17 +413,24 @@ class Segmenter:
                 continue
             del members[segment]
             if segment in STAGES and stage is not None:
-                ev = verdicts[stage][1]
-                why = f"Now {stage}: " + reason(stage, ev, self.rules)
+                shown = _shown(verdicts[stage][1])
+                why = f"Now {stage}: " + reason(stage, shown, rules)
             else:
-                why = reason(segment, ev, self.rules, exited=True)
-            out.append(self._change(s, segment, EXITED, t, why, ev, trigger))
+                shown = _shown(ev)
+                why = reason(segment, shown, rules, exited=True)
+            out.append(self._change(s, segment, EXITED, t, why, shown, trigger))
         for segment, (member, ev) in verdicts.items():
             if member and segment not in members:
                 members[segment] = t
-                out.append(self._change(s, segment, ENTERED, t, reason(segment, ev, self.rules), ev, trigger))
+                shown = _shown(ev)
+                out.append(self._change(s, segment, ENTERED, t, reason(segment, shown, rules), shown, trigger))
         if t > s.clock_ms:
             s.clock_ms = t
+
+
+def _shown(ev: Evidence) -> dict[str, Any]:
+    """Evidence built now if it was left to build."""
+    return ev if isinstance(ev, dict) else ev()
 
 
 class Engine:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C counter
 from collections.abc import Callable
-from operator import itemgetter
+from operator import countOf, itemgetter
 from typing import Any
 
 from segmenter.metrics.kept import W_CURRENCIES, W_DISC, W_FULL, W_GROSS, W_N, W_T, W_UNITS, W_VALUE
@@ -213,6 +213,25 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "window_days": r.researcher_window_days,
     }
     return True, ev
+
+
+def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool:
+    """Whether ``category`` may qualify for researcher at ``t`` (False: it surely does not)."""
+    r = c.rules
+    if category is None or category in s.ordered_categories:
+        return False
+    views = s.recent_views
+    need = r.researcher_min_products
+    if countOf(map(_V_CATEGORY, views), category) < need:
+        return False
+    start = t - c.researcher_ms
+    products = set()
+    sessions = set()
+    for v in views:
+        if v[V_CATEGORY] == category and start < v[V_T] <= t:
+            products.add(v[V_PRODUCT])
+            sessions.add(v[V_SESSION])
+    return len(products) >= need and len(sessions) >= r.researcher_min_sessions
 
 
 def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:

@@ -42,6 +42,10 @@ STAGES = frozenset(lifecycle.STAGES)
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
 VIEW_FAMILIES = frozenset({"views", "referral", "fan"})
+# a page view that did not bring a referral changes nothing referral decides on (advocate counts credits only;
+# referred_customer's end moves only with the referral or the first order): with no change point at its instant
+# (that one is judged with the event), the family's verdicts are those of its last evaluation
+WITHOUT_REFERRAL = {VIEW_FAMILIES: frozenset({"views", "fan"}), frozenset({"referral"}): frozenset()}
 AFFECTS: dict[str, frozenset[str]] = {
     "product_view": VIEW_FAMILIES,
     "page_view": frozenset({"referral"}),
@@ -168,16 +172,27 @@ class Segmenter:
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         self._remember(s, code, t)
         had_orders = s.orders_total
-        moments = fold(s, event, t, self.ctx)
-        now = max(s.clock_ms, t)
-        self._moments(s, moments, now, eid, changes)
-        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
         if families is None:
             families = affected(event)
             viewed = event if families is VIEW_FAMILIES else None
         else:
             viewed = None
-        self._evaluate(s, now, eid, changes, families, event.type, rh, viewed)
+        # category_fan is decided on the latest views and units alone (not on time): at a product view only
+        # the categories whose count among them changed can change, all of them when their number changed
+        fans_before = traits.fan_view_counts(s, self.ctx) if viewed is not None else None
+        referred_by = s.referred_by
+        moments = fold(s, event, t, self.ctx)
+        now = max(s.clock_ms, t)
+        if (
+            families in WITHOUT_REFERRAL
+            and s.referred_by == referred_by
+            and (referred_by is None or traits.referred_end(s, self.ctx) != now)
+        ):
+            families = WITHOUT_REFERRAL[families]
+        self._moments(s, moments, now, eid, changes)
+        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+        fans = traits.fan_changes(fans_before, s, self.ctx) if fans_before is not None else None
+        self._evaluate(s, now, eid, changes, families, event.type, rh, viewed, fans)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while
         # the referral held): credited at the first such order, uncredited when cancellations leave none,
@@ -348,6 +363,7 @@ class Segmenter:
         event_type: str | None,
         rh: lifecycle.Rhythm | None,
         viewed: InputEvent | None = None,
+        fans: set[str] | None = None,
     ) -> dict[str, tuple[bool, Evidence]]:
         # :meth:`verdicts` with the evidence left to build (a callable) where it is needed only for a change
         c = self.ctx
@@ -385,8 +401,8 @@ class Segmenter:
                 continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
             if member or was:
                 out[name] = (member, ev)
-        if "fan" in families and (s.fan_views or s.fan_units):
-            out.update(traits.category_fans(s, t, c, members))
+        if "fan" in families and (s.fan_views or s.fan_units) and (fans is None or fans):
+            out.update(traits.category_fans(s, t, c, members, fans))
         return out
 
     def _evaluate(
@@ -399,8 +415,9 @@ class Segmenter:
         event_type: str | None = None,
         rh: lifecycle.Rhythm | None = None,
         viewed: InputEvent | None = None,
+        fans: set[str] | None = None,
     ) -> None:
-        verdicts = self._decide(s, t, families, event_type, rh, viewed)
+        verdicts = self._decide(s, t, families, event_type, rh, viewed, fans)
         members = s.members
         rules = self.rules
         stage = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C counter
 from collections.abc import Callable
+from functools import partial
 from operator import countOf, itemgetter
 from typing import Any
 
@@ -353,8 +354,32 @@ STATE_TRAITS: dict[str, tuple[str, StateRule]] = {
 }
 
 
-def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> dict[str, Verdict]:
-    """``category_fan:<category>`` verdicts for member categories and those near a threshold."""
+FanCounts = tuple[int, dict[Any, int]]
+
+
+def fan_view_counts(s: CustomerState, c: Ctx) -> FanCounts:
+    """How many of the latest views category_fan counts, and per category (``None``: without one)."""
+    views = s.fan_views[-c.rules.fan_last_views :]
+    return len(views), _counts(map(_SECOND, views))
+
+
+def fan_changes(before: FanCounts, s: CustomerState, c: Ctx) -> set[str] | None:
+    """The categories whose count among the latest views changed since ``before`` (``None``: any may have,
+    as the number of views changed, and with it every share)."""
+    n, counts = before
+    n_now, now = fan_view_counts(s, c)
+    if n_now != n:
+        return None
+    if now == counts:
+        return set()  # a view of the category of the one that left (or a late view older than all kept)
+    return {cat for cat in counts.keys() | now.keys() if cat is not None and counts.get(cat) != now.get(cat)}
+
+
+def category_fans(
+    s: CustomerState, t: int, c: Ctx, members: dict[str, int], only: set[str] | None = None
+) -> dict[str, tuple[bool, Any]]:
+    """``category_fan:<category>`` verdicts for member categories and those near a threshold (among ``only``
+    when given: the others' figures did not change). The evidence is left to build (a callable)."""
     r = c.rules
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
     if len(s.fan_units) < r.fan_min_units and len(s.fan_views) < r.fan_min_views and not fan_members:
@@ -375,7 +400,9 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
         cats.update(cat for cat, n in view_counts.items() if n >= low_views)
     if nu >= r.fan_min_units:
         cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
-    out: dict[str, Verdict] = {}
+    if only is not None:
+        cats &= only
+    out: dict[str, tuple[bool, Any]] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
         vshare = view_counts.get(cat, 0) / nv if nv else 0.0
@@ -383,17 +410,18 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
         by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:
-            out[FAN + cat] = (
-                by_views or by_units,
-                {
-                    "category": cat,
-                    "view_share": down(vshare, 3),
-                    "of_last_views": nv,
-                    "unit_share": down(ushare, 3),
-                    "of_last_units": nu,
-                },
-            )
+            out[FAN + cat] = (by_views or by_units, partial(_fan_evidence, cat, vshare, nv, ushare, nu))
     return out
+
+
+def _fan_evidence(cat: str, vshare: float, nv: int, ushare: float, nu: int) -> dict[str, Any]:
+    return {
+        "category": cat,
+        "view_share": down(vshare, 3),
+        "of_last_views": nv,
+        "unit_share": down(ushare, 3),
+        "of_last_units": nu,
+    }
 
 
 def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:

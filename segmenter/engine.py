@@ -179,7 +179,7 @@ class Segmenter:
             viewed = None
         # category_fan is decided on the latest views and units alone (not on time): at a product view only
         # the categories whose count among them changed can change, all of them when their number changed
-        fans_before = traits.fan_view_counts(s, self.ctx) if viewed is not None else None
+        fans_before = traits.fan_mark(s) if viewed is not None else None
         referred_by = s.referred_by
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
@@ -191,7 +191,11 @@ class Segmenter:
             families = WITHOUT_REFERRAL[families]
         self._moments(s, moments, now, eid, changes)
         rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
-        fans = traits.fan_changes(fans_before, s, self.ctx) if fans_before is not None else None
+        fans = (
+            traits.fan_changes(fans_before, s, self.ctx, event.category)  # type: ignore[union-attr]
+            if fans_before is not None
+            else None
+        )
         self._evaluate(s, now, eid, changes, families, event.type, rh, viewed, fans)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while

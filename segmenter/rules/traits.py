@@ -354,25 +354,32 @@ STATE_TRAITS: dict[str, tuple[str, StateRule]] = {
 }
 
 
-FanCounts = tuple[int, dict[Any, int]]
+FanMark = tuple[int, Any]
 
 
-def fan_view_counts(s: CustomerState, c: Ctx) -> FanCounts:
-    """How many of the latest views category_fan counts, and per category (``None``: without one)."""
-    views = s.fan_views[-c.rules.fan_last_views :]
-    return len(views), _counts(map(_SECOND, views))
+def fan_mark(s: CustomerState) -> FanMark:
+    """What :func:`fan_changes` compares with: the number of latest views kept and the oldest of them."""
+    views = s.fan_views
+    return len(views), views[0] if views else None
 
 
-def fan_changes(before: FanCounts, s: CustomerState, c: Ctx) -> set[str] | None:
-    """The categories whose count among the latest views changed since ``before`` (``None``: any may have,
-    as the number of views changed, and with it every share)."""
-    n, counts = before
-    n_now, now = fan_view_counts(s, c)
-    if n_now != n:
+def fan_changes(before: FanMark, s: CustomerState, c: Ctx, category: str | None) -> set[str] | None:
+    """After a product view of ``category``: the categories whose count among the latest views changed
+    (``None``: any may have, as the number of views changed, and with it every share).
+
+    The view was inserted by time and the oldest record dropped: when the oldest is still the same
+    record, the view itself was the oldest and was dropped (nothing changed).
+    """
+    n, oldest = before
+    views = s.fan_views
+    if len(views) != n or n != c.rules.fan_last_views:
         return None
-    if now == counts:
-        return set()  # a view of the category of the one that left (or a late view older than all kept)
-    return {cat for cat in counts.keys() | now.keys() if cat is not None and counts.get(cat) != now.get(cat)}
+    if views[0] is oldest:
+        return set()
+    left = oldest[1]
+    if left == category:
+        return set()
+    return {cat for cat in (category, left) if cat is not None}
 
 
 def category_fans(

@@ -54,6 +54,11 @@ AFFECTS: dict[str, frozenset[str]] = {
     "checkout_started": frozenset(),
 }
 
+# what time passing alone can change: category_fan depends on the latest views and units only, and researcher,
+# when not held, cannot come to hold (the window only loses views)
+TIME_FAMILIES = ALL - {"fan"}
+TIME_NOT_VIEWS = TIME_FAMILIES - {"views"}
+
 
 # traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
 ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
@@ -322,7 +327,7 @@ class Segmenter:
             if due_cart is not None and due_cart <= t:
                 self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
             rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
-            self._evaluate(s, t, None, out, rh=rh)
+            self._evaluate(s, t, None, out, TIME_FAMILIES if "researcher" in s.members else TIME_NOT_VIEWS, rh=rh)
             s.due_ms = self._next_due(s, t, rh)
         return out
 

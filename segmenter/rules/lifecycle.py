@@ -97,7 +97,7 @@ def evidence(s: CustomerState, t: int, c: Ctx, name: str, rh: Rhythm | None = No
     """The figures that decide stage ``name`` (as :func:`stage_name` found it) at time ``t``."""
     r = c.rules
     if name == "lapsed":
-        return {"days_without_event": _days(t - s.last_event_ms), "lapsed_after_days": r.lapsed_days}
+        return {"days_without_event": _days(t - s.last_event_ms), "lapsed_after_days": c.given["lapsed_days"]}
     if name in ("passer_by", "window_shopper"):
         return {
             "sessions": s.sessions,
@@ -120,7 +120,7 @@ def evidence(s: CustomerState, t: int, c: Ctx, name: str, rh: Rhythm | None = No
         ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
         ev["gap_factor"] = r.at_risk_gap_factor
     elif name == "new_customer":
-        ev["new_for_days"] = r.new_customer_days
+        ev["new_for_days"] = c.given["new_customer_days"]
     return ev
 
 

@@ -102,7 +102,7 @@ def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
         "full_price_share": full / units if units else 0.0,
         "discount_share": disc / units if units else 0.0,
         "average_order_value": ordered / n if n else 0.0,
-        "window_days": c.rules.order_window_days,
+        "window_days": c.given["order_window_days"],
     }
     if refunded:
         figures["refunded"] = refunded
@@ -188,7 +188,8 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     if not scan:
         if was:  # what is left of it: the category viewed most in the window
             return False, _researching(s, t, c)
-        return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
+        window = c.given["researcher_window_days"]
+        return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
     sessions: dict[str, set[int]] = {}
@@ -206,12 +207,14 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
             best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
     if best_cat is None:
-        return False, (_researching(s, t, c) if was else {"category": None, "window_days": r.researcher_window_days})
+        return False, (
+            _researching(s, t, c) if was else {"category": None, "window_days": c.given["researcher_window_days"]}
+        )
     ev = {
         "category": best_cat,
         "distinct_products": best_n,
         "sessions": best_sessions,
-        "window_days": r.researcher_window_days,
+        "window_days": c.given["researcher_window_days"],
     }
     return True, ev
 
@@ -246,7 +249,7 @@ def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
             continue
         products.setdefault(cat, set()).add(v[V_PRODUCT])
         sessions.setdefault(cat, set()).add(v[V_SESSION])
-    window = c.rules.researcher_window_days
+    window = c.given["researcher_window_days"]
     if not products:
         return {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
     cat = max(sorted(products), key=lambda k: len(products[k]))
@@ -275,7 +278,7 @@ def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "abandoned_carts": abandoned,
         "cart_adds": adds,
         "cart_removes": removes,
-        "window_days": r.hesitant_window_days,
+        "window_days": c.given["hesitant_window_days"],
     }
 
 
@@ -284,7 +287,7 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     start = t - c.dissatisfied_ms
     back = [x for x in s.returns if start < x[0] <= t]
     if not back:
-        return False, {"returns_and_cancellations": 0, "window_days": r.dissatisfied_window_days}
+        return False, {"returns_and_cancellations": 0, "window_days": c.given["dissatisfied_window_days"]}
     returned = sum(x[1] for x in back)
     # an order that a counted return refers to counts too, even once it has left the window:
     # otherwise a tiny return of an old order becomes a 100 % share when the order slides out
@@ -301,7 +304,7 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "returned_value": down(returned, 2),
         "ordered_value": down(ordered, 2),
         "returned_share": down(min(share, 99.0), 3),
-        "window_days": r.dissatisfied_window_days,
+        "window_days": c.given["dissatisfied_window_days"],
     }
 
 
@@ -328,7 +331,7 @@ def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     ev = {
         "referred_by": s.referred_by,
         "has_ordered": s.first_order_ms is not None,
-        "days": c.rules.referred_days,
+        "days": c.given["referred_days"],
         "ends_after": "first order" if referral_converted(s, c) else "referred visit",
     }
     return member, ev

@@ -372,7 +372,7 @@ def abandon(s: CustomerState, at: int, c: Ctx) -> Moment:
     s.abandoned.append(at)
     cap(s.abandoned, 16)
     s.cart_active_ms = None
-    minutes = c.rules.cart_abandon_minutes
+    minutes = c.given["cart_abandon_minutes"]
     ev = {"items": items, "products": sorted(s.cart)[:10], "minutes_without_order": minutes}
     noun = "item" if items == 1 else "items"
     return "cart_abandoned", ev, f"{items} {noun} left in the cart with no order within {minutes:g} minutes."

@@ -13,7 +13,9 @@ through an in-process FIFO.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,19 +36,31 @@ if TYPE_CHECKING:
     from segmenter.definitions.runtime import Definitions
 
 Verdicts = dict[str, tuple[bool, dict[str, Any]]]
+Evidence = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A verdict's evidence, or what builds it (only a change shows it)."""
 
 ALL = frozenset(traits.FAMILIES)
 STAGES = frozenset(lifecycle.STAGES)
 # the rule families an event of each type can change (time passing re-evaluates ALL); a page view
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
+VIEW_FAMILIES = frozenset({"views", "referral", "fan"})
+# a page view that did not bring a referral changes nothing referral decides on (advocate counts credits only;
+# referred_customer's end moves only with the referral or the first order): with no change point at its instant
+# (that one is judged with the event), the family's verdicts are those of its last evaluation
+WITHOUT_REFERRAL = {VIEW_FAMILIES: frozenset({"views", "fan"}), frozenset({"referral"}): frozenset()}
 AFFECTS: dict[str, frozenset[str]] = {
-    "product_view": frozenset({"views", "referral", "fan"}),
+    "product_view": VIEW_FAMILIES,
     "page_view": frozenset({"referral"}),
     "cart_add": frozenset({"carts"}),
     "cart_remove": frozenset({"carts"}),
     "checkout_started": frozenset(),
 }
+
+# what time passing alone can change: category_fan depends on the latest views and units only, and researcher,
+# when not held, cannot come to hold (the window only loses views)
+TIME_FAMILIES = ALL - {"fan"}
+TIME_NOT_VIEWS = TIME_FAMILIES - {"views"}
 
 
 # traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
@@ -168,10 +182,31 @@ class Segmenter:
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         self._remember(s, code, t)
         had_orders = s.orders_total
+        if families is None:
+            families = affected(event)
+            viewed = event if families is VIEW_FAMILIES else None
+        else:
+            viewed = None
+        # category_fan is decided on the latest views and units alone (not on time): at a product view only
+        # the categories whose count among them changed can change, all of them when their number changed
+        fans_before = traits.fan_mark(s) if viewed is not None else None
+        referred_by = s.referred_by
         moments = fold(s, event, t, self.ctx)
         now = max(s.clock_ms, t)
+        if (
+            families in WITHOUT_REFERRAL
+            and s.referred_by == referred_by
+            and (referred_by is None or traits.referred_end(s, self.ctx) != now)
+        ):
+            families = WITHOUT_REFERRAL[families]
         self._moments(s, moments, now, eid, changes)
-        self._evaluate(s, now, eid, changes, affected(event) if families is None else families, event.type)
+        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+        fans = (
+            traits.fan_changes(fans_before, s, self.ctx, event.category)  # type: ignore[union-attr]
+            if fans_before is not None
+            else None
+        )
+        self._evaluate(s, now, eid, changes, families, event.type, rh, viewed, fans)
         if self.definitions is not None:  # --- operator-defined segments hook
             self.definitions.evaluate(s, now, self.ctx, eid, event, changes)
         routed = []
@@ -184,7 +219,7 @@ class Segmenter:
             routed.append(Routed(s.referred_by, kind, {"referred": s.key, "at_ms": now, "event_id": eid}))
         # a deadline at the event's own instant that the event did not settle (a cart's abandonment when
         # the event was no order) stays due: it fires right after the event, at that instant
-        s.due_ms = self._next_due(s, now - 1)
+        s.due_ms = self._next_due(s, now - 1, rh)
         return Outcome(s, changes, routed)
 
     def _remember(self, s: CustomerState, code: str, t: int) -> None:
@@ -298,16 +333,17 @@ class Segmenter:
             due_cart = abandon_due(s, self.ctx)
             if due_cart is not None and due_cart <= t:
                 self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
-            self._evaluate(s, t, None, out)
+            rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+            self._evaluate(s, t, None, out, TIME_FAMILIES if "researcher" in s.members else TIME_NOT_VIEWS, rh=rh)
             if self.definitions is not None:  # --- operator-defined segments hook
                 self.definitions.evaluate(s, t, self.ctx, None, None, out)
-            s.due_ms = self._next_due(s, t)
+            s.due_ms = self._next_due(s, t, rh)
         return out
 
-    def _next_due(self, s: CustomerState, t: int) -> int | None:
+    def _next_due(self, s: CustomerState, t: int, rh: lifecycle.Rhythm | None = None) -> int | None:
         times: list[int] = []
         if s.first_seen_ms is not None and s.linked_to is None:
-            lifecycle.deadlines(s, self.ctx, times)
+            lifecycle.deadlines(s, self.ctx, times, rh)
         traits.deadlines(s, t, self.ctx, times)
         cart = abandon_due(s, self.ctx)
         if cart is not None:
@@ -336,33 +372,57 @@ class Segmenter:
         ``event_type``: the type of the event judged (``None``: time passing);
         ``dissatisfied`` is entered only at a return or cancellation.
         """
+        rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+        return {seg: (m, _shown(ev)) for seg, (m, ev) in self._decide(s, t, families, event_type, rh).items()}
+
+    def _decide(
+        self,
+        s: CustomerState,
+        t: int,
+        families: frozenset[str],
+        event_type: str | None,
+        rh: lifecycle.Rhythm | None,
+        viewed: InputEvent | None = None,
+        fans: set[str] | None = None,
+    ) -> dict[str, tuple[bool, Evidence]]:
+        # :meth:`verdicts` with the evidence left to build (a callable) where it is needed only for a change
         c = self.ctx
         members = s.members
-        out: Verdicts = {}
+        out: dict[str, tuple[bool, Evidence]] = {}
         if s.first_seen_ms is not None and s.linked_to is None:
-            stage, ev = lifecycle.stage(s, t, c)
+            stage = lifecycle.stage_name(s, t, c, rh)
+            ev: Evidence = partial(lifecycle.evidence, s, t, c, stage, rh)
             out[stage] = (True, ev)
             for segment in members:
                 if segment in STAGES and segment != stage:
                     out[segment] = (False, ev)
         if "orders" in families and s.orders:
             figures = traits.order_figures(s, t, c)  # exact: the thresholds compare these
-            shown: dict[str, Any] | None = None
+            shown: Evidence | None = None
             for name, fn in traits.ORDER_TRAITS.items():
                 was = name in members
                 member = fn(figures, c, was)
                 if member or was:
-                    shown = shown or traits.order_evidence(figures)
+                    shown = shown or partial(traits.order_evidence, figures)
                     out[name] = (member, shown)
         for name, rule, only_by in _state_traits(families):
             was = name in members
+            # a product view: no other category than its own can have come to qualify for researcher (time
+            # and the other events only take views out of the window); the full rule when this one may
+            if (
+                viewed is not None
+                and rule is traits.researcher
+                and not was
+                and not traits.may_research(s, t, c, viewed.category)  # type: ignore[union-attr]
+            ):
+                continue
             member, ev = rule(s, t, c, was)
             if member and not was and only_by is not None and event_type not in only_by:
                 continue  # e.g. an order sliding out of the window raises the share: not a reason to enter
             if member or was:
                 out[name] = (member, ev)
-        if "fan" in families and (s.fan_views or s.fan_units):
-            out.update(traits.category_fans(s, t, c, members))
+        if "fan" in families and (s.fan_views or s.fan_units) and (fans is None or fans):
+            out.update(traits.category_fans(s, t, c, members, fans))
         return out
 
     def _evaluate(
@@ -373,9 +433,13 @@ class Segmenter:
         out: list[Change],
         families: frozenset[str] = ALL,
         event_type: str | None = None,
+        rh: lifecycle.Rhythm | None = None,
+        viewed: InputEvent | None = None,
+        fans: set[str] | None = None,
     ) -> None:
-        verdicts = self.verdicts(s, t, families, event_type)
+        verdicts = self._decide(s, t, families, event_type, rh, viewed, fans)
         members = s.members
+        rules = self.rules
         stage = None
         for seg, (m, _) in verdicts.items():
             if m and seg in STAGES:
@@ -386,17 +450,24 @@ class Segmenter:
                 continue
             del members[segment]
             if segment in STAGES and stage is not None:
-                ev = verdicts[stage][1]
-                why = f"Now {stage}: " + reason(stage, ev, self.rules)
+                shown = _shown(verdicts[stage][1])
+                why = f"Now {stage}: " + reason(stage, shown, rules)
             else:
-                why = reason(segment, ev, self.rules, exited=True)
-            out.append(self._change(s, segment, EXITED, t, why, ev, trigger))
+                shown = _shown(ev)
+                why = reason(segment, shown, rules, exited=True)
+            out.append(self._change(s, segment, EXITED, t, why, shown, trigger))
         for segment, (member, ev) in verdicts.items():
             if member and segment not in members:
                 members[segment] = t
-                out.append(self._change(s, segment, ENTERED, t, reason(segment, ev, self.rules), ev, trigger))
+                shown = _shown(ev)
+                out.append(self._change(s, segment, ENTERED, t, reason(segment, shown, rules), shown, trigger))
         if t > s.clock_ms:
             s.clock_ms = t
+
+
+def _shown(ev: Evidence) -> dict[str, Any]:
+    """Evidence built now if it was left to build."""
+    return ev if isinstance(ev, dict) else ev()
 
 
 class Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from segmenter.config import Rules
 
@@ -26,6 +27,9 @@ class Ctx:
     abandon_ms: int
     dedup_ms: int
     order_keep_ms: int  # the longest window an order counts in (365-day figures, 90-day dissatisfied)
+    # the rules as given, untyped, for evidence: 30 days stays 30 (a mypyc-compiled core would make the int value
+    # of a float-typed rule 30.0 when read as a float)
+    given: dict[str, Any]
 
     @classmethod
     def of(cls, rules: Rules) -> Ctx:
@@ -46,4 +50,5 @@ class Ctx:
             abandon_ms=rules.ms("cart_abandon_minutes"),
             dedup_ms=rules.ms("dedup_window_days"),
             order_keep_ms=max(rules.ms("order_window_days"), rules.ms("dissatisfied_window_days")),
+            given=rules.model_dump(),
         )

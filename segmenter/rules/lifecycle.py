@@ -51,63 +51,89 @@ def expected_gap_ms(times: list[int], c: Ctx) -> tuple[float, bool]:
     return float(max(median, 1)), True
 
 
-def stage(s: CustomerState, t: int, c: Ctx) -> tuple[str, dict[str, Any]]:
-    """The one lifecycle stage at time ``t`` and the figures that decide it."""
+Rhythm = tuple[list[int], float, bool]
+"""``(order times, expected gap in ms, whether the gap is their own)``: see :func:`rhythm`."""
+
+
+def rhythm(s: CustomerState, c: Ctx) -> Rhythm:
+    """The placed orders' times and the expected gap, computed once per evaluation (stage and deadlines)."""
+    times = order_times(s)
+    gap, own = expected_gap_ms(times, c)
+    return times, gap, own
+
+
+def stage_name(s: CustomerState, t: int, c: Ctx, rh: Rhythm | None = None) -> str:
+    """The one lifecycle stage at time ``t`` (what :func:`stage` decides, without the evidence)."""
     r = c.rules
-    idle = t - s.last_event_ms
-    if idle >= c.lapsed_ms:
-        return "lapsed", {"days_without_event": _days(idle), "lapsed_after_days": r.lapsed_days}
+    if t - s.last_event_ms >= c.lapsed_ms:
+        return "lapsed"
     if s.orders_total == 0:
-        adds = s.cart_adds_total
         engaged = (
             s.sessions >= r.window_shopper_min_sessions
             or s.product_views >= r.window_shopper_min_product_views
-            or adds > 0
+            or s.cart_adds_total > 0
             or bool(s.cart)
             or bool(s.abandoned)
         )
-        ev: dict[str, Any] = {
+        return "window_shopper" if engaged else "passer_by"
+    times, gap, _ = rh if rh is not None else rhythm(s, c)
+    since = t - (times[-1] if times else s.last_event_ms)
+    if since > r.inactive_gap_factor * gap:
+        return "inactive"
+    if since > r.at_risk_gap_factor * gap:
+        return "at_risk"
+    if s.orders_total == 1 and since <= c.new_ms:
+        return "new_customer"
+    return "active_customer"
+
+
+def stage(s: CustomerState, t: int, c: Ctx, rh: Rhythm | None = None) -> tuple[str, dict[str, Any]]:
+    """The one lifecycle stage at time ``t`` and the figures that decide it."""
+    name = stage_name(s, t, c, rh)
+    return name, evidence(s, t, c, name, rh)
+
+
+def evidence(s: CustomerState, t: int, c: Ctx, name: str, rh: Rhythm | None = None) -> dict[str, Any]:
+    """The figures that decide stage ``name`` (as :func:`stage_name` found it) at time ``t``."""
+    r = c.rules
+    if name == "lapsed":
+        return {"days_without_event": _days(t - s.last_event_ms), "lapsed_after_days": c.given["lapsed_days"]}
+    if name in ("passer_by", "window_shopper"):
+        return {
             "sessions": s.sessions,
             "page_views": s.page_views,
             "product_views": s.product_views,
-            "cart_adds": adds,
+            "cart_adds": s.cart_adds_total,
         }
-        return ("window_shopper" if engaged else "passer_by"), ev
-    times = order_times(s)
-    last = times[-1] if times else s.last_event_ms
-    since = t - last
-    gap, own = expected_gap_ms(times, c)
-    ev = {
+    times, gap, own = rh if rh is not None else rhythm(s, c)
+    since = t - (times[-1] if times else s.last_event_ms)
+    ev: dict[str, Any] = {
         "orders": s.orders_total,
         "days_since_last_order": _days(since),
         "expected_gap_days": _days(gap),
         "gap_from": "own rhythm" if own else "shop default",
     }
-    if since > r.inactive_gap_factor * gap:
+    if name == "inactive":
         ev["inactive_after_days"] = _days(r.inactive_gap_factor * gap)
         ev["gap_factor"] = r.inactive_gap_factor
-        return "inactive", ev
-    if since > r.at_risk_gap_factor * gap:
+    elif name == "at_risk":
         ev["at_risk_after_days"] = _days(r.at_risk_gap_factor * gap)
         ev["gap_factor"] = r.at_risk_gap_factor
-        return "at_risk", ev
-    if s.orders_total == 1 and since <= c.new_ms:
-        ev["new_for_days"] = r.new_customer_days
-        return "new_customer", ev
-    return "active_customer", ev
+    elif name == "new_customer":
+        ev["new_for_days"] = c.given["new_customer_days"]
+    return ev
 
 
-def deadlines(s: CustomerState, c: Ctx, out: list[int]) -> None:
+def deadlines(s: CustomerState, c: Ctx, out: list[int], rh: Rhythm | None = None) -> None:
     """Times at which the stage can change without an event."""
     r = c.rules
     out.append(s.last_event_ms + c.lapsed_ms)
     if s.orders_total == 0:
         return
-    times = order_times(s)
+    times, gap, _ = rh if rh is not None else rhythm(s, c)
     if not times:
         return
     last = times[-1]
-    gap, _ = expected_gap_ms(times, c)
     if s.orders_total == 1:
         out.append(last + c.new_ms + 1)  # new while <= 30 days old: no longer the millisecond after
     out.append(last + _after(r.at_risk_gap_factor * gap))

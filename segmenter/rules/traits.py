@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C counter
 from collections.abc import Callable
-from operator import itemgetter
+from functools import partial
+from operator import countOf, itemgetter
 from typing import Any
 
 from segmenter.metrics.kept import W_CURRENCIES, W_DISC, W_FULL, W_GROSS, W_N, W_T, W_UNITS, W_VALUE
@@ -101,7 +102,7 @@ def order_figures(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
         "full_price_share": full / units if units else 0.0,
         "discount_share": disc / units if units else 0.0,
         "average_order_value": ordered / n if n else 0.0,
-        "window_days": c.rules.order_window_days,
+        "window_days": c.given["order_window_days"],
     }
     if refunded:
         figures["refunded"] = refunded
@@ -187,7 +188,8 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     if not scan:
         if was:  # what is left of it: the category viewed most in the window
             return False, _researching(s, t, c)
-        return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": r.researcher_window_days}
+        window = c.given["researcher_window_days"]
+        return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
     start = t - c.researcher_ms
     products: dict[str, set[str]] = {}
     sessions: dict[str, set[int]] = {}
@@ -205,14 +207,35 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
             best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
     if best_cat is None:
-        return False, (_researching(s, t, c) if was else {"category": None, "window_days": r.researcher_window_days})
+        return False, (
+            _researching(s, t, c) if was else {"category": None, "window_days": c.given["researcher_window_days"]}
+        )
     ev = {
         "category": best_cat,
         "distinct_products": best_n,
         "sessions": best_sessions,
-        "window_days": r.researcher_window_days,
+        "window_days": c.given["researcher_window_days"],
     }
     return True, ev
+
+
+def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool:
+    """Whether ``category`` may qualify for researcher at ``t`` (False: it surely does not)."""
+    r = c.rules
+    if category is None or category in s.ordered_categories:
+        return False
+    views = s.recent_views
+    need = r.researcher_min_products
+    if countOf(map(_V_CATEGORY, views), category) < need:
+        return False
+    start = t - c.researcher_ms
+    products = set()
+    sessions = set()
+    for v in views:
+        if v[V_CATEGORY] == category and start < v[V_T] <= t:
+            products.add(v[V_PRODUCT])
+            sessions.add(v[V_SESSION])
+    return len(products) >= need and len(sessions) >= r.researcher_min_sessions
 
 
 def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
@@ -226,7 +249,7 @@ def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
             continue
         products.setdefault(cat, set()).add(v[V_PRODUCT])
         sessions.setdefault(cat, set()).add(v[V_SESSION])
-    window = c.rules.researcher_window_days
+    window = c.given["researcher_window_days"]
     if not products:
         return {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
     cat = max(sorted(products), key=lambda k: len(products[k]))
@@ -255,7 +278,7 @@ def hesitant(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "abandoned_carts": abandoned,
         "cart_adds": adds,
         "cart_removes": removes,
-        "window_days": r.hesitant_window_days,
+        "window_days": c.given["hesitant_window_days"],
     }
 
 
@@ -264,7 +287,7 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     start = t - c.dissatisfied_ms
     back = [x for x in s.returns if start < x[0] <= t]
     if not back:
-        return False, {"returns_and_cancellations": 0, "window_days": r.dissatisfied_window_days}
+        return False, {"returns_and_cancellations": 0, "window_days": c.given["dissatisfied_window_days"]}
     returned = sum(x[1] for x in back)
     # an order that a counted return refers to counts too, even once it has left the window:
     # otherwise a tiny return of an old order becomes a 100 % share when the order slides out
@@ -281,7 +304,7 @@ def dissatisfied(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "returned_value": down(returned, 2),
         "ordered_value": down(ordered, 2),
         "returned_share": down(min(share, 99.0), 3),
-        "window_days": r.dissatisfied_window_days,
+        "window_days": c.given["dissatisfied_window_days"],
     }
 
 
@@ -308,7 +331,7 @@ def referred_customer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
     ev = {
         "referred_by": s.referred_by,
         "has_ordered": s.first_order_ms is not None,
-        "days": c.rules.referred_days,
+        "days": c.given["referred_days"],
         "ends_after": "first order" if referral_converted(s, c) else "referred visit",
     }
     return member, ev
@@ -334,8 +357,39 @@ STATE_TRAITS: dict[str, tuple[str, StateRule]] = {
 }
 
 
-def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> dict[str, Verdict]:
-    """``category_fan:<category>`` verdicts for member categories and those near a threshold."""
+FanMark = tuple[int, Any]
+
+
+def fan_mark(s: CustomerState) -> FanMark:
+    """What :func:`fan_changes` compares with: the number of latest views kept and the oldest of them."""
+    views = s.fan_views
+    return len(views), views[0] if views else None
+
+
+def fan_changes(before: FanMark, s: CustomerState, c: Ctx, category: str | None) -> set[str] | None:
+    """After a product view of ``category``: the categories whose count among the latest views changed
+    (``None``: any may have, as the number of views changed, and with it every share).
+
+    The view was inserted by time and the oldest record dropped: when the oldest is still the same
+    record, the view itself was the oldest and was dropped (nothing changed).
+    """
+    n, oldest = before
+    views = s.fan_views
+    if len(views) != n or n != c.rules.fan_last_views:
+        return None
+    if views[0] is oldest:
+        return set()
+    left = oldest[1]
+    if left == category:
+        return set()
+    return {cat for cat in (category, left) if cat is not None}
+
+
+def category_fans(
+    s: CustomerState, t: int, c: Ctx, members: dict[str, int], only: set[str] | None = None
+) -> dict[str, tuple[bool, Any]]:
+    """``category_fan:<category>`` verdicts for member categories and those near a threshold (among ``only``
+    when given: the others' figures did not change). The evidence is left to build (a callable)."""
     r = c.rules
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
     if len(s.fan_units) < r.fan_min_units and len(s.fan_views) < r.fan_min_views and not fan_members:
@@ -356,7 +410,9 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
         cats.update(cat for cat, n in view_counts.items() if n >= low_views)
     if nu >= r.fan_min_units:
         cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
-    out: dict[str, Verdict] = {}
+    if only is not None:
+        cats &= only
+    out: dict[str, tuple[bool, Any]] = {}
     for cat in sorted(cats):  # sets iterate in hash order, which varies per process
         was = FAN + cat in members
         vshare = view_counts.get(cat, 0) / nv if nv else 0.0
@@ -364,17 +420,18 @@ def category_fans(s: CustomerState, t: int, c: Ctx, members: dict[str, int]) -> 
         by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
         by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:
-            out[FAN + cat] = (
-                by_views or by_units,
-                {
-                    "category": cat,
-                    "view_share": down(vshare, 3),
-                    "of_last_views": nv,
-                    "unit_share": down(ushare, 3),
-                    "of_last_units": nu,
-                },
-            )
+            out[FAN + cat] = (by_views or by_units, partial(_fan_evidence, cat, vshare, nv, ushare, nu))
     return out
+
+
+def _fan_evidence(cat: str, vshare: float, nv: int, ushare: float, nu: int) -> dict[str, Any]:
+    return {
+        "category": cat,
+        "view_share": down(vshare, 3),
+        "of_last_views": nv,
+        "unit_share": down(ushare, 3),
+        "of_last_units": nu,
+    }
 
 
 def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:

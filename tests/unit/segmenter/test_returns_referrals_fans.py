@@ -108,6 +108,15 @@ def test_referred_customer_until_90_days_after_the_first_touch_without_order() -
     assert ch.evidence["referred_by"] == "r1"
 
 
+@pytest.mark.parametrize(("page", "product"), [("home", None), ("product", "p1")])
+def test_a_page_view_at_the_referrals_end_decides_it_with_its_own_id(page: str, product: str | None) -> None:
+    # the referral family is left out at a page view that brings no referral, except at its end's instant:
+    # there the event decides it (an event is applied before a deadline of the same instant)
+    touch = page_view(0, "home", referred_by="r1", eid="touch")
+    end = page_view(90 * DAY, page, product_id=product, eid="at-end")
+    assert run([touch, end]).of("referred_customer") == [("entered", 0, "touch"), ("exited", 90 * DAY, "at-end")]
+
+
 def test_referred_customer_until_90_days_after_the_first_order() -> None:
     events = [page_view(0, "home", referred_by="r1", eid="touch"), order_placed(30 * DAY)]
     j = run(events, until=120 * DAY - 1)

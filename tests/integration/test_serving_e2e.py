@@ -50,30 +50,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class OwnRedis:
+    """A redis-server only this test uses (it is stopped, restarted empty): its URL and process."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd, self.port = cwd, _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            cwd=self.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return proc
+
+    def restart_empty(self) -> None:
+        """Killed and started again without persistence: the data is gone, as after a crash or failover."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A redis-server only this test uses (it is stopped and flushed): ``(url, process)``."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    url = f"redis://127.0.0.1:{port}/0"
-    yield url, proc
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    yield server
     # the server goes with the test: nothing for the session's key clean-up to delete there
-    REDIS_PREFIXES[:] = [(u, prefix) for u, prefix in REDIS_PREFIXES if u != url]
-    proc.send_signal(signal.SIGCONT)
-    proc.terminate()
-    proc.wait(timeout=10)
+    REDIS_PREFIXES[:] = [(u, prefix) for u, prefix in REDIS_PREFIXES if u != server.url]
+    server.stop()
 
 
 async def _redis_differs(settings: Settings, expected: dict[str, set[str]]) -> str | None:
@@ -126,9 +145,9 @@ def _max_gap_s(records: list[ConsumerRecord[Any, Any]], start_ms: float, end_ms:
 
 
 async def test_redis_stopped_30s_the_stream_goes_on_and_redis_catches_up(
-    services: tuple[str, str], own_redis: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+    services: tuple[str, str], own_redis: OwnRedis, tmp_path: Path
 ) -> None:
-    url, redis_proc = own_redis
+    url, redis_proc = own_redis.url, own_redis.proc
     settings = settings_for(services[0], url, tick_interval_seconds=TICK_S)
     lines = read_lines(SAMPLES / "online_retail_sample.jsonl.gz")
     expected = replay_expected(lines)
@@ -161,16 +180,16 @@ async def test_redis_stopped_30s_the_stream_goes_on_and_redis_catches_up(
     assert n > 100 and gap <= TICK_S, (n, gap)
 
 
-async def test_redis_flushed_mid_stream_is_rebuilt_from_the_table_and_reconciles(
+async def test_redis_restarted_empty_mid_stream_is_rebuilt_from_the_table_and_reconciles(
     services: tuple[str, str],
-    own_redis: tuple[str, subprocess.Popen[bytes]],
+    own_redis: OwnRedis,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import redis
 
-    url, _proc = own_redis
+    url = own_redis.url
     settings = settings_for(services[0], url, tick_interval_seconds=TICK_S)
     lines = read_lines(SAMPLES / "online_retail_sample.jsonl.gz")
     expected = replay_expected(lines)
@@ -183,11 +202,11 @@ async def test_redis_flushed_mid_stream_is_rebuilt_from_the_table_and_reconciles
         client = redis.Redis.from_url(url)
         try:
             before = client.dbsize()
-            client.flushall()  # as a restart without persistence leaves it
         finally:
             client.close()
         assert before > 100
-        flushed = time.time()
+        own_redis.restart_empty()
+        restarted = time.time()
         await _stream(settings, _chunks(lines[half:], 10))
         await send_final_ticks(settings, expected.last_event_ms)
         await wait_caught_up(settings, 120, serving=False)
@@ -198,7 +217,8 @@ async def test_redis_flushed_mid_stream_is_rebuilt_from_the_table_and_reconciles
     assert code == 0, worker.log_tail()
     log = (tmp_path / "worker.log").read_text()
     assert "Redis rebuilt from the table" in log, worker.log_tail()
-    print(f"\nRedis flushed: equal to replay {time.time() - flushed:.1f} s after the flush ({took:.1f} s of polling)")
+    since = time.time() - restarted
+    print(f"\nRedis restarted empty: equal to replay {since:.1f} s after the restart ({took:.1f} s of polling)")
 
     # segmenter reconcile: nothing to report; then a lost and a stale membership are found and fixed
     for name, value in {

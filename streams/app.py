@@ -60,6 +60,7 @@ from streams.topics import TABLE
 log = logging.getLogger("segmenter.worker")
 
 BATCH_MAX = 2000
+BACKFILL_CHUNK = 2000  # states judged again per commit of the backfill pass (a batch's size)
 
 
 def partitioner_for(n: int) -> Callable[[str], int]:
@@ -398,6 +399,39 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     # step 1 now; the previous batch finished (steps 2-5) while this one was computed, this one's finish
     # runs while the next is
     await worker.commits.commit(handled, writes)
+
+
+async def backfill(worker: Worker, partitions: set[int], chunk: int = BACKFILL_CHUNK) -> None:
+    """Judge the restored states of newly owned ``partitions`` under the definitions in force, before live.
+
+    Each chunk goes through the commit protocol as a batch with no input:
+    its changes (``origin: backfill``) published and acknowledged, then the
+    states recording the new versions to the changelog and the store. A crash
+    before the store runs the chunk again after the restart (the same changes,
+    the same ids: exact repeats); after it, those states say they were judged
+    (``Segmenter.backfill``), so they are not judged again.
+    """
+    started = time.monotonic()
+    seen = changed = changes = 0
+    for part in worker.processor.backfill(stored_states(worker.table, partitions), partitions, chunk):
+        res, seen, changed = part.result, part.seen, part.changed
+        if not res.states:
+            continue
+        changes += len(res.changes)
+        writes = [(p, [(k.encode(), v) for k, v in states.items()]) for p, states in res.state_values.items()]
+        await worker.commits.commit(Handled(results=[res]), writes)
+    if changed:
+        await worker.flush_store()
+        log.info(
+            "backfill done",
+            extra={
+                "partitions": sorted(partitions),
+                "customers": seen,
+                "judged": changed,
+                "changes": changes,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
 
 def _flow_control(worker: Worker, owned: set[int]) -> None:

@@ -60,7 +60,6 @@ from streams.topics import TABLE
 log = logging.getLogger("segmenter.worker")
 
 BATCH_MAX = 2000
-BACKFILL_CHUNK = 2000  # states judged again per commit of the backfill pass (a batch's size)
 
 
 def partitioner_for(n: int) -> Callable[[str], int]:
@@ -358,6 +357,8 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
             "deadline index rebuilt",
             extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
+        # before any live record of these partitions: their states judged under the definitions in force
+        await backfill(worker, missing, worker.settings.backfill_chunk)
     table = worker.table
     unstored = worker.commits.unstored
     db_for = partition_db(table)  # RocksDB: one database per partition
@@ -401,7 +402,7 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     await worker.commits.commit(handled, writes)
 
 
-async def backfill(worker: Worker, partitions: set[int], chunk: int = BACKFILL_CHUNK) -> None:
+async def backfill(worker: Worker, partitions: set[int], chunk: int = BATCH_MAX) -> None:
     """Judge the restored states of newly owned ``partitions`` under the definitions in force, before live.
 
     Each chunk goes through the commit protocol as a batch with no input:

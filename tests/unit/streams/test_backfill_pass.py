@@ -18,6 +18,7 @@ from streams.app import backfill
 from streams.batch import Handled
 from streams.commit import Acked, CommitProtocol, Write
 from streams.processor import Processor
+from streams.settings import Settings
 from tests.unit.streams.test_commit import FakeSequencer
 
 SPENDER = """\
@@ -153,4 +154,4 @@ def test_removing_the_definition_exits_every_member(tmp_path: Path) -> None:
 
 
 def test_the_chunk_is_the_worker_s_batch_size() -> None:
-    assert app.BACKFILL_CHUNK == app.BATCH_MAX
+    assert Settings().backfill_chunk == app.BATCH_MAX

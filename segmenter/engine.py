@@ -122,6 +122,7 @@ class Segmenter:
         self.ctx = Ctx.of(self.rules)
         # operator-defined segments (segmenter/definitions), judged after the catalogue; None: none loaded
         self.definitions = definitions if definitions else None
+        self._versions_json = orjson.dumps(self.definitions.versions if self.definitions is not None else {})
 
     # ----------------------------------------------------------------- inputs
     def on_event(self, state: CustomerState | None, event: InputEvent) -> Outcome:
@@ -180,6 +181,16 @@ class Segmenter:
         if state.linking is not None:
             return Outcome(None)
         return Outcome(state, self._fire(state, until_ms))
+
+    def judged_under_current(self, data: bytes) -> bool:
+        """Whether stored state bytes record the definitions in force, read without decoding them.
+
+        Then :meth:`backfill` has nothing to do (a member of a definition no
+        longer in force cannot be in a state recording the ones in force: a
+        definition's members are entered only while it is). ``False`` when
+        unsure (an older format, another order): decode and ask :meth:`backfill`.
+        """
+        return CustomerState.definitions_json(data) == self._versions_json
 
     def backfill(self, state: CustomerState) -> Outcome:
         """Judge a restored state under the definitions in force, if it was judged under others.

@@ -125,6 +125,19 @@ class CustomerState:
                 return int(tail)
         return CustomerState.from_bytes(data).due_ms
 
+    @staticmethod
+    def definitions_json(data: bytes) -> bytes | None:
+        """The JSON of ``definitions`` as stored, without decoding the rest (``None``: not format 3).
+
+        ``definitions`` is the last object of the array (``due_ms``, after it, is a
+        number or ``null``; its keys are definition names, its values numbers), so
+        it runs from the last ``{`` to the last ``}``.
+        """
+        if not data.startswith(_PREFIX):
+            return None
+        start, end = data.rfind(b"{"), data.rfind(b"}")
+        return data[start : end + 1] if 0 <= start < end else None
+
     @property
     def is_anonymous(self) -> bool:
         """True for a visitor keyed by ``anonymous_id`` (no customer id known to this key)."""
@@ -135,6 +148,7 @@ _FIELDS = tuple(f.name for f in fields(CustomerState))
 _values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"
+assert _FIELDS[-2] == "definitions", "definitions_json reads the last object"
 _FIELDS_V2 = tuple(f for f in _FIELDS if f != "definitions")  # format 2: no definition versions
 
 

@@ -80,10 +80,10 @@ class Definitions:
 
         ``event``: the event just applied (``None``: time passing, moments are not judged).
         """
+        if s.definitions != self.versions:  # judged under these (the backfill reads it)
+            s.definitions = dict(self.versions)
         if s.first_seen_ms is None or s.linked_to is not None:
             return  # a visitor merged into a customer: its history counts there
-        if s.definitions != self.versions:
-            s.definitions = dict(self.versions)
         env = self._env(s, t, c, event)
         members = s.members
         for d in self.traits:

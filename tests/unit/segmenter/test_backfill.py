@@ -151,3 +151,22 @@ def test_a_new_time_based_condition_brings_its_deadline(tmp_path: Path) -> None:
     out = Segmenter(definitions=_defs(tmp_path, "v1", lapsing)).backfill(s)
     assert out.changes == [] and out.state is s
     assert s.due_ms is not None and abs(s.due_ms - (s.last_event_ms + 10 * DAY)) <= 1000
+
+
+def test_whether_a_state_is_up_to_date_is_read_from_its_bytes(tmp_path: Path) -> None:
+    v1 = _defs(tmp_path, "v1", SPENDER.format(version=1, threshold=100), LOYAL)
+    v2 = _defs(tmp_path, "v2", SPENDER.format(version=2, threshold=200), LOYAL)
+    for s in _states(v1).values():
+        data = s.to_bytes()
+        assert CustomerState.definitions_json(data) == b'{"big_spender":1,"loyal_spender":1}'
+        assert Segmenter(definitions=v1).judged_under_current(data)
+        assert not Segmenter(definitions=v2).judged_under_current(data)
+        assert not Segmenter().judged_under_current(data)
+    for s in _states(None).values():
+        assert Segmenter().judged_under_current(s.to_bytes())
+        assert not Segmenter(definitions=v1).judged_under_current(s.to_bytes())
+    # an older format is never taken as up to date (it is decoded and judged)
+    values = orjson.loads(next(iter(_states(None).values())).to_bytes())
+    del values[-2]
+    values[0] = 2
+    assert not Segmenter().judged_under_current(orjson.dumps(values))

@@ -251,9 +251,10 @@ class Processor:
         """Judge the stored states of ``partitions`` under the definitions in force (``Segmenter.backfill``).
 
         Yields, each time ``chunk`` states have changed (and at the end), a
-        :class:`BatchResult` to commit like a batch (publish, acks, changelog,
-        store): its changes (``origin: backfill``) and the states recording the
-        new versions. A state already judged under them changes nothing, so a
+        :class:`BackfillChunk` whose result is committed like a batch (publish,
+        acks, changelog, store): its changes (``origin: backfill``) and the
+        states recording the new versions, encoded. A state whose bytes record
+        the definitions in force is not decoded. A state already judged under them changes nothing, so a
         pass that a crash cut short, run again, publishes again only what was
         not stored (the same changes, the same ids). ``states`` as
         :meth:`rebuild_indexes` takes them; the deadline indexes must be built.

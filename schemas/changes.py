@@ -35,3 +35,7 @@ class SegmentChange(BaseModel):
     definition: DefinitionRef | None = Field(
         default=None, description="Only on changes of operator-defined segments: their name and version."
     )
+    origin: Literal["backfill"] | None = Field(
+        default=None,
+        description="Only on changes made when a worker judged restored states under new or removed definitions.",
+    )

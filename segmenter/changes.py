@@ -12,6 +12,8 @@ import orjson
 ENTERED = "entered"
 EXITED = "exited"
 DETECTED = "detected"
+BACKFILL = "backfill"
+"""``origin`` of a change made by judging restored states under new definitions (not by an event or time)."""
 
 
 def format_ms(ms: int) -> str:
@@ -19,9 +21,17 @@ def format_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
-def change_id(key: str, segment: str, change: str, occurred_at_ms: int, trigger: str | None) -> str:
-    """Deterministic id: the same input always yields the same id, whatever ran it."""
+def change_id(
+    key: str, segment: str, change: str, occurred_at_ms: int, trigger: str | None, salt: str | None = None
+) -> str:
+    """Deterministic id: the same input always yields the same id, whatever ran it.
+
+    ``salt`` (a backfill's origin and definition version) keeps a backfill change apart from a live
+    change of the same segment, kind and instant; without it the id is as it always was.
+    """
     text = f"{key}\x1f{segment}\x1f{change}\x1f{occurred_at_ms}\x1f{trigger or ''}"
+    if salt is not None:
+        text += f"\x1f{salt}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -39,17 +49,22 @@ class Change:
     evidence: dict[str, Any]
     trigger_event_id: str | None
     definition: dict[str, Any] | None = None  # an operator-defined segment's {name, version}; omitted when None
+    origin: str | None = None  # "backfill": judged on a restored state under new definitions; omitted when None
     _json: bytes | None = field(default=None, repr=False, compare=False)  # to_json, once encoded
 
     @property
     def change_id(self) -> str:
         """See :func:`change_id`."""
-        return change_id(self.key, self.segment, self.change, self.occurred_at_ms, self.trigger_event_id)
+        salt = None
+        if self.origin is not None:  # deterministic from (key, definition, version, instant)
+            version = self.definition.get("version") if self.definition is not None else None
+            salt = f"{self.origin}/{version}"
+        return change_id(self.key, self.segment, self.change, self.occurred_at_ms, self.trigger_event_id, salt)
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's field order: ``change_id`` first, then ``trigger_event_id``; ``definition`` (an
-        operator-defined segment's name and version) follows only where set, so catalogue changes keep
-        their bytes."""
+        operator-defined segment's name and version) and ``origin`` follow only where set, so other
+        changes keep their bytes."""
         out: dict[str, Any] = {
             "change_id": self.change_id,
             "customer_id": self.customer_id,
@@ -63,6 +78,8 @@ class Change:
         }
         if self.definition is not None:
             out["definition"] = self.definition
+        if self.origin is not None:
+            out["origin"] = self.origin
         return out
 
     def to_json(self) -> bytes:

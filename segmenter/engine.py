@@ -22,7 +22,8 @@ import orjson
 
 from schemas.events import InputEvent, event_time_ms, parse_event_obj
 from segmenter.apply import Moment, abandon, abandon_due, fold, merge
-from segmenter.changes import DETECTED, ENTERED, EXITED, Change
+from segmenter.catalogue import catalogue
+from segmenter.changes import BACKFILL, DETECTED, ENTERED, EXITED, Change
 from segmenter.clock import DeadlineIndex
 from segmenter.config import Rules
 from segmenter.metrics.kept import add_event_id, event_code, has_event_id
@@ -61,6 +62,16 @@ AFFECTS: dict[str, frozenset[str]] = {
 # when not held, cannot come to hold (the window only loses views)
 TIME_FAMILIES = ALL - {"fan"}
 TIME_NOT_VIEWS = TIME_FAMILIES - {"views"}
+
+
+# what a membership of the catalogue is named (category_fan's are ``category_fan:<category>``); any other
+# member is an operator-defined segment's
+CATALOGUE_NAMES = frozenset(e["name"] for e in catalogue(Rules())) | STAGES | {"category_fan"}
+
+
+def is_catalogue_segment(segment: str) -> bool:
+    """Whether a membership named ``segment`` is the catalogue's (else an operator-defined segment's)."""
+    return segment.partition(":")[0] in CATALOGUE_NAMES
 
 
 # traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
@@ -111,6 +122,7 @@ class Segmenter:
         self.ctx = Ctx.of(self.rules)
         # operator-defined segments (segmenter/definitions), judged after the catalogue; None: none loaded
         self.definitions = definitions if definitions else None
+        self._versions_json = orjson.dumps(self.definitions.versions if self.definitions is not None else {})
 
     # ----------------------------------------------------------------- inputs
     def on_event(self, state: CustomerState | None, event: InputEvent) -> Outcome:
@@ -169,6 +181,57 @@ class Segmenter:
         if state.linking is not None:
             return Outcome(None)
         return Outcome(state, self._fire(state, until_ms))
+
+    def judged_under_current(self, data: bytes) -> bool:
+        """Whether stored state bytes record the definitions in force, read without decoding them.
+
+        Then :meth:`backfill` has nothing to do (a member of a definition no
+        longer in force cannot be in a state recording the ones in force: a
+        definition's members are entered only while it is). ``False`` when
+        unsure (an older format, another order): decode and ask :meth:`backfill`.
+        """
+        return CustomerState.definitions_json(data) == self._versions_json
+
+    def backfill(self, state: CustomerState) -> Outcome:
+        """Judge a restored state under the definitions in force, if it was judged under others.
+
+        A state records the version of each trait definition it was judged by
+        (``state.definitions``). When that differs from the definitions in force
+        (a new or changed version, a removed definition), every trait definition
+        is judged again at the state's own clock (``clock_ms``, the instant its
+        memberships were last evaluated at: no event, no time passing), in
+        dependency order, so ``in_segment`` sees the new verdicts; members of a
+        definition no longer in force exit. The changes carry ``origin:
+        "backfill"`` and ids salted with it and the version (deterministic: the
+        same state gives the same changes); the state records the versions in
+        force, so judging it again gives nothing (``Outcome(None)``, as for a
+        state already up to date). The next deadline is computed again: a new
+        condition may bring its own. A customer waiting for a visitor's history
+        is left for its next evaluation.
+        """
+        s = state
+        versions = self.definitions.versions if self.definitions is not None else {}
+        removed = [seg for seg in s.members if seg not in versions and not is_catalogue_segment(seg)]
+        if (s.definitions == versions and not removed) or s.linking is not None:
+            return Outcome(None)
+        t = s.clock_ms
+        out: list[Change] = []
+        for seg in removed:
+            del s.members[seg]
+            version = s.definitions.get(seg)
+            why = f"No longer {seg}: its definition was removed" + (f" (version {version})." if version else ".")
+            ref = {"name": seg, "version": version} if version else None
+            out.append(Change(s.key, s.customer_id, s.anonymous_id, seg, EXITED, t, why, {}, None, ref, BACKFILL))
+        if self.definitions is not None and s.first_seen_ms is not None and s.linked_to is None:
+            judged = len(out)
+            self.definitions.evaluate(s, t, self.ctx, None, None, out)
+            for change in out[judged:]:
+                change.origin = BACKFILL
+        s.definitions = dict(versions)
+        if s.first_seen_ms is not None or s.due_ms is not None:
+            rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
+            s.due_ms = self._next_due(s, t, rh)
+        return Outcome(s, out)
 
     # -------------------------------------------------------------- internals
     def _apply(self, s: CustomerState, event: InputEvent, families: frozenset[str] | None = None) -> Outcome:

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-FORMAT = 2
-"""Bumped when the positional layout changes; bytes of format 1 are upgraded on read, others refused."""
+FORMAT = 3
+"""Bumped when the positional layout changes; bytes of formats 1 and 2 are upgraded on read, others refused."""
 
 # an order: [time_ms, order_id, value, units, full_price_units, discounted_units,
 #            impulse 0/1, directed 0/1, cancelled 0/1(, currency)]
@@ -87,6 +87,9 @@ class CustomerState:
 
     seen_ids: list[list[Any]] = field(default_factory=list)  # [day, event id codes] of the dedup window
     members: dict[str, int] = field(default_factory=dict)  # segment -> since (ms)
+    # trait definition -> the version its membership was last judged by (the backfill compares it with the
+    # definitions in force; format 2 states have none: judged once under the current ones)
+    definitions: dict[str, int] = field(default_factory=dict)
     due_ms: int | None = None  # earliest time memberships can change without a new event
 
     def to_bytes(self) -> bytes:
@@ -99,6 +102,8 @@ class CustomerState:
         values = orjson.loads(data)
         if isinstance(values, list) and values and values[0] == 1 and len(values) == len(_FIELDS_V1) + 1:
             return _upgrade_v1(dict(zip(_FIELDS_V1, values[1:], strict=True)))
+        if isinstance(values, list) and values and values[0] == 2 and len(values) == len(_FIELDS_V2) + 1:
+            return cls(**dict(zip(_FIELDS_V2, values[1:], strict=True)))
         if not isinstance(values, list) or not values or values[0] != FORMAT:
             raise ValueError(f"customer state of an unknown format (expected version {FORMAT})")
         if len(values) != len(_FIELDS) + 1:
@@ -120,6 +125,19 @@ class CustomerState:
                 return int(tail)
         return CustomerState.from_bytes(data).due_ms
 
+    @staticmethod
+    def definitions_json(data: bytes) -> bytes | None:
+        """The JSON of ``definitions`` as stored, without decoding the rest (``None``: not format 3).
+
+        ``definitions`` is the last object of the array (``due_ms``, after it, is a
+        number or ``null``; its keys are definition names, its values numbers), so
+        it runs from the last ``{`` to the last ``}``.
+        """
+        if not data.startswith(_PREFIX):
+            return None
+        start, end = data.rfind(b"{"), data.rfind(b"}")
+        return data[start : end + 1] if 0 <= start < end else None
+
     @property
     def is_anonymous(self) -> bool:
         """True for a visitor keyed by ``anonymous_id`` (no customer id known to this key)."""
@@ -130,6 +148,8 @@ _FIELDS = tuple(f.name for f in fields(CustomerState))
 _values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"
+assert _FIELDS[-2] == "definitions", "definitions_json reads the last object"
+_FIELDS_V2 = tuple(f for f in _FIELDS if f != "definitions")  # format 2: no definition versions
 
 
 _FIELDS_V1 = tuple(

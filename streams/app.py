@@ -357,6 +357,8 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
             "deadline index rebuilt",
             extra={"partitions": sorted(missing), "scheduled": n, "seconds": round(time.monotonic() - started, 3)},
         )
+        # before any live record of these partitions: their states judged under the definitions in force
+        await backfill(worker, missing, worker.settings.backfill_chunk)
     table = worker.table
     unstored = worker.commits.unstored
     db_for = partition_db(table)  # RocksDB: one database per partition
@@ -398,6 +400,39 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     # step 1 now; the previous batch finished (steps 2-5) while this one was computed, this one's finish
     # runs while the next is
     await worker.commits.commit(handled, writes)
+
+
+async def backfill(worker: Worker, partitions: set[int], chunk: int = BATCH_MAX) -> None:
+    """Judge the restored states of newly owned ``partitions`` under the definitions in force, before live.
+
+    Each chunk goes through the commit protocol as a batch with no input:
+    its changes (``origin: backfill``) published and acknowledged, then the
+    states recording the new versions to the changelog and the store. A crash
+    before the store runs the chunk again after the restart (the same changes,
+    the same ids: exact repeats); after it, those states say they were judged
+    (``Segmenter.backfill``), so they are not judged again.
+    """
+    started = time.monotonic()
+    seen = changed = changes = 0
+    for part in worker.processor.backfill(stored_states(worker.table, partitions), partitions, chunk):
+        res, seen, changed = part.result, part.seen, part.changed
+        if not res.states:
+            continue
+        changes += len(res.changes)
+        writes = [(p, [(k.encode(), v) for k, v in states.items()]) for p, states in res.state_values.items()]
+        await worker.commits.commit(Handled(results=[res]), writes)
+    if changed:
+        await worker.flush_store()
+        log.info(
+            "backfill done",
+            extra={
+                "partitions": sorted(partitions),
+                "customers": seen,
+                "judged": changed,
+                "changes": changes,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
 
 def _flow_control(worker: Worker, owned: set[int]) -> None:

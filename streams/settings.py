@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     lag_threshold_seconds: float = Field(120, gt=0)
     # customer states kept decoded between batches (saves a store read and a decode per event of a hot key)
     state_cache_size: int = Field(20_000, ge=0)
+    # restored states judged again under new definitions per commit of the backfill pass (a batch's size)
+    backfill_chunk: int = Field(2000, ge=1)
     log_format: Literal["auto", "json", "text"] = "auto"
     rules_file: Path | None = None
     # operator-defined segments (YAML files, `segmenter validate DIR`): run beside the catalogue

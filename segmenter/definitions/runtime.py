@@ -13,7 +13,9 @@ sees the catalogue's memberships of that instant:
   ``days_since_*`` figure, so a time-based change fires at its own instant (replay) and with the
   catalogue's deadlines (worker).
 
-Memberships live in the state's ``members`` beside the catalogue's, under the definition's name.
+Memberships live in the state's ``members`` beside the catalogue's, under the definition's name; the
+state's ``definitions`` records the version of each trait it was judged by (see
+:meth:`~segmenter.engine.Segmenter.backfill`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Definitions:
         self.all = tuple(order(list(definitions)))
         self.traits = tuple(d for d in self.all if d.kind == TRAIT)
         self.moments = tuple(d for d in self.all if d.kind == MOMENT)
+        # what a state records it was judged by (CustomerState.definitions); the backfill compares it
+        self.versions: dict[str, int] = {d.name: d.version for d in self.traits}
 
     def __len__(self) -> int:
         return len(self.all)
@@ -76,6 +80,8 @@ class Definitions:
 
         ``event``: the event just applied (``None``: time passing, moments are not judged).
         """
+        if s.definitions != self.versions:  # judged under these (the backfill reads it)
+            s.definitions = dict(self.versions)
         if s.first_seen_ms is None or s.linked_to is not None:
             return  # a visitor merged into a customer: its history counts there
         env = self._env(s, t, c, event)

@@ -130,6 +130,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
         SEGMENTER_MERGE_GRACE_SECONDS=str(settings.merge_grace_seconds),
         SEGMENTER_SERVING_IN_WORKER=str(settings.serving_in_worker).lower(),
+        SEGMENTER_BACKFILL_CHUNK=str(settings.backfill_chunk),
         SEGMENTER_LOG_FORMAT="json",
     )
     if settings.web_host:

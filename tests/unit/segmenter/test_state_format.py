@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from journeys import MIN, Journey, cart_add, cart_remove, line, order_placed, page_view, view
 
@@ -27,8 +28,8 @@ EVENTS = [
 
 
 def test_the_format_was_bumped() -> None:
-    assert FORMAT == 2
-    assert CustomerState.from_bytes(V1).to_bytes().startswith(b"[2,")
+    assert FORMAT == 3
+    assert CustomerState.from_bytes(V1).to_bytes().startswith(b"[3,")
 
 
 def test_a_format_1_state_loads_as_the_same_customer() -> None:
@@ -57,6 +58,17 @@ def test_an_upgraded_state_answers_as_one_built_by_today_s_code(later: dict[str,
 
 def test_unknown_formats_are_still_refused() -> None:
     with pytest.raises(ValueError, match="unknown format"):
-        CustomerState.from_bytes(b"[3," + V1[3:])
+        CustomerState.from_bytes(b"[4," + V1[3:])
     with pytest.raises(ValueError, match="unknown format"):
         CustomerState.from_bytes(b"[1,1,2]")
+
+
+def test_a_format_2_state_loads_with_no_definition_versions() -> None:
+    fresh = Journey()
+    fresh.feed(*EVENTS)
+    state = fresh.engine.states["c1"]
+    values = orjson.loads(state.to_bytes())
+    del values[-2]  # format 2 had no definition versions before due_ms
+    values[0] = 2
+    old = CustomerState.from_bytes(orjson.dumps(values))
+    assert old == state and old.definitions == {}

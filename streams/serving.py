@@ -44,6 +44,9 @@ T = TypeVar("T")
 
 FETCH_MAX = 2000
 FETCH_WAIT_MS = 500
+# the marker and the lag are looked at once a second, not per fetch: the writer shares the worker's loop and
+# CPU, and the lag took a request per partition (a Redis that lost its data is noticed within this)
+CHECK_EVERY_S = 1.0
 BACKOFF_MAX_S = 2.0  # a Redis that is back is written to within this (the test gives 60 s)
 WARN_EVERY_S = 10.0
 
@@ -79,6 +82,7 @@ class ServingWriter:
         self.generation: str | None = None
         self._errors = _redis_errors()
         self._warned = 0.0
+        self._next_check = 0.0  # monotonic time of the next marker and lag check
 
     # ------------------------------------------------------------ the loop
     async def run(self) -> None:
@@ -98,12 +102,16 @@ class ServingWriter:
             await self.consumer.stop()
 
     async def step(self) -> None:
-        """Check the generation marker (rebuild if it is gone), then one fetch to Redis."""
-        await self._redis(self.check_generation)
+        """At most once a second the generation marker (rebuild if it is gone) and the lag; one fetch to Redis."""
+        check = time.monotonic() >= self._next_check
+        if check:
+            await self._redis(self.check_generation)
         records = await self._kafka(lambda: self.consumer.fetch(FETCH_WAIT_MS, FETCH_MAX))
         if records:
             await self.apply(records)
-        self.status.lag = await self._kafka(self.consumer.lag)
+        if check:
+            self.status.lag = await self._kafka(self.consumer.lag)
+            self._next_check = time.monotonic() + CHECK_EVERY_S
 
     async def apply(self, records: list[ChangeRecord]) -> None:
         """One fetch to Redis (retried until it lands), then its offsets committed."""

@@ -49,6 +49,7 @@ class ChangesConsumer:
         }
         self._consumer: Any = None  # made in start(): aiokafka binds it to the running loop
         self.newest: dict[int, tuple[int, int | None]] = {}  # partition -> (offset, timestamp) last applied
+        self._committed: dict[TopicPartition, int] = {}  # what this member committed (asked of the group once)
 
     async def start(self) -> None:
         if self._consumer is None:
@@ -77,6 +78,7 @@ class ChangesConsumer:
             self.newest[r.partition] = (r.offset, r.timestamp_ms)
         if offsets:
             await self._consumer.commit(offsets)
+            self._committed.update(offsets)
 
     async def has_committed(self) -> bool:
         """Whether the group has committed an offset on any partition of the topic."""
@@ -90,10 +92,14 @@ class ChangesConsumer:
         assigned = list(self._consumer.assignment())
         if not assigned:
             return {}
+        # a partition that went to another member may come back behind what it committed: asked again then
+        self._committed = {tp: o for tp, o in self._committed.items() if tp in assigned}
         ends = await self._consumer.end_offsets(assigned)
         out = {}
         for tp in assigned:
-            committed = await self._consumer.committed(tp)
+            committed = self._committed.get(tp)
+            if committed is None:  # not committed by this member yet: the group's (another member's, or none)
+                committed = await self._consumer.committed(tp)
             out[tp.partition] = max(0, ends[tp] - (committed or 0))
         return out
 

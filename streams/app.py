@@ -50,7 +50,7 @@ from streams.faustx.consumer import batch_consumer_class
 from streams.faustx.internals import check_internals
 from streams.faustx.outbox import Outbox, default_partition
 from streams.logs import dead_letter_fields
-from streams.processor import Processor
+from streams.processor import BatchResult, Processor
 from streams.sequencer import Record, Sequencer, TpView
 from streams.serving import ServingWriter
 from streams.settings import Settings
@@ -392,14 +392,16 @@ async def run_batch(worker: Worker, records: list[Record]) -> None:
     _flow_control(worker, owned)
     if not (handled.results or handled.markers or handled.released):
         return
-    writes = [
-        (p, [(key.encode(), value) for key, value in states.items()])
-        for res in handled.results
-        for p, states in res.state_values.items()
-    ]
     # step 1 now; the previous batch finished (steps 2-5) while this one was computed, this one's finish
     # runs while the next is
-    await worker.commits.commit(handled, writes)
+    await worker.commits.commit(handled, state_writes(handled.results))
+
+
+def state_writes(results: list[BatchResult]) -> list[Write]:
+    """The encoded states of a batch's results as the commit stores them: per partition, (key, bytes)."""
+    return [
+        (p, [(k.encode(), v) for k, v in states.items()]) for res in results for p, states in res.state_values.items()
+    ]
 
 
 async def backfill(worker: Worker, partitions: set[int], chunk: int = BATCH_MAX) -> None:
@@ -419,8 +421,7 @@ async def backfill(worker: Worker, partitions: set[int], chunk: int = BATCH_MAX)
         if not res.states:
             continue
         changes += len(res.changes)
-        writes = [(p, [(k.encode(), v) for k, v in states.items()]) for p, states in res.state_values.items()]
-        await worker.commits.commit(Handled(results=[res]), writes)
+        await worker.commits.commit(Handled(results=[res]), state_writes([res]))
     if changed:
         await worker.flush_store()
         log.info(

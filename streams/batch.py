@@ -76,13 +76,13 @@ class BatchPath:
         # them (stored only after the last round), not as the store has them
         rounds: dict[str, bytes] = {}
 
-        def load_now(key: str) -> bytes | None:
-            value = rounds.get(key)
-            return value if value is not None else load(key)
+        def through_rounds(inner: Loader) -> Loader:
+            return lambda key: rounds.get(key) or inner(key)  # (state bytes are never empty)
+
+        load_now = through_rounds(load)
 
         def load_in_now(p: int) -> Loader:
-            inner = load_in(p)
-            return lambda key: rounds.get(key) or inner(key)
+            return through_rounds(load_in(p))
 
         # a held event's effect depends on its key's state: looked up lazily (cache, then store), as loading
         # every key of a fetch up front would cost what the cache saves

@@ -26,12 +26,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
-from segmenter.state import FORMAT as STATE_FORMAT
 from segmenter.state import CustomerState
 from streams.faustx.changes import ChangeRecord, ChangesConsumer, KafkaError, changelog_snapshot
 from streams.settings import Settings
@@ -207,19 +206,9 @@ class TableMembers:
     clock_ms: int
 
 
-_FIELD_NAMES = [f.name for f in fields(CustomerState)]
-_MEMBERS_AT = 1 + _FIELD_NAMES.index("members")  # positions in the state's JSON array (after the version)
-_CLOCK_AT = 1 + _FIELD_NAMES.index("clock_ms")
-_STATE_LEN = 1 + len(_FIELD_NAMES)
-
-
 def members_of(value: bytes) -> TableMembers:
     """A state's memberships without building the whole state (a rebuild reads every customer's)."""
-    values = orjson.loads(value)
-    if isinstance(values, list) and len(values) == _STATE_LEN and values[0] == STATE_FORMAT:
-        return TableMembers(values[_MEMBERS_AT], values[_CLOCK_AT])
-    state = CustomerState.from_bytes(value)  # an older format: upgraded by the core
-    return TableMembers(state.members, state.clock_ms)
+    return TableMembers(*CustomerState.members_of(value))
 
 
 async def table_memberships(settings: Settings) -> dict[str, TableMembers]:

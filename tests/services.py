@@ -47,7 +47,7 @@ def ensure_services() -> tuple[str, str]:
     """Return ``(kafka_bootstrap, redis_url)``, starting the services if needed.
 
     Raises RuntimeError (with the tail of the script's output) when they cannot
-    be started; the caller decides whether that fails or skips the tests.
+    be started; the caller fails the tests (conftest: a skipped Kafka test is one nobody runs).
     """
     global _cached
     bootstrap = os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP")

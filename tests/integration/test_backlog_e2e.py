@@ -85,7 +85,7 @@ async def _catch_up(settings: Any, lines: list[bytes], tmp_path: Path, *, kills:
 async def test_a_backlog_with_logins_equals_replay(
     services: tuple[str, str], tmp_path: Path, seed: int, people: int, days: int, workers: int, kills: int
 ) -> None:
-    # the worker's defaults: wall-clock advance of idle partitions on, 8 partitions, 30 ms grace, 5 s ticks
+    # the worker's defaults: wall-clock advance of idle partitions on, 8 partitions, 5 s ticks (and its merge grace)
     settings = settings_for(*services, idle_wallclock_advance=True, partitions=8, tick_interval_seconds=5)
     lines = generate(seed, people=people, days=days)
     expected = replay_expected(lines)

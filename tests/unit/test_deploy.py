@@ -1,13 +1,12 @@
 """deploy/: the Prometheus alert rules pass ``promtool``, and docker-compose.yml is valid.
 
-The tools are Debian's (``scripts/services.sh install`` installs them). Under CI
-(``SEGMENTER_REQUIRE_SERVICES=1``, as ``make test`` sets) a missing tool fails
-the test: a skipped check is a check nobody runs. Elsewhere it skips.
+The tools are Debian's (``scripts/services.sh install`` installs them, and
+these tests run it when one is missing). A tool that is still missing fails
+the test, as a missing Kafka does: a skipped check is a check nobody runs.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,19 +21,15 @@ ALERTS_TEST = PROMETHEUS / "alerts_test.yml"
 
 
 def tool(name: str) -> str:
-    """The path of ``name``, or fail (CI) / skip (elsewhere) with how to install it."""
+    """The path of ``name``, installed by the services script if missing; else the test fails (never skips)."""
     path = shutil.which(name)
-    if path is not None:
-        return path
-    hint = f"{name} is not on PATH: `scripts/services.sh install` installs it (Debian, as root)"
-    if os.environ.get("SEGMENTER_REQUIRE_SERVICES") == "1":
-        # a clean CI machine: these tests may run before anything started the services (and installed it)
+    if path is None:
+        # a clean machine: these tests may run before anything started the services (and installed it)
         subprocess.run(["bash", str(REPO / "scripts" / "services.sh"), "install"], capture_output=True, check=False)
         path = shutil.which(name)
-        if path is not None:
-            return path
-        pytest.fail(f"{hint} (SEGMENTER_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(hint)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH: `scripts/services.sh install` installs it (Debian, root)", pytrace=False)
+    return path
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -19,16 +19,9 @@ from streams.batch import Handled
 from streams.commit import Acked, CommitProtocol, Write
 from streams.processor import Processor
 from streams.settings import Settings
+from tests.unit.segmenter.test_backfill import SPENDER
 from tests.unit.streams.test_commit import FakeSequencer
 
-SPENDER = """\
-name: big_spender
-kind: trait
-version: {version}
-description: test
-when: spend_365d >= {threshold}
-reason: "Spent {{spend_365d}}."
-"""
 N = 1200
 BASE = 1_704_067_200_000
 

@@ -264,17 +264,29 @@ class Sequencer:
         watermarks with each fetch the same way): nothing in this class calls back into Kafka or the clock.
         """
         self.now_ms = now_ms
+        read_ms = NEG
         for rec in records:
             self.add(rec)
-        self.observe(views, now_ms)
+            v = views.get((rec.topic, rec.partition))
+            # the latest response on its topic-partition: at or after the one that brought it
+            polled = v.polled_ms if v is not None and v.polled_ms is not None else now_ms
+            if polled > read_ms:
+                read_ms = polled
+        self.observe(views, now_ms, min(read_ms, now_ms) if read_ms > NEG else now_ms)
 
-    def observe(self, views: dict[tuple[str, int], TpView], now_ms: int) -> None:
-        """What the latest fetch responses say of the owned topic-partitions (records read by ``now_ms``)."""
+    def observe(self, views: dict[tuple[str, int], TpView], now_ms: int, read_ms: int | None = None) -> None:
+        """What the latest fetch responses say of the owned topic-partitions.
+
+        ``read_ms``: the broker's responses had the records read so far by then (default ``now_ms``). The
+        response time, not when the shell got to them, is what a later response of another topic-partition
+        is compared with (both from the consumer's clock): the shell's own delay is no reorder to wait out.
+        """
         self._memo.clear()
         self.views.update(views)
         arrivals = self._arrivals
         if not arrivals or arrivals[-1][1] != self._latest:
-            arrivals.append((now_ms, self._latest))
+            at = now_ms if read_ms is None else read_ms
+            arrivals.append((max(at, arrivals[-1][0]) if arrivals else at, self._latest))
         horizon = now_ms - 10 * self.grace_ms - 10_000
         while len(arrivals) > 1 and arrivals[1][0] <= horizon:
             arrivals.popleft()
@@ -440,12 +452,9 @@ class Sequencer:
     # ------------------------------------------------------------ frontiers
     def _arrived_by(self, wall_ms: int) -> int:
         """The latest event time among the input records read at or before ``wall_ms``."""
-        best = NEG
-        for at, latest in self._arrivals:
-            if at > wall_ms:
-                break
-            best = latest
-        return best
+        arrivals = self._arrivals
+        i = bisect.bisect_right(arrivals, (wall_ms, POS))  # (entries are in time order, latest < POS)
+        return arrivals[i - 1][1] if i else NEG
 
     def _unread(self, p: int, part: _Part, topic: str, wall: bool = False) -> int:
         """No record of ``topic``/``p`` earlier than this is still to be read.

@@ -53,3 +53,30 @@ def test_a_visitor_s_event_waits_while_a_link_floor_fed_by_the_shell_is_before_i
     assert seq.release() == []
     seq.link_floors = {}  # that event was applied
     assert [r.offset for r in seq.release()] == [0]
+
+
+def test_the_grace_counts_from_the_response_that_brought_a_record_not_from_when_the_shell_got_to_it() -> None:
+    seq = _seq()
+    # the response with the record came at T + 5; the shell, busy with the previous batch, took it at T + 50
+    views = _views(None, None)
+    views[(PAGES, 0)] = TpView(True, T + 5)
+    seq.feed([_visitor_view(0)], views, T + 50)
+    # the other topics read to their ends by a response at T + 35: only the grace after T + 5, not after T + 50
+    seq.feed([], _views(True, T + 34), T + 60)
+    assert seq.release() == []
+    seq.feed([], _views(True, T + 35), T + 61)
+    assert [r.offset for r in seq.release()] == [0]
+
+
+def test_a_response_time_never_moves_the_arrivals_back() -> None:
+    seq = _seq()
+    seq.feed([_visitor_view(0)], _views(True, T + 40), T + 40)
+    late = _visitor_view(1)
+    late.value = late.value.replace(b"22:13:20", b"22:13:21")  # T + 1 s: read later, from a staler response
+    views = _views(None, None)
+    views[(PAGES, 0)] = TpView(True, T + 20)
+    seq.feed([late], views, T + 45)
+    seq.feed([], _views(True, T + 69), T + 70)  # vouches for what was read by T + 39: neither record
+    assert seq.release() == []
+    seq.feed([], _views(True, T + 70), T + 71)  # by T + 40: the first (the second counts as read then too)
+    assert [r.offset for r in seq.release()] == [0, 1]

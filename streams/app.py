@@ -138,10 +138,11 @@ class Worker:
 
     def wake_in(self) -> float | None:
         """Seconds until the batch loop should run though no record came."""
-        # held records: look again after a grace (a fetch moves the caught-up frontiers on); markers held
-        # back; and at least every tick interval, so an idle partition's deadlines follow the wall clock
+        # held records: look again when the earliest one's grace is over (a fetch moves the caught-up
+        # frontiers on); markers held back; and at least every tick interval, so an idle partition's
+        # deadlines follow the wall clock
         waits = [self.settings.tick_interval_seconds - (time.monotonic() - self.last_batch)]
-        held = self.sequencer.wake_in_ms()
+        held = self.sequencer.wake_in_ms(int(time.time() * 1000))
         if held is not None:
             waits.append(held / 1000)
         if self.path.markers_pending():

@@ -57,6 +57,7 @@ MAYBE = 4  # bit: a visitor's event that sends an apply only if its visitor is l
 LATE = 8  # bit: a MAYBE event that a link held for its visitor made an apply-sender
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_RELOOK_MS = 10  # a record still held after its grace: look again after about a fetch wait, not at once
 
 
 @dataclass(slots=True)
@@ -208,6 +209,7 @@ class Sequencer:
         # (wall ms, the latest event time read by then): what a read-to-the-end topic-partition vouches for
         self._arrivals: deque[tuple[int, int]] = deque()
         self._latest = NEG
+        self._observed_ms = NEG  # the wall clock of the last fetch observed
         self._memo: dict[tuple[int, str, bool], int] = {}  # _unread, until something new is read or observed
 
     # ------------------------------------------------------------ assignment
@@ -283,6 +285,7 @@ class Sequencer:
         """
         self._memo.clear()
         self.views.update(views)
+        self._observed_ms = now_ms
         arrivals = self._arrivals
         if not arrivals or arrivals[-1][1] != self._latest:
             at = now_ms if read_ms is None else read_ms
@@ -611,9 +614,31 @@ class Sequencer:
                 out.append(head.rec)
         return out
 
-    def wake_in_ms(self) -> int | None:
-        """When to look again though nothing new came: a fetch moves the caught-up frontiers on."""
-        return self.grace_ms if len(self) else None
+    def wake_in_ms(self, now_ms: int | None = None) -> int | None:
+        """Ms until the loop should look again though nothing new came (``<= 0``: now); ``None``: nothing held.
+
+        With ``now_ms``: when the earliest held input record's grace is over (a fetch response after that
+        vouches for it), or, if the loop looked since then and it is still held, after about a fetch wait
+        (the next response); never later than a grace. Without: after a grace.
+        """
+        if not len(self):
+            return None
+        earliest = POS
+        for part in self.parts.values():
+            for q in part.queues.values():
+                if q and q[0].t < earliest:
+                    earliest = q[0].t
+        arrivals = self._arrivals
+        if now_ms is None or earliest == POS or not arrivals:
+            return self.grace_ms
+        # the first response by which a record that late had been read (``latest`` only grows)
+        i = bisect.bisect_left(arrivals, earliest, key=lambda a: a[1])
+        if i == len(arrivals):
+            return self.grace_ms
+        due = arrivals[i][0] + self.grace_ms + 1
+        if self._observed_ms >= due:  # looked since, still held: by a later response, or by something else
+            due = self._observed_ms + _RELOOK_MS
+        return min(self.grace_ms, due - now_ms)
 
     # ----------------------------------------------------------------- acks
     def mark_done(self, records: Iterable[Record], batch: int) -> None:

@@ -80,3 +80,17 @@ def test_a_response_time_never_moves_the_arrivals_back() -> None:
     assert seq.release() == []
     seq.feed([], _views(True, T + 70), T + 71)  # by T + 40: the first (the second counts as read then too)
     assert [r.offset for r in seq.release()] == [0, 1]
+
+
+def test_the_loop_looks_again_when_the_earliest_held_record_s_grace_is_over() -> None:
+    seq = _seq()
+    assert seq.wake_in_ms(T) is None  # nothing held: nothing to look for
+    views = _views(None, None)
+    views[(PAGES, 0)] = TpView(True, T + 5)
+    seq.feed([_visitor_view(0)], views, T + 8)  # brought by a response at T + 5; the grace is 30 ms
+    assert seq.wake_in_ms(T + 8) == 28  # the first response after T + 35 vouches for it
+    assert seq.wake_in_ms(T + 40) == -4  # overdue: look now
+    seq.feed([], _views(True, T + 33), T + 40)  # looked: the latest response was too early
+    assert seq.release() == []
+    assert seq.wake_in_ms(T + 41) == 9  # the next response, about a fetch wait on; not a busy loop
+    assert seq.wake_in_ms() == 30  # without the clock: after a grace

@@ -567,21 +567,26 @@ class Sequencer:
         for p in sorted(self.parts):
             part = self.parts[p]
             link, apply = self.gates(p, fr)
+            queues, routed = part.queues, part.routed
             unread = [(self._unread(p, part, t), self.rank[t], t) for t in self.inputs]
+            # the earliest an empty input topic may still show a record (ties: by topic rank); once per emptying
+            blocked = min(((u, r) for u, r, t in unread if not queues[t]), default=None)
             while True:
                 head = None
-                for q in part.queues.values():
-                    if q and (head is None or q[0] < head):
-                        head = q[0]
-                if part.routed and (head is None or part.routed[0] < head):
-                    head = part.routed[0]
+                for q in queues.values():  # (ranks differ between queues: (t, rank) orders them)
+                    if q:
+                        h = q[0]
+                        if head is None or h.t < head.t or (h.t == head.t and h.rank < head.rank):
+                            head = h
+                if routed:
+                    h = routed[0]
+                    if head is None or h.t < head.t:  # (the routing topic ranks last)
+                        head = h
                 if head is None:
                     break
                 if (head.gate & LINKS and link < head.t) or (head.gate & APPLIES and apply < head.t):
                     break
-                key = (head.t, head.rank)
-                # an empty input topic that may still show an earlier record (ties: by topic rank)
-                if any(not part.queues[topic] and (u, r) < key for u, r, topic in unread):
+                if blocked is not None and (blocked[0] < head.t or (blocked[0] == head.t and blocked[1] < head.rank)):
                     break
                 if head.rank == self.routing_rank:
                     heapq.heappop(part.routed)
@@ -597,7 +602,10 @@ class Sequencer:
                         part.local[head.rec.mid] = None  # its copy, when read, is only acked
                 else:
                     topic = self.inputs[head.rank]
-                    part.queues[topic].popleft()
+                    q = queues[topic]
+                    q.popleft()
+                    if not q:
+                        blocked = min(((u, r) for u, r, t in unread if not queues[t]), default=None)
                     if head.makes & LINKS:
                         part.links[topic].popleft()
                     if head.makes & APPLIES:

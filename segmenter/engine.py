@@ -12,6 +12,7 @@ through an in-process FIFO.
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -533,6 +534,13 @@ def _shown(ev: Evidence) -> dict[str, Any]:
     return ev if isinstance(ev, dict) else ev()
 
 
+# The states are long-lived and acyclic (lists, dicts, strings: refcounting frees what an event replaces), yet
+# the cyclic collector's full passes walk every record of every state again and again (12 µs of 52 per event at
+# 300k events / 30k customers). Every so many events what survived leaves its generations (``gc.freeze``);
+# a young collection first, so only cycles already old are kept (none of the core's making).
+FREEZE_EVERY = 8192
+
+
 class Engine:
     """The embedded shell: every key's state in memory, time advanced by the input itself."""
 
@@ -542,12 +550,17 @@ class Engine:
         self.index = DeadlineIndex()
         self.watermark: int | None = None
         self._queue: deque[Routed] = deque()
+        self._fed = 0
 
     def feed(self, event: InputEvent) -> list[Change]:
         """Advance time to just before the event, apply it, deliver what it routes; return the changes.
 
         Deadlines at the event's own instant fire after it (its own key's are judged with it).
         """
+        self._fed += 1
+        if self._fed % FREEZE_EVERY == 0:
+            gc.collect(1)
+            gc.freeze()
         t = event_time_ms(event)
         out = self.advance_to(t - 1)
         if self.watermark is None or t > self.watermark:

@@ -414,8 +414,11 @@ class Segmenter:
             times.append(cart)
         if self.definitions is not None:  # --- operator-defined segments hook
             self.definitions.deadlines(s, t, self.ctx, times)
-        later = [x for x in times if x > t]
-        return min(later) if later else None
+        due = None
+        for x in times:
+            if x > t and (due is None or x < due):
+                due = x
+        return due
 
     def _change(
         self, s: CustomerState, segment: str, kind: str, t: int, reason: str, ev: dict[str, Any], trigger: str | None
@@ -505,10 +508,19 @@ class Segmenter:
         members = s.members
         rules = self.rules
         stage = None
+        moved = False  # most evaluations confirm every membership: one pass, no change to build
         for seg, (m, _) in verdicts.items():
-            if m and seg in STAGES:
-                stage = seg
-                break
+            if m:
+                if stage is None and seg in STAGES:
+                    stage = seg
+                if seg not in members:
+                    moved = True
+            elif seg in members:
+                moved = True
+        if not moved:
+            if t > s.clock_ms:
+                s.clock_ms = t
+            return
         for segment, (member, ev) in verdicts.items():
             if member or segment not in members:
                 continue
@@ -562,11 +574,15 @@ class Engine:
             gc.collect(1)
             gc.freeze()
         t = event_time_ms(event)
-        out = self.advance_to(t - 1)
+        due = self.index.next_due()
+        # most events find nothing due before them: no list, no drain for that
+        out = self.advance_to(t - 1) if due is not None and due < t else []
         if self.watermark is None or t > self.watermark:
             self.watermark = t
-        self._absorb(event.key, self.segmenter.on_event(self.states.get(event.key), event), out)
-        self._drain(out)
+        key = event.key
+        self._absorb(key, self.segmenter.on_event(self.states.get(key), event), out)
+        if self._queue:
+            self._drain(out)
         return out
 
     def advance_to(self, t_ms: int) -> list[Change]:

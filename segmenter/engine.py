@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from schemas.events import InputEvent, event_time_ms, parse_event_obj
 from segmenter.apply import Moment, abandon, abandon_due, fold, merge
@@ -115,6 +116,8 @@ def _event_body(event: InputEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude_none=True)
 
 
+# compiled (scripts/build_core.py), still open to subclasses: tests wrap the core in failing or recording ones
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Segmenter:
     """The segmentation rules applied to one key's state at a time (pure, stateless itself)."""
 
@@ -553,6 +556,7 @@ def _shown(ev: Evidence) -> dict[str, Any]:
 FREEZE_EVERY = 8192
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine:
     """The embedded shell: every key's state in memory, time advanced by the input itself."""
 

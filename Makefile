@@ -1,7 +1,7 @@
 # One entry point for people and CI (.ci/run calls `make test`).
 # Local services (real Kafka in KRaft mode + redis-server on loopback, no Docker):
 # see scripts/services.sh for ports, cache and state directories.
-.PHONY: venv test demo lint check services-up services-down services-status
+.PHONY: venv core core-clean test test-pure demo lint check services-up services-down services-status
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,12 +20,37 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 venv: $(STAMP)
 
+# The compiled core (mypyc, in place: the extension modules beside their sources win on import; README,
+# "Benchmarks"). Rebuilt when a source of the core changed; `make core-clean` goes back to pure Python.
+CORE_SOURCES := $(shell find segmenter schemas -name '*.py') scripts/build_core.py
+CORE_STAMP := build/core/.stamp
+
+$(CORE_STAMP): $(CORE_SOURCES) | $(STAMP)
+	$(VENV)/bin/python scripts/build_core.py
+	@mkdir -p $(dir $@) && touch $@
+
+core: $(CORE_STAMP)
+
+core-clean:
+	rm -rf build/core build/lib.* $(CORE_STAMP)
+	find segmenter -name '*.so' -delete
+
 # SEGMENTER_REQUIRE_SERVICES=1: a test that cannot get Kafka/Redis fails, never skips.
 # Exit code 5 (nothing collected) is a failure too: a broken collection must not look green.
-test: venv
+# the whole suite on the compiled core (what ships), then the core's unit tests on its pure-Python sources
+test: venv core
 	@SEGMENTER_REQUIRE_SERVICES=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
-	exit $$rc
+	if [ $$rc -ne 0 ]; then exit $$rc; fi
+	$(MAKE) test-pure
+
+# the unit tests with the sources only: a copy of the tree without the extension modules, first on the path
+test-pure: venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	tar --exclude=./.venv --exclude=./build --exclude='*.so' --exclude=./.git -cf - . | tar -xf - -C "$$tmp" && \
+	cd "$$tmp" && PYTHONPATH="$$tmp" $(CURDIR)/$(VENV)/bin/python -c \
+	  'import segmenter.engine as e, sys; sys.exit(0 if e.__file__.endswith(".py") else "not the sources: " + e.__file__)' && \
+	PYTHONPATH="$$tmp" $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
 # the three samples are three different shops and years: replay each on its own
 demo: venv

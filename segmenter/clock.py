@@ -1,9 +1,12 @@
 """The deadline index: which keys are due by time T, without scanning all keys.
 
-A heap of ``(due_ms, key)`` with lazy invalidation: rescheduling a key pushes
-a new entry and remembers the current due time; stale entries are dropped when
-they surface. Popping what is due costs O(k log n) for k due keys, whatever
-the number of customers.
+A heap of ``(due_ms, key)`` with lazy invalidation: rescheduling a key to an
+earlier time pushes a new entry and remembers the current due time; stale
+entries are dropped when they surface. A key moved *later* (every event moves
+``lapsed`` on) pushes nothing: its earlier entry, when it surfaces, queues the
+key again at its due time (each scheduled key has an entry at or before its
+due time). Popping what is due costs O(k log n) for k due keys, whatever the
+number of customers.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class DeadlineIndex:
             del self._due[key]
             return
         self._due[key] = due_ms
+        if current is not None and due_ms > current:
+            return  # its entry at ``current`` comes first and queues it again then
         heapq.heappush(self._heap, (due_ms, key))
         if len(self._heap) > 4 * len(self._due) + 64:
             self._compact()
@@ -39,17 +44,26 @@ class DeadlineIndex:
         heap, due = self._heap, self._due
         while heap and heap[0][0] <= until_ms:
             t, key = heapq.heappop(heap)
-            if due.get(key) == t:
+            d = due.get(key)
+            if d == t:
                 del due[key]
                 out.append(key)
+            elif d is not None and d > t:
+                heapq.heappush(heap, (d, key))
         return out
 
     def next_due(self) -> int | None:
         """The earliest due time, or ``None`` when nothing is scheduled."""
         heap, due = self._heap, self._due
-        while heap and due.get(heap[0][1]) != heap[0][0]:
+        while heap:
+            t, key = heap[0]
+            d = due.get(key)
+            if d == t:
+                return t
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+            if d is not None and d > t:
+                heapq.heappush(heap, (d, key))
+        return None
 
     def due_of(self, key: str) -> int | None:
         """The due time scheduled for ``key``."""

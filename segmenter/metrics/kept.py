@@ -208,6 +208,8 @@ def add_event_id(buckets: list[list[Any]], code: str, t: int, window_ms: int, fl
     if not old and len(buckets) == 1 and len(buckets[0][1]) <= bound * ID_LEN:
         return  # nothing to forget (hot path)
     count = sum(len(b[1]) for b in buckets) // ID_LEN
+    if count <= floor and count <= bound:
+        return  # never fewer than the latest ``floor`` ids: nothing to forget (most customers, most days)
     keep = bound
     if old:
         inside = sum(len(b[1]) for b in buckets if (b[0] + 1) * DAY_MS + window_ms > newest * DAY_MS) // ID_LEN

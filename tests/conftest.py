@@ -10,28 +10,12 @@ import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from services import ensure_services, services_started_by_us, stop_services
 
 from streams.settings import Settings
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # a compiled core module (make core) older than its source would be tested instead of the edited source
-    # (each module's extension is a shim; the code is in the shared library, segmenter/_core__mypyc*.so)
-    root = Path(__file__).resolve().parent.parent
-    for lib in root.glob("segmenter/_core__mypyc*.so"):
-        built = lib.stat().st_mtime
-        stale = [
-            str(py.relative_to(root))
-            for so in root.glob("segmenter/**/*.so")
-            if (py := so.with_name(so.name.split(".")[0] + ".py")).exists() and py.stat().st_mtime > built
-        ]
-        if stale:
-            raise pytest.UsageError(f"compiled core older than {', '.join(stale)}: run make core (or make core-clean)")
 
 
 class Services(NamedTuple):

@@ -636,14 +636,15 @@ class Sequencer:
             for q in part.queues.values():
                 if q and q[0].t < earliest:
                     earliest = q[0].t
+            if part.routed and part.routed[0].t < earliest:  # a routed message waits for the inputs' grace too
+                earliest = part.routed[0].t
+        if now_ms is None or earliest == POS:
+            return self.grace_ms
+        # the first response by which a record that late had been read (``latest`` only grows); none yet:
+        # it counts as read at the next look
         arrivals = self._arrivals
-        if now_ms is None or earliest == POS or not arrivals:
-            return self.grace_ms
-        # the first response by which a record that late had been read (``latest`` only grows)
         i = bisect.bisect_left(arrivals, earliest, key=lambda a: a[1])
-        if i == len(arrivals):
-            return self.grace_ms
-        due = arrivals[i][0] + self.grace_ms + 1
+        due = (arrivals[i][0] if i < len(arrivals) else self._observed_ms) + self.grace_ms + 1
         if self._observed_ms >= due:  # looked since, still held: by a later response, or by something else
             due = self._observed_ms + _RELOOK_MS
         return min(self.grace_ms, due - now_ms)

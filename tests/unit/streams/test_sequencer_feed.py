@@ -94,3 +94,16 @@ def test_the_loop_looks_again_when_the_earliest_held_record_s_grace_is_over() ->
     assert seq.release() == []
     assert seq.wake_in_ms(T + 41) == 9  # the next response, about a fetch wait on; not a busy loop
     assert seq.wake_in_ms() == 30  # without the clock: after a grace
+
+
+def test_a_held_routed_message_alone_is_looked_at_again_after_the_grace_too() -> None:
+    from segmenter.routing import LINK, Routed
+
+    seq = _seq()
+    seq.feed([_visitor_view(0)], _views(True, T + 5), T + 5)
+    seq.feed([], _views(True, T + 36), T + 36)
+    assert [r.offset for r in seq.release()] == [0]  # the page view went; its login's link comes in-process
+    seq.add_local(0, Routed("a-1", LINK, {"customer_id": "c-1", "at_ms": T}), "m-1")
+    assert seq.wake_in_ms(T + 50) < 0  # its cause was read by T + 5: the grace is over, look now (not at a tick)
+    assert [r.mid for r in seq.release()] == ["m-1"]
+    assert seq.wake_in_ms(T + 38) is None

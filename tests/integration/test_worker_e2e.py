@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import shutil
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -200,18 +200,13 @@ async def test_in_process_worker_matches_replay_on_real_sample_and_journeys(serv
     await _redis_matches(settings, expected.members)
 
 
-async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(services: tuple[str, str]) -> None:
-    # a live shop: the worker is consuming when the events come, one by one; one worker owns every
-    # partition, so a login fetches the visitor's history in its own batch (no trip through the routing
-    # topic), and the output is still replay's
+@contextlib.asynccontextmanager
+async def _live_worker(settings: Any) -> AsyncIterator[tuple[Any, Any, list[str]]]:
+    """A worker (Redis serving) that owns its partitions, and a producer: ``(worker, producer, failures)``."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.commands.produce import route
     from streams.topics import ensure_topics
 
-    settings = settings_for(*services)
-    lines = journeys()
-    expected = replay_expected(lines)
     await ensure_topics(settings)
     store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     failures: list[str] = []
@@ -225,6 +220,23 @@ async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(se
                 break
             await asyncio.sleep(0.1)
         assert worker.recovered(), "the worker did not get its partitions within 60 s"
+        yield worker, producer, failures
+    finally:
+        await producer.stop()
+        await worker.app.stop()
+        await store.close()
+
+
+async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(services: tuple[str, str]) -> None:
+    # a live shop: the worker is consuming when the events come, one by one; one worker owns every
+    # partition, so a login fetches the visitor's history in its own batch (no trip through the routing
+    # topic), and the output is still replay's
+    from streams.commands.produce import route
+
+    settings = settings_for(*services)
+    lines = journeys()
+    expected = replay_expected(lines)
+    async with _live_worker(settings) as (worker, producer, failures):
         for line in lines:
             topic, key, _valid = route(line, settings.topics)
             await producer.send_and_wait(topic, line, key=key)
@@ -235,10 +247,6 @@ async def test_live_linking_events_get_the_visitor_history_in_their_own_batch(se
         registry = worker.metrics.registry
         local = registry.get_sample_value("segmenter_identity_links_total", {"path": "local"}) or 0
         routed = registry.get_sample_value("segmenter_identity_links_total", {"path": "routed"}) or 0
-    finally:
-        await producer.stop()
-        await worker.app.stop()
-        await store.close()
     assert not failures
     assert local >= 1, f"no link was applied in its own batch ({routed} through the routing topic)"
     got = await changes_of(settings)
@@ -419,54 +427,39 @@ async def test_invalid_message_is_dead_lettered_and_the_stream_goes_on(services:
 async def test_a_lone_event_of_a_quiet_shop_is_judged_without_waiting_for_another(services: tuple[str, str]) -> None:
     # the default tick interval (the harness shortens it): a held record must be looked at again when its
     # grace is over, not when the next record or the next tick comes (a quiet shop's event waited 5 s)
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer
 
     from streams.settings import Settings
-    from streams.topics import ensure_topics
 
     tick = Settings.model_fields["tick_interval_seconds"].default
     settings = settings_for(*services, tick_interval_seconds=tick)
-    await ensure_topics(settings)
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    failures: list[str] = []
-    worker = create_worker(settings, store=store, fatal=failures.append)
-    await worker.app.start()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     consumer = AIOKafkaConsumer(
         settings.topics.changes, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
     )
-    await producer.start()
-    await consumer.start()
-    try:
-        for _ in range(600):
-            if worker.recovered():
-                break
-            await asyncio.sleep(0.1)
-        assert worker.recovered(), "the worker did not get its partitions within 60 s"
-        await asyncio.sleep(tick)  # the worker's loop idle: only a wake-up of its own can judge the event
-        now = datetime.now().astimezone()
-        event = {
-            "event_id": "lone-1",
-            "type": "page_view",
-            "occurred_at": now.isoformat(timespec="milliseconds"),
-            "anonymous_id": "a-lone",
-            "page_type": "home",
-        }
-        sent = asyncio.get_running_loop().time()
-        await producer.send_and_wait(settings.topics.page_views, orjson.dumps(event), key=b"a-lone")
-        change = None
-        while change is None:
-            batch = await consumer.getmany(timeout_ms=200)
-            for rec in (r for recs in batch.values() for r in recs):
-                if orjson.loads(rec.value).get("trigger_event_id") == "lone-1":
-                    change = orjson.loads(rec.value)
-            assert asyncio.get_running_loop().time() - sent < 30, "no change for the lone event in 30 s"
-        waited = asyncio.get_running_loop().time() - sent
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await worker.app.stop()
-        await store.close()
+    async with _live_worker(settings) as (_worker, producer, failures):
+        await consumer.start()
+        try:
+            await asyncio.sleep(tick)  # the worker's loop idle: only a wake-up of its own can judge the event
+            now = datetime.now().astimezone()
+            event = {
+                "event_id": "lone-1",
+                "type": "page_view",
+                "occurred_at": now.isoformat(timespec="milliseconds"),
+                "anonymous_id": "a-lone",
+                "page_type": "home",
+            }
+            sent = asyncio.get_running_loop().time()
+            await producer.send_and_wait(settings.topics.page_views, orjson.dumps(event), key=b"a-lone")
+            change = None
+            while change is None:
+                batch = await consumer.getmany(timeout_ms=200)
+                for rec in (r for recs in batch.values() for r in recs):
+                    if orjson.loads(rec.value).get("trigger_event_id") == "lone-1":
+                        change = orjson.loads(rec.value)
+                assert asyncio.get_running_loop().time() - sent < 30, "no change for the lone event in 30 s"
+            waited = asyncio.get_running_loop().time() - sent
+        finally:
+            await consumer.stop()
     assert not failures
     assert change["segment"] == "passer_by"
     assert waited < tick / 2, f"the lone event was judged {waited:.1f} s after it was sent (tick interval {tick} s)"

@@ -561,36 +561,23 @@ cmd_stop() {
     unlock
 }
 
+service_status() {  # name, running check, answers check, pid file, port, detail, suffix when not answering
+    local name=$1 running=$2 answers=$3 pidfile=$4 port=$5 detail=$6 waiting=$7
+    if ! $running; then
+        echo "$name: stopped"; return 1
+    fi
+    if $answers; then
+        echo "$name: running (pid $(cat "$pidfile")$detail) on 127.0.0.1:$port, answering"; return 0
+    fi
+    echo "$name: running (pid $(cat "$pidfile")) on 127.0.0.1:$port, NOT answering$waiting"; return 1
+}
+
 cmd_status() {
     load_ports
     local rc=0
-    if kafka_running; then
-        if kafka_answers; then
-            echo "kafka: running (pid $(cat "$KAFKA_PID"), version $KAFKA_VERSION) on 127.0.0.1:$KAFKA_PORT, answering"
-        else
-            echo "kafka: running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT, NOT answering yet"; rc=1
-        fi
-    else
-        echo "kafka: stopped"; rc=1
-    fi
-    if redis_running; then
-        if redis_answers; then
-            echo "redis: running (pid $(cat "$REDIS_PID")) on 127.0.0.1:$REDIS_PORT, answering"
-        else
-            echo "redis: running (pid $(cat "$REDIS_PID")) on 127.0.0.1:$REDIS_PORT, NOT answering"; rc=1
-        fi
-    else
-        echo "redis: stopped"; rc=1
-    fi
-    if prometheus_running; then
-        if prometheus_answers; then
-            echo "prometheus: running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT, answering"
-        else
-            echo "prometheus: running (pid $(cat "$PROM_PID")) on 127.0.0.1:$PROM_PORT, NOT answering"; rc=1
-        fi
-    else
-        echo "prometheus: stopped"; rc=1
-    fi
+    service_status kafka kafka_running kafka_answers "$KAFKA_PID" "$KAFKA_PORT" ", version $KAFKA_VERSION" " yet" || rc=1
+    service_status redis redis_running redis_answers "$REDIS_PID" "$REDIS_PORT" "" "" || rc=1
+    service_status prometheus prometheus_running prometheus_answers "$PROM_PID" "$PROM_PORT" "" "" || rc=1
     echo "state: $STATE"
     return $rc
 }

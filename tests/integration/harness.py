@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,25 @@ async def wait_serving_caught_up(settings: Settings, timeout_s: float = 60.0) ->
             return
         await asyncio.sleep(0.5)
     raise AssertionError(f"serving writer did not catch up within {timeout_s}s: {lag} changes behind")
+
+
+async def tail_changes(settings: Settings, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+    """The changes topic from its start as it is written, decoded; stops ``timeout_s`` from now."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.changes,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=50)).values():
+                for r in records:
+                    yield orjson.loads(r.value)
+    finally:
+        await consumer.stop()
 
 
 async def consume_all(settings: Settings, topic: str, idle_ms: int = 1500) -> list[Any]:

@@ -10,7 +10,6 @@ repeat an exact repeat of a change_id, and a third start with the same v2 backfi
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from harness import WorkerProcess, changes_of, produce, settings_for, wait_caught_up
+from harness import WorkerProcess, changes_of, produce, settings_for, tail_changes, wait_caught_up
 
 from streams.settings import Settings
 
@@ -116,24 +114,15 @@ async def test_a_new_version_backfills_each_customer_once(services: tuple[str, s
 
 async def _kill_after_backfill_changes(settings: Settings, worker: WorkerProcess, count: int, timeout_s: float) -> None:
     """Tail the changes topic; SIGKILL the worker as soon as ``count`` backfill changes are out."""
-    consumer = AIOKafkaConsumer(
-        settings.topics.changes,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    seen = 0
     try:
-        deadline, seen = time.monotonic() + timeout_s, 0
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=20)).values():
-                seen += sum(orjson.loads(r.value).get("origin") == "backfill" for r in records)
+        async for change in tail_changes(settings, timeout_s):
+            seen += change.get("origin") == "backfill"
             if seen >= count:
                 return
         raise AssertionError(f"only {seen} backfill changes within {timeout_s}s")
     finally:
         worker.kill()
-        await consumer.stop()
 
 
 async def test_a_kill_9_in_the_middle_of_the_backfill_repeats_only_and_completes(

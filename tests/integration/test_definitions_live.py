@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from harness import WorkerProcess, produce, settings_for, wait_caught_up
+from harness import WorkerProcess, produce, settings_for, tail_changes, wait_caught_up
 
 from streams.settings import Settings
 
@@ -55,25 +54,10 @@ def _at_ms(change: dict[str, Any]) -> int:
 
 async def _first_entered(settings: Settings, customer: str, timeout_s: float) -> tuple[dict[str, Any], float]:
     """The first ``entered quiet_for_a_moment`` change of ``customer`` and the wall time it was read."""
-    consumer = AIOKafkaConsumer(
-        settings.topics.changes,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for r in records:
-                    c = orjson.loads(r.value)
-                    if c["customer_id"] == customer and c["segment"] == "quiet_for_a_moment":
-                        return c, time.time()
-        raise AssertionError(f"no change for {customer} within {timeout_s}s")
-    finally:
-        await consumer.stop()
+    async for c in tail_changes(settings, timeout_s):
+        if c["customer_id"] == customer and c["segment"] == "quiet_for_a_moment":
+            return c, time.time()
+    raise AssertionError(f"no change for {customer} within {timeout_s}s")
 
 
 async def test_a_time_based_definition_fires_within_60_s_of_its_instant_in_the_worker(

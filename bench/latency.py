@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 import orjson  # noqa: E402
 
 from bench import loadgen  # noqa: E402
+from bench.contestants.common import delete_redis_prefix  # noqa: E402
 from bench.contestants.ours import segmenter_env  # noqa: E402
 
 
@@ -213,6 +214,8 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             import shutil
 
             shutil.rmtree(f"/tmp/{run}", ignore_errors=True)
+            # its serving keys (~40k a run at 5,000/s): left behind, they piled up in the shared Redis
+            await delete_redis_prefix(args.redis, f"{run}:")
         try:
             from aiokafka.admin import AIOKafkaAdminClient
 

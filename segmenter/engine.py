@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -103,13 +102,33 @@ def affected(event: InputEvent) -> frozenset[str]:
     return AFFECTS.get(kind, ALL)
 
 
-@dataclass(slots=True)
 class Outcome:
     """What one input did: ``state`` to store under the key (``None``: unchanged), changes, messages."""
 
+    __slots__ = ("changes", "routed", "state")
+
     state: CustomerState | None
-    changes: list[Change] = field(default_factory=list)
-    routed: list[Routed] = field(default_factory=list)
+    changes: list[Change]
+    routed: list[Routed]
+
+    # written out (not a dataclass): mypyc compiles it, where a dataclass's __init__ stays interpreted
+    def __init__(
+        self, state: CustomerState | None, changes: list[Change] | None = None, routed: list[Routed] | None = None
+    ) -> None:
+        self.state = state
+        self.changes = [] if changes is None else changes
+        self.routed = [] if routed is None else routed
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.state, self.changes, self.routed) == (other.state, other.changes, other.routed)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}(state={self.state!r}, changes={self.changes!r}, routed={self.routed!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.state, self.changes, self.routed))
 
 
 def _event_body(event: InputEvent) -> dict[str, Any]:

@@ -8,7 +8,7 @@ order. ``cart_abandoned`` is caused by time passing: see :func:`abandon_due`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from schemas.events import (
     CartAdd,
@@ -55,7 +55,7 @@ from segmenter.state import (
 )
 
 Moment = tuple[str, dict[str, Any], str]  # (segment, evidence, reason)
-BROWSE_PAGES = ("product", "category")
+BROWSE_PAGES: Final = ("product", "category")
 
 
 def touch_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> None:
@@ -92,11 +92,12 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
         s.first_seen_ms = t
     if t > s.last_event_ms:
         s.last_event_ms = t
-    if event.customer_id is not None:
-        s.customer_id = event.customer_id
-    if event.anonymous_id is not None:
-        s.anonymous_id = event.anonymous_id
-    if isinstance(event, PageView | CartAdd | CartRemove):
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    if customer_id is not None:
+        s.customer_id = customer_id
+    if anonymous_id is not None:
+        s.anonymous_id = anonymous_id
+    if isinstance(event, (PageView, CartAdd, CartRemove)):
         touch_session(s, event.session_id, t, c)
     elif _in_session(s, event.session_id, t, c) and t > s.session_last_ms:
         # only browsing starts a session: an order, a checkout or a back-office event (cancellation,
@@ -105,14 +106,14 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
 
     if isinstance(event, PageView):
         _page_view(s, event, t, c)
-    elif isinstance(event, CartAdd | CartRemove):
+    elif isinstance(event, (CartAdd, CartRemove)):
         _cart(s, event, t, c)
     elif isinstance(event, CheckoutStarted):
         if s.cart and not _cart_closed_after(s, t):
             s.cart_active_ms = t if s.cart_active_ms is None else max(s.cart_active_ms, t)
     elif isinstance(event, OrderPlaced):
         return _order(s, event, t, c)
-    elif isinstance(event, OrderCancelled | OrderReturned):
+    elif isinstance(event, (OrderCancelled, OrderReturned)):
         _return(s, event, t, c)
     return []
 
@@ -156,21 +157,22 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
     r = c.rules
     s.page_views += 1
     # a referral counts when it brought them: before their first order
+    referred_by = e.referred_by
     if (
-        e.referred_by is not None
+        referred_by is not None
         and s.referred_by is None
         and s.first_order_ms is None
-        and e.referred_by not in (s.key, s.customer_id)  # a referral by themselves counts for nothing
-        and e.referred_by not in s.linked_anons
+        and referred_by not in (s.key, s.customer_id)  # a referral by themselves counts for nothing
+        and referred_by not in s.linked_anons
     ):
-        s.referred_by = e.referred_by
+        s.referred_by = referred_by
         s.first_touch_ms = t
+    page_type, pid = e.page_type, e.product_id
     if s.session_first_page is None:
-        s.session_first_page = e.page_type
-        s.session_first_product = e.product_id
-    if e.page_type == "product" and e.product_id is not None:
+        s.session_first_page = page_type
+        s.session_first_product = pid
+    if page_type == "product" and pid is not None:
         s.product_views += 1
-        pid = e.product_id
         if pid not in s.session_products and len(s.session_products) <= r.directed_max_products:
             s.session_products.append(pid)
         if pid not in s.first_views:
@@ -185,13 +187,14 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
                 ]
                 prune_first_views(s, c)
         # by time, a late view too: windows and "the last 20 views" are of event time, not arrival
-        insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
+        category = e.category
+        insert_by_time(s.recent_views, [t, pid, category, s.sessions])
         cap(s.recent_views, r.max_product_views_kept)
-        insert_by_time(s.fan_views, [t, e.category])
+        insert_by_time(s.fan_views, [t, category])
         cap(s.fan_views, r.fan_last_views)
-    if e.page_type in BROWSE_PAGES:
+    if page_type in BROWSE_PAGES:
         s.session_browse_pages += 1
-    s.last_page_type = e.page_type
+    s.last_page_type = page_type
 
 
 def prune_first_views(s: CustomerState, c: Ctx) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-ENTERED = "entered"
-EXITED = "exited"
-DETECTED = "detected"
-BACKFILL = "backfill"
+ENTERED: Final = "entered"
+EXITED: Final = "exited"
+DETECTED: Final = "detected"
+BACKFILL: Final = "backfill"
 """``origin`` of a change made by judging restored states under new definitions (not by an event or time)."""
 
 

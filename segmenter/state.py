@@ -14,21 +14,36 @@ cheap; the ``O_*``, ``V_*`` … constants name their positions.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-FORMAT = 3
+FORMAT: Final = 3
 """Bumped when the positional layout changes; bytes of formats 1 and 2 are upgraded on read, others refused."""
 
 # an order: [time_ms, order_id, value, units, full_price_units, discounted_units,
 #            impulse 0/1, directed 0/1, cancelled 0/1(, currency)]
 # (value in the shop's currency; the tenth item only on an order in another currency, its code)
-O_T, O_ID, O_VALUE, O_UNITS, O_FULL, O_DISC, O_IMPULSE, O_DIRECTED, O_CANCELLED, O_CURRENCY = range(10)
+O_T: Final = 0
+O_ID: Final = 1
+O_VALUE: Final = 2
+O_UNITS: Final = 3
+O_FULL: Final = 4
+O_DISC: Final = 5
+O_IMPULSE: Final = 6
+O_DIRECTED: Final = 7
+O_CANCELLED: Final = 8
+O_CURRENCY: Final = 9
 # a product view kept for researcher: [time_ms, product_id, category, session_no]
-V_T, V_PRODUCT, V_CATEGORY, V_SESSION = range(4)
+V_T: Final = 0
+V_PRODUCT: Final = 1
+V_CATEGORY: Final = 2
+V_SESSION: Final = 3
 # first view of a product (impulse): [time_ms, session_no, after_search 0/1, prior_browse 0/1]
-F_T, F_SESSION, F_AFTER_SEARCH, F_PRIOR_BROWSE = range(4)
+F_T: Final = 0
+F_SESSION: Final = 1
+F_AFTER_SEARCH: Final = 2
+F_PRIOR_BROWSE: Final = 3
 
 
 # the fields in the order of the positional encoding (to_bytes)

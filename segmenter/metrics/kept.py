@@ -29,18 +29,18 @@ from __future__ import annotations
 import base64
 import hashlib
 from binascii import b2a_base64
-from typing import Any
+from typing import Any, Final
 
-DAY_MS = 86_400_000
+DAY_MS: Final = 86_400_000
 _blake2b = hashlib.blake2b
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 # ----------------------------------------------------------------- products ever seen
 
-CODE_LEN = 8  # 6 bytes of blake2b in base64: collisions need ~16M products for a 1 % chance of one
-BLOOM = "~"  # prefix of a Bloom filter (not in the base64 alphabet)
-BLOOM_BITS = 1 << 16  # 8 KiB: about 1 % false positives at 6,800 products, 5 % at 10,000
-BLOOM_HASHES = 7
+CODE_LEN: Final = 8  # 6 bytes of blake2b in base64: collisions need ~16M products for a 1 % chance of one
+BLOOM: Final = "~"  # prefix of a Bloom filter (not in the base64 alphabet)
+BLOOM_BITS: Final = 1 << 16  # 8 KiB: about 1 % false positives at 6,800 products, 5 % at 10,000
+BLOOM_HASHES: Final = 7
 
 
 def product_code(product_id: str) -> str:
@@ -118,7 +118,14 @@ def seen_count(seen: str) -> int | None:
 
 # an order that left the order log but not the window: [time_ms, orders placed (not cancelled),
 #   placed value, units, full-price units, discounted units, value placed or cancelled(, {currency: n})]
-W_T, W_N, W_VALUE, W_UNITS, W_FULL, W_DISC, W_GROSS, W_CURRENCIES = range(8)
+W_T: Final = 0
+W_N: Final = 1
+W_VALUE: Final = 2
+W_UNITS: Final = 3
+W_FULL: Final = 4
+W_DISC: Final = 5
+W_GROSS: Final = 6
+W_CURRENCIES: Final = 7
 
 
 def _merge_entries(a: list[Any], b: list[Any]) -> list[Any]:
@@ -170,7 +177,7 @@ def insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
 
 # ----------------------------------------------------------------- event ids
 
-ID_LEN = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^10 ids in one window
+ID_LEN: Final = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^10 ids in one window
 
 
 def event_code(event_id: str) -> str:

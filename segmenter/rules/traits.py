@@ -14,7 +14,7 @@ from collections import _count_elements  # type: ignore[attr-defined]  # Counter
 from collections.abc import Callable
 from functools import partial
 from operator import countOf, itemgetter
-from typing import Any
+from typing import Any, Final
 
 from segmenter.metrics.kept import W_CURRENCIES, W_DISC, W_FULL, W_GROSS, W_N, W_T, W_UNITS, W_VALUE
 from segmenter.rules.context import Ctx
@@ -48,7 +48,7 @@ def _counts(items: Any) -> dict[Any, int]:
 
 
 _SECOND = itemgetter(1)
-FAN = "category_fan:"
+FAN: Final = "category_fan:"
 
 
 def _window_orders(s: CustomerState, t: int, window_ms: int) -> list[list[Any]]:

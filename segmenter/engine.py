@@ -94,6 +94,9 @@ def _state_traits(families: frozenset[str]) -> tuple[tuple[str, traits.StateRule
     return found
 
 
+_partial: Final = partial  # a C static for the compiled core, not a globals lookup per evaluation
+
+
 # schemas' ``event_time_ms`` and ``key`` over again: compiled here, they cost no interpreted frame per event
 def _time_ms(event: InputEvent) -> int:
     return event.time_ms  # type: ignore[no-any-return]  # set by the validator (or _once)
@@ -492,7 +495,7 @@ class Segmenter:
         out: dict[str, tuple[bool, Evidence]] = {}
         if s.first_seen_ms is not None and s.linked_to is None:
             stage = lifecycle.stage_name(s, t, c, rh)
-            ev: Evidence = partial(lifecycle.evidence, s, t, c, stage, rh)
+            ev: Evidence = _partial(lifecycle.evidence, s, t, c, stage, rh)
             out[stage] = (True, ev)
             for segment in members:
                 if segment in STAGES and segment != stage:
@@ -504,7 +507,7 @@ class Segmenter:
                 was = name in members
                 member = fn(figures, c, was)
                 if member or was:
-                    shown = shown or partial(traits.order_evidence, figures)
+                    shown = shown or _partial(traits.order_evidence, figures)
                     out[name] = (member, shown)
         for name, rule, only_by in _state_traits(families):
             was = name in members

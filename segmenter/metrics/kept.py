@@ -32,8 +32,10 @@ from binascii import b2a_base64
 from typing import Any, Final
 
 DAY_MS: Final = 86_400_000
-_blake2b = hashlib.blake2b
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# Final: the compiled core reads these as C statics instead of looking them up in the module's globals
+_blake2b: Final = hashlib.blake2b
+_b2a_base64: Final = b2a_base64
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 # ----------------------------------------------------------------- products ever seen
 
@@ -46,7 +48,9 @@ BLOOM_HASHES: Final = 7
 def product_code(product_id: str) -> str:
     """A product id as 8 base64 characters (48-bit hash)."""
     # base64.urlsafe_b64encode without its two Python frames (a hot path: every product view)
-    return b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).translate(_URLSAFE).decode()
+    return (
+        _b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).translate(_URLSAFE).decode()
+    )
 
 
 def _aligned_find(codes: str, code: str, width: int) -> bool:
@@ -182,7 +186,7 @@ ID_LEN: Final = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^
 
 def event_code(event_id: str) -> str:
     """An event id as 12 base64 characters (72-bit hash): ids are up to 128 characters on the wire."""
-    return b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+    return _b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
 
 
 def has_event_id(buckets: list[list[Any]], code: str) -> bool:

@@ -8,7 +8,7 @@ order. ``cart_abandoned`` is caused by time passing: see :func:`abandon_due`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from schemas.events import (
     CartAdd,
@@ -55,7 +55,11 @@ from segmenter.state import (
 )
 
 Moment = tuple[str, dict[str, Any], str]  # (segment, evidence, reason)
-BROWSE_PAGES = ("product", "category")
+BROWSE_PAGES: Final = ("product", "category")
+# C statics for the compiled core: no globals lookup and no tuple built per event
+_BROWSING: Final = (PageView, CartAdd, CartRemove)
+_CART: Final = (CartAdd, CartRemove)
+_AFTER_ORDER: Final = (OrderCancelled, OrderReturned)
 
 
 def touch_session(s: CustomerState, session_id: str | None, t: int, c: Ctx) -> None:
@@ -92,11 +96,12 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
         s.first_seen_ms = t
     if t > s.last_event_ms:
         s.last_event_ms = t
-    if event.customer_id is not None:
-        s.customer_id = event.customer_id
-    if event.anonymous_id is not None:
-        s.anonymous_id = event.anonymous_id
-    if isinstance(event, PageView | CartAdd | CartRemove):
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    if customer_id is not None:
+        s.customer_id = customer_id
+    if anonymous_id is not None:
+        s.anonymous_id = anonymous_id
+    if isinstance(event, _BROWSING):
         touch_session(s, event.session_id, t, c)
     elif _in_session(s, event.session_id, t, c) and t > s.session_last_ms:
         # only browsing starts a session: an order, a checkout or a back-office event (cancellation,
@@ -105,14 +110,14 @@ def fold(s: CustomerState, event: InputEvent, t: int, c: Ctx) -> list[Moment]:
 
     if isinstance(event, PageView):
         _page_view(s, event, t, c)
-    elif isinstance(event, CartAdd | CartRemove):
+    elif isinstance(event, _CART):
         _cart(s, event, t, c)
     elif isinstance(event, CheckoutStarted):
         if s.cart and not _cart_closed_after(s, t):
             s.cart_active_ms = t if s.cart_active_ms is None else max(s.cart_active_ms, t)
     elif isinstance(event, OrderPlaced):
         return _order(s, event, t, c)
-    elif isinstance(event, OrderCancelled | OrderReturned):
+    elif isinstance(event, _AFTER_ORDER):
         _return(s, event, t, c)
     return []
 
@@ -153,30 +158,30 @@ def _cart(s: CustomerState, e: CartAdd | CartRemove, t: int, c: Ctx) -> None:
 
 
 def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
-    r = c.rules
     s.page_views += 1
     # a referral counts when it brought them: before their first order
+    referred_by = e.referred_by
     if (
-        e.referred_by is not None
+        referred_by is not None
         and s.referred_by is None
         and s.first_order_ms is None
-        and e.referred_by not in (s.key, s.customer_id)  # a referral by themselves counts for nothing
-        and e.referred_by not in s.linked_anons
+        and referred_by not in (s.key, s.customer_id)  # a referral by themselves counts for nothing
+        and referred_by not in s.linked_anons
     ):
-        s.referred_by = e.referred_by
+        s.referred_by = referred_by
         s.first_touch_ms = t
+    page_type, pid = e.page_type, e.product_id
     if s.session_first_page is None:
-        s.session_first_page = e.page_type
-        s.session_first_product = e.product_id
-    if e.page_type == "product" and e.product_id is not None:
+        s.session_first_page = page_type
+        s.session_first_product = pid
+    if page_type == "product" and pid is not None:
         s.product_views += 1
-        pid = e.product_id
-        if pid not in s.session_products and len(s.session_products) <= r.directed_max_products:
+        if pid not in s.session_products and len(s.session_products) <= c.directed_max_products:
             s.session_products.append(pid)
         if pid not in s.first_views:
             code = product_code(pid)
             if not seen_product(s.seen_products, code):
-                s.seen_products = add_seen_product(s.seen_products, code, r.max_products_exact)
+                s.seen_products = add_seen_product(s.seen_products, code, c.max_products_exact)
                 s.first_views[pid] = [
                     t,
                     s.sessions,
@@ -185,13 +190,14 @@ def _page_view(s: CustomerState, e: PageView, t: int, c: Ctx) -> None:
                 ]
                 prune_first_views(s, c)
         # by time, a late view too: windows and "the last 20 views" are of event time, not arrival
-        insert_by_time(s.recent_views, [t, pid, e.category, s.sessions])
-        cap(s.recent_views, r.max_product_views_kept)
-        insert_by_time(s.fan_views, [t, e.category])
-        cap(s.fan_views, r.fan_last_views)
-    if e.page_type in BROWSE_PAGES:
+        category = e.category
+        insert_by_time(s.recent_views, [t, pid, category, s.sessions])
+        cap(s.recent_views, c.max_product_views_kept)
+        insert_by_time(s.fan_views, [t, category])
+        cap(s.fan_views, c.fan_last_views)
+    if page_type in BROWSE_PAGES:
         s.session_browse_pages += 1
-    s.last_page_type = e.page_type
+    s.last_page_type = page_type
 
 
 def prune_first_views(s: CustomerState, c: Ctx) -> None:
@@ -271,12 +277,12 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     # only the latest units count for category_fan: walk the lines backwards
     latest: list[list[Any]] = []
     for line in reversed(e.lines):
-        latest.extend([t, line.category] for _ in range(min(line.quantity, r.fan_last_units - len(latest))))
-        if len(latest) >= r.fan_last_units:
+        latest.extend([t, line.category] for _ in range(min(line.quantity, c.fan_last_units - len(latest))))
+        if len(latest) >= c.fan_last_units:
             break
     latest.reverse()
     s.fan_units.extend(latest)
-    cap(s.fan_units, r.fan_last_units)
+    cap(s.fan_units, c.fan_last_units)
     if categories:
         known = set(s.ordered_categories)
         for cat in dict.fromkeys(categories):
@@ -286,7 +292,7 @@ def _order(s: CustomerState, e: OrderPlaced, t: int, c: Ctx) -> list[Moment]:
     ordered = {line.product_id for line in e.lines}
     directed = (
         t - s.session_start_ms <= c.directed_ms
-        and len(s.session_products) <= r.directed_max_products
+        and len(s.session_products) <= c.directed_max_products
         and (
             s.session_first_page == "search"
             or (s.session_first_page == "product" and s.session_first_product in ordered)
@@ -429,17 +435,17 @@ def merge(into: CustomerState, other: CustomerState, c: Ctx) -> None:
                 into.first_views[pid] = [fv[F_T], -1, fv[F_AFTER_SEARCH], fv[F_PRIOR_BROWSE]]
         # not the current session, and apart from the customer's (and an earlier visitor's) numbers
         sign, offset = -1, into.sessions - other.sessions
-    into.seen_products = union_seen(into.seen_products, other.seen_products, r.max_products_exact)
+    into.seen_products = union_seen(into.seen_products, other.seen_products, c.max_products_exact)
     prune_first_views(into, c)
     # the visitor's views keep their sessions apart from the customer's: session 1 of a visitor is not
     # session 1 of the customer (researcher counts distinct sessions)
     visitor_views = [[v[V_T], v[V_PRODUCT], v[V_CATEGORY], sign * (v[V_SESSION] + offset)] for v in other.recent_views]
     into.recent_views = sorted(into.recent_views + visitor_views, key=lambda v: v[0])
-    cap(into.recent_views, r.max_product_views_kept)
+    cap(into.recent_views, c.max_product_views_kept)
     into.fan_views = sorted(into.fan_views + other.fan_views, key=lambda v: v[0])
-    cap(into.fan_views, r.fan_last_views)
+    cap(into.fan_views, c.fan_last_views)
     into.fan_units = sorted(into.fan_units + other.fan_units, key=lambda v: v[0])
-    cap(into.fan_units, r.fan_last_units)
+    cap(into.fan_units, c.fan_last_units)
     for pid, q in other.cart.items():
         into.cart[pid] = into.cart.get(pid, 0) + q
     if other.cart_active_ms is not None:

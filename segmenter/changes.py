@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-ENTERED = "entered"
-EXITED = "exited"
-DETECTED = "detected"
-BACKFILL = "backfill"
+ENTERED: Final = "entered"
+EXITED: Final = "exited"
+DETECTED: Final = "detected"
+BACKFILL: Final = "backfill"
 """``origin`` of a change made by judging restored states under new definitions (not by an event or time)."""
 
 
@@ -35,9 +34,25 @@ def change_id(
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-@dataclass(slots=True)
+_FIELDS = (
+    "key",
+    "customer_id",
+    "anonymous_id",
+    "segment",
+    "change",
+    "occurred_at_ms",
+    "reason",
+    "evidence",
+    "trigger_event_id",
+    "definition",
+    "origin",
+)
+
+
 class Change:
     """One change of one customer's segments (the ``segments.changes`` record)."""
+
+    __slots__ = (*_FIELDS, "_json")
 
     key: str
     customer_id: str | None
@@ -48,9 +63,65 @@ class Change:
     reason: str
     evidence: dict[str, Any]
     trigger_event_id: str | None
-    definition: dict[str, Any] | None = None  # an operator-defined segment's {name, version}; omitted when None
-    origin: str | None = None  # "backfill": judged on a restored state under new definitions; omitted when None
-    _json: bytes | None = field(default=None, repr=False, compare=False)  # to_json, once encoded
+    definition: dict[str, Any] | None  # an operator-defined segment's {name, version}; omitted when None
+    origin: str | None  # "backfill": judged on a restored state under new definitions; omitted when None
+    _json: bytes | None  # to_json, once encoded (not compared, not shown)
+
+    # written out (not a dataclass): mypyc compiles it, where a dataclass's __init__ stays interpreted
+    def __init__(
+        self,
+        key: str,
+        customer_id: str | None,
+        anonymous_id: str | None,
+        segment: str,
+        change: str,
+        occurred_at_ms: int,
+        reason: str,
+        evidence: dict[str, Any],
+        trigger_event_id: str | None,
+        definition: dict[str, Any] | None = None,
+        origin: str | None = None,
+        _json: bytes | None = None,
+    ) -> None:
+        self.key = key
+        self.customer_id = customer_id
+        self.anonymous_id = anonymous_id
+        self.segment = segment
+        self.change = change
+        self.occurred_at_ms = occurred_at_ms
+        self.reason = reason
+        self.evidence = evidence
+        self.trigger_event_id = trigger_event_id
+        self.definition = definition
+        self.origin = origin
+        self._json = _json
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.key,
+            self.customer_id,
+            self.anonymous_id,
+            self.segment,
+            self.change,
+            self.occurred_at_ms,
+            self.reason,
+            self.evidence,
+            self.trigger_event_id,
+            self.definition,
+            self.origin,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELDS, self._fields(), strict=True))
+        return f"{self.__class__.__qualname__}({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (*self._fields(), self._json))
 
     @property
     def change_id(self) -> str:

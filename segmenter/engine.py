@@ -15,14 +15,13 @@ from __future__ import annotations
 import gc
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from mypy_extensions import mypyc_attr
 
-from schemas.events import InputEvent, event_time_ms, parse_event_obj
+from schemas.events import InputEvent, parse_event_obj
 from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.catalogue import catalogue
 from segmenter.changes import BACKFILL, DETECTED, ENTERED, EXITED, Change
@@ -42,17 +41,17 @@ Verdicts = dict[str, tuple[bool, dict[str, Any]]]
 Evidence = dict[str, Any] | Callable[[], dict[str, Any]]
 """A verdict's evidence, or what builds it (only a change shows it)."""
 
-ALL = frozenset(traits.FAMILIES)
-STAGES = frozenset(lifecycle.STAGES)
+ALL: Final = frozenset(traits.FAMILIES)
+STAGES: Final = frozenset(lifecycle.STAGES)
 # the rule families an event of each type can change (time passing re-evaluates ALL); a page view
 # counts as a product view only with a product: other page views cannot change researcher or
 # category_fan (their time windows move only at scheduled deadlines, which fire first)
-VIEW_FAMILIES = frozenset({"views", "referral", "fan"})
+VIEW_FAMILIES: Final = frozenset({"views", "referral", "fan"})
 # a page view that did not bring a referral changes nothing referral decides on (advocate counts credits only;
 # referred_customer's end moves only with the referral or the first order): with no change point at its instant
 # (that one is judged with the event), the family's verdicts are those of its last evaluation
-WITHOUT_REFERRAL = {VIEW_FAMILIES: frozenset({"views", "fan"}), frozenset({"referral"}): frozenset()}
-AFFECTS: dict[str, frozenset[str]] = {
+WITHOUT_REFERRAL: Final = {VIEW_FAMILIES: frozenset({"views", "fan"}), frozenset({"referral"}): frozenset()}
+AFFECTS: Final[dict[str, frozenset[str]]] = {
     "product_view": VIEW_FAMILIES,
     "page_view": frozenset({"referral"}),
     "cart_add": frozenset({"carts"}),
@@ -62,8 +61,8 @@ AFFECTS: dict[str, frozenset[str]] = {
 
 # what time passing alone can change: category_fan depends on the latest views and units only, and researcher,
 # when not held, cannot come to hold (the window only loses views)
-TIME_FAMILIES = ALL - {"fan"}
-TIME_NOT_VIEWS = TIME_FAMILIES - {"views"}
+TIME_FAMILIES: Final = ALL - {"fan"}
+TIME_NOT_VIEWS: Final = TIME_FAMILIES - {"views"}
 
 
 # what a membership of the catalogue is named (category_fan's are ``category_fan:<category>``); any other
@@ -77,10 +76,10 @@ def is_catalogue_segment(segment: str) -> bool:
 
 
 # traits entered only at an event of these types, never by time passing alone (SEGMENTS.md "Edges")
-ENTERED_ONLY_BY: dict[str, frozenset[str]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
+ENTERED_ONLY_BY: Final[dict[str, frozenset[str]]] = {"dissatisfied": frozenset({"order_cancelled", "order_returned"})}
 
 
-_TRAITS_OF: dict[frozenset[str], tuple[tuple[str, traits.StateRule, frozenset[str] | None], ...]] = {}
+_TRAITS_OF: Final[dict[frozenset[str], tuple[tuple[str, traits.StateRule, frozenset[str] | None], ...]]] = {}
 
 
 def _state_traits(families: frozenset[str]) -> tuple[tuple[str, traits.StateRule, frozenset[str] | None], ...]:
@@ -95,6 +94,18 @@ def _state_traits(families: frozenset[str]) -> tuple[tuple[str, traits.StateRule
     return found
 
 
+_partial: Final = partial  # a C static for the compiled core, not a globals lookup per evaluation
+
+
+# schemas' ``event_time_ms`` and ``key`` over again: compiled here, they cost no interpreted frame per event
+def _time_ms(event: InputEvent) -> int:
+    return event.time_ms  # type: ignore[no-any-return]  # set by the validator (or _once)
+
+
+def _key(event: InputEvent) -> str:
+    return event.customer_id or event.anonymous_id  # type: ignore[return-value]  # one of them is set
+
+
 def affected(event: InputEvent) -> frozenset[str]:
     """The rule families ``event`` can change."""
     kind: str = event.type
@@ -103,13 +114,33 @@ def affected(event: InputEvent) -> frozenset[str]:
     return AFFECTS.get(kind, ALL)
 
 
-@dataclass(slots=True)
 class Outcome:
     """What one input did: ``state`` to store under the key (``None``: unchanged), changes, messages."""
 
+    __slots__ = ("changes", "routed", "state")
+
     state: CustomerState | None
-    changes: list[Change] = field(default_factory=list)
-    routed: list[Routed] = field(default_factory=list)
+    changes: list[Change]
+    routed: list[Routed]
+
+    # written out (not a dataclass): mypyc compiles it, where a dataclass's __init__ stays interpreted
+    def __init__(
+        self, state: CustomerState | None, changes: list[Change] | None = None, routed: list[Routed] | None = None
+    ) -> None:
+        self.state = state
+        self.changes = [] if changes is None else changes
+        self.routed = [] if routed is None else routed
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.state, self.changes, self.routed) == (other.state, other.changes, other.routed)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}(state={self.state!r}, changes={self.changes!r}, routed={self.routed!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.state, self.changes, self.routed))
 
 
 def _event_body(event: InputEvent) -> dict[str, Any]:
@@ -127,11 +158,14 @@ class Segmenter:
         # operator-defined segments (segmenter/definitions), judged after the catalogue; None: none loaded
         self.definitions = definitions if definitions else None
         self._versions_json = orjson.dumps(self.definitions.versions if self.definitions is not None else {})
+        # read at every event: a rule model's attribute costs an attribute hook each time
+        self._dedup_floor = self.rules.dedup_min_ids
+        self._dedup_bound = self.rules.max_event_ids_kept
 
     # ----------------------------------------------------------------- inputs
     def on_event(self, state: CustomerState | None, event: InputEvent) -> Outcome:
         """Apply an input event to the state of ``event.key``."""
-        key = event.key
+        key = _key(event)
         s = state if state is not None else CustomerState(key)
         anon = event.anonymous_id
         if s.linked_to is not None:
@@ -141,7 +175,7 @@ class Segmenter:
             code = event_code(event.event_id)
             if has_event_id(s.seen_ids, code):
                 return Outcome(None)
-            self._remember(s, code, event_time_ms(event))
+            self._remember(s, code, _time_ms(event))
             return Outcome(s, routed=[Routed(s.linked_to, APPLY, {"event": _event_body(event)})])
         if s.linking is not None:
             return self._hold(s, event)
@@ -150,7 +184,7 @@ class Segmenter:
                 return Outcome(None)
             # what was due before this event fires now, on the history as it stood (replay has fired it
             # already; a worker may not have, and the merge must not change what it judged)
-            t = event_time_ms(event)
+            t = _time_ms(event)
             changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
             # fetch the anonymous history first, so this event (and the ones after it) are judged with it
             s.linking = anon
@@ -243,7 +277,7 @@ class Segmenter:
         code = event_code(eid)
         if has_event_id(s.seen_ids, code):
             return Outcome(None)
-        t = event_time_ms(event)
+        t = _time_ms(event)
         # deadlines before the event fire first; one at the event's own instant is judged with the event
         # (an event is applied before a deadline of the same instant: no entered/exited pair at one instant)
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
@@ -290,7 +324,7 @@ class Segmenter:
         return Outcome(s, changes, routed)
 
     def _remember(self, s: CustomerState, code: str, t: int) -> None:
-        add_event_id(s.seen_ids, code, t, self.ctx.dedup_ms, self.rules.dedup_min_ids, self.rules.max_event_ids_kept)
+        add_event_id(s.seen_ids, code, t, self.ctx.dedup_ms, self._dedup_floor, self._dedup_bound)
 
     def _hold(self, s: CustomerState, event: InputEvent) -> Outcome:
         # the anonymous history is on its way: keep the order of this customer's events
@@ -339,14 +373,14 @@ class Segmenter:
             s = state if state is not None else CustomerState(key, anonymous_id=key)
             # its history went to the first customer who linked it; what it does from now on belongs to
             # the customer who linked it most recently (the last login on that device)
-            t = event_time_ms(parse_event_obj(body["event"]))
+            t = _time_ms(parse_event_obj(body["event"]))
             if s.linked_to is None or (s.linked_to != customer and t >= s.clock_ms):
                 s.linked_to = customer
                 s.clock_ms = max(s.clock_ms, t)
             return Outcome(s, routed=[Routed(customer, MERGE, reply)])
         s = state
         event = parse_event_obj(body["event"])
-        t = max(s.clock_ms, event_time_ms(event))
+        t = max(s.clock_ms, _time_ms(event))
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         reply["state"] = orjson.loads(s.to_bytes())
         for segment in list(s.members):
@@ -461,7 +495,7 @@ class Segmenter:
         out: dict[str, tuple[bool, Evidence]] = {}
         if s.first_seen_ms is not None and s.linked_to is None:
             stage = lifecycle.stage_name(s, t, c, rh)
-            ev: Evidence = partial(lifecycle.evidence, s, t, c, stage, rh)
+            ev: Evidence = _partial(lifecycle.evidence, s, t, c, stage, rh)
             out[stage] = (True, ev)
             for segment in members:
                 if segment in STAGES and segment != stage:
@@ -473,7 +507,7 @@ class Segmenter:
                 was = name in members
                 member = fn(figures, c, was)
                 if member or was:
-                    shown = shown or partial(traits.order_evidence, figures)
+                    shown = shown or _partial(traits.order_evidence, figures)
                     out[name] = (member, shown)
         for name, rule, only_by in _state_traits(families):
             was = name in members
@@ -554,7 +588,7 @@ def _shown(ev: Evidence) -> dict[str, Any]:
 # 300k events / 30k customers). Every so many events what survived leaves its generations (``gc.freeze``),
 # after a collection of the youngest (the same cyclic garbage found on that set as without freezing: 548 objects).
 # Every 1,024 events: the middle generation's passes, over each new customer's fields, stay small too.
-FREEZE_EVERY = 1024
+FREEZE_EVERY: Final = 1024
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -578,13 +612,13 @@ class Engine:
         if self._fed % FREEZE_EVERY == 0:
             gc.collect(0)
             gc.freeze()
-        t = event_time_ms(event)
+        t = _time_ms(event)
         due = self.index.next_due()
         # most events find nothing due before them: no list, no drain for that
         out = self.advance_to(t - 1) if due is not None and due < t else []
         if self.watermark is None or t > self.watermark:
             self.watermark = t
-        key = event.key
+        key = _key(event)
         self._absorb(key, self.segmenter.on_event(self.states.get(key), event), out)
         if self._queue:
             self._drain(out)

@@ -25,16 +25,16 @@ Kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-LINK = "link"
-MERGE = "merge"
-APPLY = "apply"
-CREDIT = "credit"
-UNCREDIT = "uncredit"
-EVENT = "event"
+LINK: Final = "link"
+MERGE: Final = "merge"
+APPLY: Final = "apply"
+CREDIT: Final = "credit"
+UNCREDIT: Final = "uncredit"
+EVENT: Final = "event"
 KINDS = (LINK, MERGE, APPLY, CREDIT, UNCREDIT, EVENT)
 
 

@@ -13,84 +13,252 @@ cheap; the ``O_*``, ``V_*`` … constants name their positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-FORMAT = 3
+FORMAT: Final = 3
 """Bumped when the positional layout changes; bytes of formats 1 and 2 are upgraded on read, others refused."""
 
 # an order: [time_ms, order_id, value, units, full_price_units, discounted_units,
 #            impulse 0/1, directed 0/1, cancelled 0/1(, currency)]
 # (value in the shop's currency; the tenth item only on an order in another currency, its code)
-O_T, O_ID, O_VALUE, O_UNITS, O_FULL, O_DISC, O_IMPULSE, O_DIRECTED, O_CANCELLED, O_CURRENCY = range(10)
+O_T: Final = 0
+O_ID: Final = 1
+O_VALUE: Final = 2
+O_UNITS: Final = 3
+O_FULL: Final = 4
+O_DISC: Final = 5
+O_IMPULSE: Final = 6
+O_DIRECTED: Final = 7
+O_CANCELLED: Final = 8
+O_CURRENCY: Final = 9
 # a product view kept for researcher: [time_ms, product_id, category, session_no]
-V_T, V_PRODUCT, V_CATEGORY, V_SESSION = range(4)
+V_T: Final = 0
+V_PRODUCT: Final = 1
+V_CATEGORY: Final = 2
+V_SESSION: Final = 3
 # first view of a product (impulse): [time_ms, session_no, after_search 0/1, prior_browse 0/1]
-F_T, F_SESSION, F_AFTER_SEARCH, F_PRIOR_BROWSE = range(4)
+F_T: Final = 0
+F_SESSION: Final = 1
+F_AFTER_SEARCH: Final = 2
+F_PRIOR_BROWSE: Final = 3
 
 
-@dataclass(slots=True)
+# the fields in the order of the positional encoding (to_bytes)
+_FIELDS = (
+    "key",
+    "customer_id",
+    "anonymous_id",
+    "first_seen_ms",
+    "last_event_ms",
+    "clock_ms",
+    "page_views",
+    "product_views",
+    "sessions",
+    "session_id",
+    "session_start_ms",
+    "session_last_ms",
+    "session_first_page",
+    "session_first_product",
+    "session_products",
+    "session_browse_pages",
+    "last_page_type",
+    "first_views",
+    "seen_products",
+    "recent_views",
+    "fan_views",
+    "fan_units",
+    "cart",
+    "cart_active_ms",
+    "cart_events",
+    "cart_adds_total",
+    "abandoned",
+    "orders_total",
+    "orders",
+    "order_window",
+    "returns",
+    "ordered_categories",
+    "referred_by",
+    "first_touch_ms",
+    "first_order_ms",
+    "credited",
+    "linked_anons",
+    "linked_to",
+    "linking",
+    "pending",
+    "seen_ids",
+    "members",
+    "definitions",
+    "due_ms",
+)
+
+
 class CustomerState:
     """Everything the rules need to know about one customer or visitor (one key)."""
 
+    __slots__ = _FIELDS
+
     key: str
-    customer_id: str | None = None
-    anonymous_id: str | None = None
-    first_seen_ms: int | None = None  # first event of any kind; None: known only through routing
-    last_event_ms: int = 0
-    clock_ms: int = 0  # latest time the memberships were evaluated at
+    customer_id: str | None
+    anonymous_id: str | None
+    first_seen_ms: int | None  # first event of any kind; None: known only through routing
+    last_event_ms: int
+    clock_ms: int  # latest time the memberships were evaluated at
 
     # browsing
-    page_views: int = 0
-    product_views: int = 0
-    sessions: int = 0
-    session_id: str | None = None
-    session_start_ms: int = 0
-    session_last_ms: int = 0
-    session_first_page: str | None = None
-    session_first_product: str | None = None
-    session_products: list[str] = field(default_factory=list)  # distinct, capped
-    session_browse_pages: int = 0  # product or category pages so far in the session
-    last_page_type: str | None = None
-    first_views: dict[str, list[int]] = field(default_factory=dict)  # product -> F_* record, impulse window
-    seen_products: str = ""  # every product ever viewed (segmenter.metrics.kept.seen_product)
-    recent_views: list[list[Any]] = field(default_factory=list)  # V_* records, capped
-    fan_views: list[list[Any]] = field(default_factory=list)  # [time_ms, category], last N
-    fan_units: list[list[Any]] = field(default_factory=list)  # [time_ms, category], last N units
+    page_views: int
+    product_views: int
+    sessions: int
+    session_id: str | None
+    session_start_ms: int
+    session_last_ms: int
+    session_first_page: str | None
+    session_first_product: str | None
+    session_products: list[str]  # distinct, capped
+    session_browse_pages: int  # product or category pages so far in the session
+    last_page_type: str | None
+    first_views: dict[str, list[int]]  # product -> F_* record, impulse window
+    seen_products: str  # every product ever viewed (segmenter.metrics.kept.seen_product)
+    recent_views: list[list[Any]]  # V_* records, capped
+    fan_views: list[list[Any]]  # [time_ms, category], last N
+    fan_units: list[list[Any]]  # [time_ms, category], last N units
 
     # carts
-    cart: dict[str, int] = field(default_factory=dict)  # product -> quantity
-    cart_active_ms: int | None = None  # last cart activity of a cart not yet ordered or abandoned
-    cart_events: list[list[int]] = field(default_factory=list)  # [time_ms, adds, removes], hesitant window
-    cart_adds_total: int = 0  # cart adds ever
-    abandoned: list[int] = field(default_factory=list)  # times of cart_abandoned moments
+    cart: dict[str, int]  # product -> quantity
+    cart_active_ms: int | None  # last cart activity of a cart not yet ordered or abandoned
+    cart_events: list[list[int]]  # [time_ms, adds, removes], hesitant window
+    cart_adds_total: int  # cart adds ever
+    abandoned: list[int]  # times of cart_abandoned moments
 
     # orders
-    orders_total: int = 0  # placed, not cancelled, ever
-    orders: list[list[Any]] = field(default_factory=list)  # O_* records, the latest ones, time order
-    order_window: list[list[Any]] = field(default_factory=list)  # W_* entries: older orders still in a window
-    returns: list[list[Any]] = field(default_factory=list)  # [time_ms, value, order_id], capped
-    ordered_categories: list[str] = field(default_factory=list)  # capped, for researcher
+    orders_total: int  # placed, not cancelled, ever
+    orders: list[list[Any]]  # O_* records, the latest ones, time order
+    order_window: list[list[Any]]  # W_* entries: older orders still in a window
+    returns: list[list[Any]]  # [time_ms, value, order_id], capped
+    ordered_categories: list[str]  # capped, for researcher
 
     # referrals and identity
-    referred_by: str | None = None
-    first_touch_ms: int | None = None  # first event that carried the referrer
-    first_order_ms: int | None = None
-    credited: list[list[Any]] = field(default_factory=list)  # [referred key, first order ms, event id]
-    linked_anons: list[str] = field(default_factory=list)  # anonymous ids merged into this key
-    linked_to: str | None = None  # this anonymous key was merged into that customer
-    linking: str | None = None  # an anonymous id whose history was asked for and has not arrived yet
-    pending: list[dict[str, Any]] = field(default_factory=list)  # events held until that history arrives
+    referred_by: str | None
+    first_touch_ms: int | None  # first event that carried the referrer
+    first_order_ms: int | None
+    credited: list[list[Any]]  # [referred key, first order ms, event id]
+    linked_anons: list[str]  # anonymous ids merged into this key
+    linked_to: str | None  # this anonymous key was merged into that customer
+    linking: str | None  # an anonymous id whose history was asked for and has not arrived yet
+    pending: list[dict[str, Any]]  # events held until that history arrives
 
-    seen_ids: list[list[Any]] = field(default_factory=list)  # [day, event id codes] of the dedup window
-    members: dict[str, int] = field(default_factory=dict)  # segment -> since (ms)
+    seen_ids: list[list[Any]]  # [day, event id codes] of the dedup window
+    members: dict[str, int]  # segment -> since (ms)
     # trait definition -> the version its membership was last judged by (the backfill compares it with the
     # definitions in force; format 2 states have none: judged once under the current ones)
-    definitions: dict[str, int] = field(default_factory=dict)
-    due_ms: int | None = None  # earliest time memberships can change without a new event
+    definitions: dict[str, int]
+    due_ms: int | None  # earliest time memberships can change without a new event
+
+    # written out (not a dataclass): mypyc compiles it, where a dataclass's __init__ stays interpreted
+    def __init__(
+        self,
+        key: str,
+        customer_id: str | None = None,
+        anonymous_id: str | None = None,
+        first_seen_ms: int | None = None,
+        last_event_ms: int = 0,
+        clock_ms: int = 0,
+        page_views: int = 0,
+        product_views: int = 0,
+        sessions: int = 0,
+        session_id: str | None = None,
+        session_start_ms: int = 0,
+        session_last_ms: int = 0,
+        session_first_page: str | None = None,
+        session_first_product: str | None = None,
+        session_products: list[str] | None = None,
+        session_browse_pages: int = 0,
+        last_page_type: str | None = None,
+        first_views: dict[str, list[int]] | None = None,
+        seen_products: str = "",
+        recent_views: list[list[Any]] | None = None,
+        fan_views: list[list[Any]] | None = None,
+        fan_units: list[list[Any]] | None = None,
+        cart: dict[str, int] | None = None,
+        cart_active_ms: int | None = None,
+        cart_events: list[list[int]] | None = None,
+        cart_adds_total: int = 0,
+        abandoned: list[int] | None = None,
+        orders_total: int = 0,
+        orders: list[list[Any]] | None = None,
+        order_window: list[list[Any]] | None = None,
+        returns: list[list[Any]] | None = None,
+        ordered_categories: list[str] | None = None,
+        referred_by: str | None = None,
+        first_touch_ms: int | None = None,
+        first_order_ms: int | None = None,
+        credited: list[list[Any]] | None = None,
+        linked_anons: list[str] | None = None,
+        linked_to: str | None = None,
+        linking: str | None = None,
+        pending: list[dict[str, Any]] | None = None,
+        seen_ids: list[list[Any]] | None = None,
+        members: dict[str, int] | None = None,
+        definitions: dict[str, int] | None = None,
+        due_ms: int | None = None,
+    ) -> None:
+        self.key = key
+        self.customer_id = customer_id
+        self.anonymous_id = anonymous_id
+        self.first_seen_ms = first_seen_ms
+        self.last_event_ms = last_event_ms
+        self.clock_ms = clock_ms
+        self.page_views = page_views
+        self.product_views = product_views
+        self.sessions = sessions
+        self.session_id = session_id
+        self.session_start_ms = session_start_ms
+        self.session_last_ms = session_last_ms
+        self.session_first_page = session_first_page
+        self.session_first_product = session_first_product
+        self.session_products = [] if session_products is None else session_products
+        self.session_browse_pages = session_browse_pages
+        self.last_page_type = last_page_type
+        self.first_views = {} if first_views is None else first_views
+        self.seen_products = seen_products
+        self.recent_views = [] if recent_views is None else recent_views
+        self.fan_views = [] if fan_views is None else fan_views
+        self.fan_units = [] if fan_units is None else fan_units
+        self.cart = {} if cart is None else cart
+        self.cart_active_ms = cart_active_ms
+        self.cart_events = [] if cart_events is None else cart_events
+        self.cart_adds_total = cart_adds_total
+        self.abandoned = [] if abandoned is None else abandoned
+        self.orders_total = orders_total
+        self.orders = [] if orders is None else orders
+        self.order_window = [] if order_window is None else order_window
+        self.returns = [] if returns is None else returns
+        self.ordered_categories = [] if ordered_categories is None else ordered_categories
+        self.referred_by = referred_by
+        self.first_touch_ms = first_touch_ms
+        self.first_order_ms = first_order_ms
+        self.credited = [] if credited is None else credited
+        self.linked_anons = [] if linked_anons is None else linked_anons
+        self.linked_to = linked_to
+        self.linking = linking
+        self.pending = [] if pending is None else pending
+        self.seen_ids = [] if seen_ids is None else seen_ids
+        self.members = {} if members is None else members
+        self.definitions = {} if definitions is None else definitions
+        self.due_ms = due_ms
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _values(self) == _values(other)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, _values(self))
 
     def to_bytes(self) -> bytes:
         """Positional JSON array: compact, deterministic, versioned."""
@@ -153,7 +321,6 @@ class CustomerState:
         return self.customer_id is None
 
 
-_FIELDS = tuple(f.name for f in fields(CustomerState))
 _values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 _MEMBERS_AT, _CLOCK_AT = 1 + _FIELDS.index("members"), 1 + _FIELDS.index("clock_ms")  # after the version

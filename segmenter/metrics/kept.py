@@ -29,24 +29,28 @@ from __future__ import annotations
 import base64
 import hashlib
 from binascii import b2a_base64
-from typing import Any
+from typing import Any, Final
 
-DAY_MS = 86_400_000
-_blake2b = hashlib.blake2b
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+DAY_MS: Final = 86_400_000
+# Final: the compiled core reads these as C statics instead of looking them up in the module's globals
+_blake2b: Final = hashlib.blake2b
+_b2a_base64: Final = b2a_base64
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 # ----------------------------------------------------------------- products ever seen
 
-CODE_LEN = 8  # 6 bytes of blake2b in base64: collisions need ~16M products for a 1 % chance of one
-BLOOM = "~"  # prefix of a Bloom filter (not in the base64 alphabet)
-BLOOM_BITS = 1 << 16  # 8 KiB: about 1 % false positives at 6,800 products, 5 % at 10,000
-BLOOM_HASHES = 7
+CODE_LEN: Final = 8  # 6 bytes of blake2b in base64: collisions need ~16M products for a 1 % chance of one
+BLOOM: Final = "~"  # prefix of a Bloom filter (not in the base64 alphabet)
+BLOOM_BITS: Final = 1 << 16  # 8 KiB: about 1 % false positives at 6,800 products, 5 % at 10,000
+BLOOM_HASHES: Final = 7
 
 
 def product_code(product_id: str) -> str:
     """A product id as 8 base64 characters (48-bit hash)."""
     # base64.urlsafe_b64encode without its two Python frames (a hot path: every product view)
-    return b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).translate(_URLSAFE).decode()
+    return (
+        _b2a_base64(_blake2b(product_id.encode(), digest_size=6).digest(), newline=False).translate(_URLSAFE).decode()
+    )
 
 
 def _aligned_find(codes: str, code: str, width: int) -> bool:
@@ -118,7 +122,14 @@ def seen_count(seen: str) -> int | None:
 
 # an order that left the order log but not the window: [time_ms, orders placed (not cancelled),
 #   placed value, units, full-price units, discounted units, value placed or cancelled(, {currency: n})]
-W_T, W_N, W_VALUE, W_UNITS, W_FULL, W_DISC, W_GROSS, W_CURRENCIES = range(8)
+W_T: Final = 0
+W_N: Final = 1
+W_VALUE: Final = 2
+W_UNITS: Final = 3
+W_FULL: Final = 4
+W_DISC: Final = 5
+W_GROSS: Final = 6
+W_CURRENCIES: Final = 7
 
 
 def _merge_entries(a: list[Any], b: list[Any]) -> list[Any]:
@@ -170,12 +181,12 @@ def insert_by_time(records: list[list[Any]], record: list[Any]) -> None:
 
 # ----------------------------------------------------------------- event ids
 
-ID_LEN = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^10 ids in one window
+ID_LEN: Final = 12  # 9 bytes of blake2b in base64: a false duplicate needs ~10^10 ids in one window
 
 
 def event_code(event_id: str) -> str:
     """An event id as 12 base64 characters (72-bit hash): ids are up to 128 characters on the wire."""
-    return b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+    return _b2a_base64(_blake2b(event_id.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
 
 
 def has_event_id(buckets: list[list[Any]], code: str) -> bool:

@@ -69,8 +69,8 @@ def stage_name(s: CustomerState, t: int, c: Ctx, rh: Rhythm | None = None) -> st
         return "lapsed"
     if s.orders_total == 0:
         engaged = (
-            s.sessions >= r.window_shopper_min_sessions
-            or s.product_views >= r.window_shopper_min_product_views
+            s.sessions >= c.window_shopper_min_sessions
+            or s.product_views >= c.window_shopper_min_product_views
             or s.cart_adds_total > 0
             or bool(s.cart)
             or bool(s.abandoned)

@@ -14,7 +14,7 @@ from collections import _count_elements  # type: ignore[attr-defined]  # Counter
 from collections.abc import Callable
 from functools import partial
 from operator import countOf, itemgetter
-from typing import Any
+from typing import Any, Final
 
 from segmenter.metrics.kept import W_CURRENCIES, W_DISC, W_FULL, W_GROSS, W_N, W_T, W_UNITS, W_VALUE
 from segmenter.rules.context import Ctx
@@ -37,18 +37,22 @@ from segmenter.state import (
 )
 
 Verdict = tuple[bool, dict[str, Any]]
-_V_CATEGORY = itemgetter(V_CATEGORY)
+# Final: the compiled core reads these as C statics instead of looking them up in the module's globals
+_V_CATEGORY: Final = itemgetter(V_CATEGORY)
+_count: Final = _count_elements
+_count_of: Final = countOf
+_partial: Final = partial
 
 
 def _counts(items: Any) -> dict[Any, int]:
     """``dict(Counter(items))`` without Counter's Python-level construction (a hot path)."""
     out: dict[Any, int] = {}
-    _count_elements(out, items)
+    _count(out, items)
     return out
 
 
-_SECOND = itemgetter(1)
-FAN = "category_fan:"
+_SECOND: Final = itemgetter(1)
+FAN: Final = "category_fan:"
 
 
 def _window_orders(s: CustomerState, t: int, window_ms: int) -> list[list[Any]]:
@@ -178,9 +182,8 @@ def need_based_buyer(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 
 
 def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
-    r = c.rules
     views = s.recent_views
-    need = r.researcher_min_products
+    need = c.researcher_min_products
     if not was and len(views) < need:
         return False, {}  # too few product views kept to qualify (hot path)
     # only categories with at least as many views as the distinct products needed are scanned
@@ -204,7 +207,7 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         if cat in s.ordered_categories:
             continue
         n = len(prods)
-        if n >= r.researcher_min_products and len(sessions[cat]) >= r.researcher_min_sessions and n > best_n:
+        if n >= c.researcher_min_products and len(sessions[cat]) >= c.researcher_min_sessions and n > best_n:
             best_cat, best_n, best_sessions = cat, n, len(sessions[cat])
     if best_cat is None:
         return False, (
@@ -221,12 +224,11 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
 
 def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool:
     """Whether ``category`` may qualify for researcher at ``t`` (False: it surely does not)."""
-    r = c.rules
     if category is None or category in s.ordered_categories:
         return False
     views = s.recent_views
-    need = r.researcher_min_products
-    if countOf(map(_V_CATEGORY, views), category) < need:
+    need = c.researcher_min_products
+    if _count_of(map(_V_CATEGORY, views), category) < need:
         return False
     start = t - c.researcher_ms
     products = set()
@@ -235,7 +237,7 @@ def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool
         if v[V_CATEGORY] == category and start < v[V_T] <= t:
             products.add(v[V_PRODUCT])
             sessions.add(v[V_SESSION])
-    return len(products) >= need and len(sessions) >= r.researcher_min_sessions
+    return len(products) >= need and len(sessions) >= c.researcher_min_sessions
 
 
 def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
@@ -375,7 +377,7 @@ def fan_changes(before: FanMark, s: CustomerState, c: Ctx, category: str | None)
     """
     n, oldest = before
     views = s.fan_views
-    if len(views) != n or n != c.rules.fan_last_views:
+    if len(views) != n or n != c.fan_last_views:
         return None
     if views[0] is oldest:
         return set()
@@ -392,11 +394,11 @@ def category_fans(
     when given: the others' figures did not change). The evidence is left to build (a callable)."""
     r = c.rules
     fan_members = [m[len(FAN) :] for m in members if m.startswith(FAN)]
-    if len(s.fan_units) < r.fan_min_units and len(s.fan_views) < r.fan_min_views and not fan_members:
+    if len(s.fan_units) < c.fan_min_units and len(s.fan_views) < c.fan_min_views and not fan_members:
         return {}  # cannot qualify yet (hot path)
     # per category, how many of the latest views / ordered units it has (records are [time, category]);
     # the shares are of all of them, with a category or without
-    views, units = s.fan_views[-r.fan_last_views :], s.fan_units[-r.fan_last_units :]
+    views, units = s.fan_views[-c.fan_last_views :], s.fan_units[-c.fan_last_units :]
     view_counts = _counts(map(_SECOND, views))
     unit_counts = _counts(map(_SECOND, units)) if units else {}
     view_counts.pop(None, None)
@@ -406,9 +408,9 @@ def category_fans(
     low_views = (r.fan_view_share - r.share_exit_margin) * nv
     low_units = (r.fan_unit_share - r.share_exit_margin) * nu
     cats = set(fan_members)
-    if nv >= r.fan_min_views:
+    if nv >= c.fan_min_views:
         cats.update(cat for cat, n in view_counts.items() if n >= low_views)
-    if nu >= r.fan_min_units:
+    if nu >= c.fan_min_units:
         cats.update(cat for cat, n in unit_counts.items() if n >= low_units)
     if only is not None:
         cats &= only
@@ -417,10 +419,10 @@ def category_fans(
         was = FAN + cat in members
         vshare = view_counts.get(cat, 0) / nv if nv else 0.0
         ushare = unit_counts.get(cat, 0) / nu if nu else 0.0
-        by_views = nv >= r.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
-        by_units = nu >= r.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
+        by_views = nv >= c.fan_min_views and _share_ok(vshare, r.fan_view_share, was, r.share_exit_margin)
+        by_units = nu >= c.fan_min_units and _share_ok(ushare, r.fan_unit_share, was, r.share_exit_margin)
         if by_views or by_units or was:
-            out[FAN + cat] = (by_views or by_units, partial(_fan_evidence, cat, vshare, nv, ushare, nu))
+            out[FAN + cat] = (by_views or by_units, _partial(_fan_evidence, cat, vshare, nv, ushare, nu))
     return out
 
 

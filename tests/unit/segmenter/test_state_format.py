@@ -72,3 +72,19 @@ def test_a_format_2_state_loads_with_no_definition_versions() -> None:
     values[0] = 2
     old = CustomerState.from_bytes(orjson.dumps(values))
     assert old == state and old.definitions == {}
+
+
+def test_the_written_out_constructor_takes_the_fields_in_the_encoding_s_order() -> None:
+    # CustomerState lists its fields three times (annotations, _FIELDS, __init__): a field added to one
+    # and not the others, or out of order, breaks positional construction or the encoding
+    from segmenter.state import _FIELDS, _values
+
+    fresh = Journey()
+    fresh.feed(*EVENTS)
+    s = fresh.engine.states["c1"]
+    values = _values(s)
+    assert len(values) == len(_FIELDS)
+    assert CustomerState(*values) == s
+    assert CustomerState(**dict(zip(_FIELDS, values, strict=True))) == s
+    assert CustomerState.from_bytes(s.to_bytes()) == s
+    assert [v for v in values if v not in (None, 0, "", [], {})]  # a state with content, not defaults only

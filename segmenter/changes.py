@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -47,6 +48,7 @@ _FIELDS = (
     "definition",
     "origin",
 )
+_values = attrgetter(*_FIELDS)  # the compared fields as a tuple (as CustomerState's)
 
 
 class Change:
@@ -96,32 +98,17 @@ class Change:
         self.origin = origin
         self._json = _json
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.key,
-            self.customer_id,
-            self.anonymous_id,
-            self.segment,
-            self.change,
-            self.occurred_at_ms,
-            self.reason,
-            self.evidence,
-            self.trigger_event_id,
-            self.definition,
-            self.origin,
-        )
-
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._fields() == other._fields()
+        return _values(self) == _values(other)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELDS, self._fields(), strict=True))
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELDS, _values(self), strict=True))
         return f"{self.__class__.__qualname__}({shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, (*self._fields(), self._json))
+        return (self.__class__, (*_values(self), self._json))
 
     @property
     def change_id(self) -> str:

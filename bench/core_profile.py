@@ -2,6 +2,7 @@
 
     python bench/core_profile.py                          # 200k events / 20k customers
     python bench/core_profile.py --events 50000 --profile /tmp/core.prof
+    python bench/core_profile.py --batch 50 --fetch-ms 10 --grace-ms 150   # the live edge at 5,000 events/s
 
 Generates traffic with loadgen (seeded), lays it out as the worker sees it
 (topic, partition by the producer's partitioner, offset), then runs what the
@@ -10,6 +11,8 @@ sequencer and ``Processor.process`` (``BatchPath.handle``), encoding changes / r
 Routed messages come back as records of the routing topic in the next batch
 (the round trip through Kafka). Prints CPU-µs per event per stage; with
 ``--profile`` writes a cProfile of the whole run instead of timing stages.
+``--fetch-ms``/``--grace-ms``: the wall clock between fetches and the merge grace; small fetches a grace apart
+hold ~grace/fetch fetches' records, as a worker at the live edge does (more release rounds per fetch).
 This is the floor under the worker's CPU per event: everything else there is
 fetching, producing and the store.
 """
@@ -54,6 +57,8 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--batch", type=int, default=2_000)
+    ap.add_argument("--fetch-ms", type=int, default=100, help="wall clock between two fetches")
+    ap.add_argument("--grace-ms", type=int, default=30, help="merge grace (the worker's default: 150)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cache", type=int, default=20_000, help="decoded states kept (SEGMENTER_STATE_CACHE_SIZE)")
     ap.add_argument("--profile", help="write a cProfile of the run here (stage timings are then skipped)")
@@ -72,7 +77,7 @@ def main() -> int:
     tune_gc()  # as the worker does
     proc = Processor(Segmenter(Rules()), partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
     proc.cache_size = args.cache
-    seq = Sequencer(INPUTS, ROUTING, args.partitions, proc.partitioner, grace_ms=30)
+    seq = Sequencer(INPUTS, ROUTING, args.partitions, proc.partitioner, grace_ms=args.grace_ms)
     path = BatchPath(seq, proc)
     now = [int(time.time() * 1000)]
     path.assign(range(args.partitions), now[0])
@@ -91,8 +96,9 @@ def main() -> int:
     views = {(t, p): TpView(True, 0) for t in (*INPUTS, ROUTING, TICKS) for p in range(args.partitions)}
 
     def run() -> None:
-        for i in range(0, len(recs) + args.batch, args.batch):
-            now[0] += 100
+        # then empty fetches until the last records' grace is over
+        for i in range(0, len(recs) + args.batch * (args.grace_ms // args.fetch_ms + 2), args.batch):
+            now[0] += args.fetch_ms
             for v in views.values():
                 v.polled_ms = now[0]
             t0 = clock()

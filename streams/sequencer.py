@@ -480,6 +480,13 @@ class Sequencer:
         out = self._memo[(p, topic, wall)] = max(last, part.floor)
         return out
 
+    def _unread_min(self, p: int, part: _Part, wall: bool) -> int:
+        # the earliest over the input topics, memoised with them: a round asks for it per partition twice
+        memo = self._memo.get((p, "", wall))
+        if memo is None:
+            memo = self._memo[(p, "", wall)] = min(self._unread(p, part, t, wall) for t in self.inputs)
+        return memo
+
     def frontier(self, p: int, link_gate: int | None = None) -> Frontier:
         """Partition ``p`` sends no link (apply) message for an event time before these (:data:`Frontier`).
 
@@ -487,8 +494,7 @@ class Sequencer:
         it sends no apply (``None``: each may).
         """
         part = self.parts[p]
-        unread = min(self._unread(p, part, t) for t in self.inputs)
-        wall_unread = min(self._unread(p, part, t, True) for t in self.inputs)
+        unread, wall_unread = self._unread_min(p, part, False), self._unread_min(p, part, True)
         link = apply = POS
         for times in part.links.values():
             if times and times[0] < link:

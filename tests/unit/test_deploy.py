@@ -1,4 +1,4 @@
-"""deploy/: the Prometheus alert rules pass ``promtool``, and docker-compose.yml is valid.
+"""deploy/: the Prometheus alert rules pass ``promtool``, docker-compose.yml is valid, the image builds the core.
 
 The tools are Debian's (``scripts/services.sh install`` installs them, and
 these tests run it when one is missing). A tool that is still missing fails
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,47 @@ def test_prometheus_loads_the_alert_rules() -> None:
     proc = run(tool("promtool"), "check", "config", "prometheus.yml", cwd=PROMETHEUS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 1 rule files found" in proc.stdout
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions, one list per stage: continuation lines joined, comments left out."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_the_image_runs_the_core_compiled_in_its_build() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) == 2, [s[0] for s in stages]
+    builder, final = stages
+    # one base for both stages: the extension modules are built for the Python and glibc that load them
+    assert builder[0] == final[0] + " AS builder", (builder[0], final[0])
+    assert "COPY scripts/build_core.py ./scripts/" in builder
+    assert any(i.startswith("RUN ") and "&& python scripts/build_core.py" in i for i in builder), builder
+    # every package the project installs reaches the image (the editable install maps each to /app)
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = [p.rstrip("*") for p in find["include"]]
+    assert packages
+    for name in packages:
+        assert f"COPY {name} ./{name}" in builder, name
+        assert f"COPY --from=builder /app/{name} ./{name}" in final, name
+    # the guard runs after the last COPY, outside the cwd (-P), so it checks what `segmenter` imports
+    guard = """RUN python -P -c 'import segmenter.engine as e; assert e.__file__.endswith(".so"), e.__file__'"""
+    runs = [i for i, line in enumerate(final) if line.startswith(guard)]
+    copies = [i for i, line in enumerate(final) if line.startswith("COPY ")]
+    assert runs and runs[0] > max(copies), final
+    assert final[-2:] == ['ENTRYPOINT ["segmenter"]', 'CMD ["worker"]']
+
+
+def test_the_build_context_leaves_out_host_builds() -> None:
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    # a host's `make core` output (its Python, its glibc) must never reach the image
+    assert "**/*.so" in ignored
+    assert "build" in ignored

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections import Counter
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import catalogue_edges
 import pytest
@@ -24,8 +27,12 @@ from journeys import BASE, DAY, MIN
 from bench.loadgen import Generator
 from segmenter.changes import Change
 from segmenter.config import Rules
-from segmenter.definitions import Definitions, load_dir
+from segmenter.definitions import Definition, Definitions, expr, load_dir
+from segmenter.metrics.registry import BY_NAME
 from segmenter.replay import replay
+from segmenter.rules import traits
+from segmenter.rules.context import Ctx
+from segmenter.state import CustomerState
 from streams.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -238,3 +245,61 @@ def test_the_samples_exercise_both_definitions() -> None:
     assert counts[("at_risk", "entered", True)] > 100  # the instant the last order is 1.5 gaps old
     assert counts[("at_risk", "exited", False)] > 100  # an order brings them back
     assert counts[("at_risk", "exited", True)] > 100  # on to inactive
+
+
+@cache
+def _definitions() -> dict[str, Definition]:
+    return {d.name: d for d in load_dir(CATALOGUE)}
+
+
+def _judge(name: str, value: Fraction | float, member: bool) -> bool:
+    """The definition ``name``'s condition with every metric but the share at a passing value."""
+    d = _definitions()[name]
+    passing = {"orders_365d": 3, "spend_365d": 1_000.0, "cart_adds_30d": 10, "abandoned_carts_30d": 0}
+    env = expr.Env(lambda m: passing.get(m, value), lambda seg: False)
+    return expr.truth(d.when, env, d.exit_margin if member else None)
+
+
+def _around(x: float, ulps: int) -> list[float]:
+    below, above = [x], [x]
+    for _ in range(ulps):
+        below.append(math.nextafter(below[-1], -math.inf))
+        above.append(math.nextafter(above[-1], math.inf))
+    return below[::-1] + above[1:]
+
+
+@pytest.mark.parametrize("member", [False, True], ids=["entry", "exit_margin"])
+def test_a_float_share_crosses_its_threshold_at_the_rules_float(member: bool) -> None:
+    # both sides are monotone in the share: agreeing on every float around the threshold is agreeing on all
+    c = Ctx.of(Rules())
+    r = c.rules
+    for threshold, name, rule in (
+        (r.best_min_full_price_share, "best_customer_def", lambda s, was: traits.best(_f(s), c, was)),
+        (r.discount_min_share, "discount_hunter_def", lambda s, was: traits.discount_hunter(_f(s), c, was)),
+        (r.dissatisfied_min_value_share, "dissatisfied_def", None),
+    ):
+        edge = threshold - r.share_exit_margin if member else threshold
+        for share in _around(edge, 500):
+            if rule is None:  # dissatisfied's share test, as the rule makes it (its state needs money floats)
+                theirs = share >= (threshold - r.share_exit_margin if member else threshold)
+            else:
+                theirs = rule(share, member)
+            assert _judge(name, share, member) == theirs, (name, share)
+
+
+def _f(share: float) -> dict[str, Any]:
+    return {"orders": 3, "spend": 1_000.0, "full_price_share": share, "discount_share": share}
+
+
+def test_the_remove_share_crosses_where_hesitant_compares_removes_with_the_adds() -> None:
+    # hesitant compares removes with a float share of the adds; the definition the exact share with the decimal
+    c = Ctx.of(Rules())
+    s = CustomerState("c1", customer_id="c1")
+    t = BASE
+    for adds in range(4, 3_000):
+        for removes in {math.floor(f * adds) + k for f in (0.4, 0.5) for k in (-1, 0, 1)}:
+            s.cart_events = [[t, adds, removes]]
+            for member in (False, True):
+                share = BY_NAME["cart_remove_share_30d"].value(s, t, c)
+                assert share == Fraction(removes, adds)
+                assert _judge("hesitant_def", share, member) == traits.hesitant(s, t, c, member)[0], (adds, removes)

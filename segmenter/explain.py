@@ -310,7 +310,7 @@ def _definitions(s: CustomerState, t: int, sg: Segmenter) -> dict[str, Any]:
             "member": was,
             "since": _iso(s.members.get(d.name)),
             "when": d.when_text,
-            "exit_margin": dict(d.exit_margin) if d.exit_margin else None,
+            "exit_margin": {m: _num(v) for m, v in d.exit_margin.items()} if d.exit_margin else None,
             "figures": {m: _num(env.metric(m)) for m in d.metrics},
         }
     return out

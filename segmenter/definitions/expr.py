@@ -11,6 +11,11 @@ numeric sub-expression is affine in time (``value + slope * (t - t0)``), so a co
 moves has one crossing instant, computed exactly (:meth:`Expr.next_change`). A product or quotient of two
 time-moving figures would not be affine: that expression cannot run as a stream and is refused.
 Comparisons with a figure that is not defined (``None``: no order yet) are false.
+
+Numbers: figures in days and counts are exact (a ``Fraction`` of milliseconds, an ``int``), and so is a
+decimal as written (``0.7`` is 7/10). Money and the shares the rules compute in floating point are ``float``:
+a comparison with one is made in floating point, as the rules make it (``full_price_share_365d >= 0.7`` holds
+at 7 units of 10, where the float 0.7 compared exactly with 7/10 would fall 4e-17 short).
 """
 
 from __future__ import annotations
@@ -401,7 +406,7 @@ class Env:
         self._cache: dict[str, Value] = {}
         self.members = members
         self.event = event
-        self.shift: dict[str, float] = {}
+        self.shift: dict[str, Fraction] = {}
 
     def metric(self, name: str) -> Value:
         if name not in self._cache:
@@ -437,7 +442,7 @@ def affine(node: Node, env: Env) -> Affine | None:
         v = env.metric(node.name)
         if v is None:
             return None
-        shift = env.shift.get(node.name)  # only when shifted: a float would make an exact figure inexact
+        shift = env.shift.get(node.name)  # a margin is exact: an exact figure stays exact, a float one a float
         return (v if shift is None else v + shift, CLOCK_SLOPE if node.timed else 0.0)
     if isinstance(node, EventField):
         f = env.field(node.name)
@@ -489,15 +494,19 @@ def _cmp_plain(node: Cmp, env: Env) -> bool:
     x, y = affine(node.left, env), affine(node.right, env)
     if x is None or y is None:
         return False
-    return _OPS[node.op](x[0], y[0])
+    u, v = x[0], y[0]
+    if isinstance(u, float) or isinstance(v, float):
+        # a float figure (money, a share) is compared in floating point, as the rules compare it
+        return _OPS[node.op](float(u), float(v))
+    return _OPS[node.op](u, v)
 
 
-def _vertices(node: Cmp, margins: dict[str, float]) -> Iterator[dict[str, float]]:
-    for signs in itertools.product((1.0, -1.0), repeat=len(node.margins)):
+def _vertices(node: Cmp, margins: dict[str, Fraction]) -> Iterator[dict[str, Fraction]]:
+    for signs in itertools.product((1, -1), repeat=len(node.margins)):
         yield {m: s * margins[m] for m, s in zip(node.margins, signs, strict=True)}
 
 
-def truth(node: Node, env: Env, margins: dict[str, float] | None = None, positive: bool = True) -> bool:
+def truth(node: Node, env: Env, margins: dict[str, Fraction] | None = None, positive: bool = True) -> bool:
     """Whether the condition holds; with ``margins`` (a member's hysteresis) the comparisons reading a
     margin metric hold if they hold anywhere within ±margin of its value, in the direction that keeps
     the whole condition true (``positive``: not under an odd number of ``not``)."""
@@ -522,7 +531,7 @@ def truth(node: Node, env: Env, margins: dict[str, float] | None = None, positiv
     raise TypeError(f"not a condition node: {node!r}")
 
 
-def crossings(node: Node, env: Env, t0: int, margins: dict[str, float] | None = None) -> Iterator[int]:
+def crossings(node: Node, env: Env, t0: int, margins: dict[str, Fraction] | None = None) -> Iterator[int]:
     """Instants after ``t0`` at which a comparison that time alone moves can change its truth.
 
     Slightly early rather than late (a float crossing may round either way): re-evaluated there, the

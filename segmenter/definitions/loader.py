@@ -11,6 +11,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from segmenter.metrics.registry import BY_NAME
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 TRAIT, MOMENT = "trait", "moment"
 REQUIRED = ("name", "kind", "version", "description", "when", "reason")
-OPTIONAL = ("exit_margin", "tests")
+OPTIONAL = ("exit_margin", "enter_on", "tests")
 TEST_KEYS = ("events", "until", "expect", "expect_not", "name")
 EXPECT_KEYS = ("customer_id", "anonymous_id", "change", "at", "segment")
 FAN = "category_fan:"
@@ -79,12 +80,13 @@ class Definition:
     when_text: str
     when: expr.Node
     reason: str
-    exit_margin: dict[str, float]
+    exit_margin: dict[str, Fraction]  # exact, as written (0.1 is 1/10)
     tests: tuple[Case, ...]
     path: Path
     metrics: tuple[str, ...]  # read by when and reason, in first-use order: the evidence
     fields: tuple[str, ...]  # event fields read by when and reason (moments)
     segments: frozenset[str] = field(default_factory=frozenset)  # in_segment names
+    enter_on: frozenset[str] = frozenset()  # event types a trait may be entered at (empty: any, and time)
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -275,7 +277,7 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
 
     description = _text(f, top["description"][1], "description")
 
-    margins: dict[str, float] = {}
+    margins: dict[str, Fraction] = {}
     if "exit_margin" in top:
         k, m_node = top["exit_margin"]
         if kind == MOMENT:
@@ -288,7 +290,23 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
             value = _scalar(mv)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
                 raise f.error(mv.start_mark, f"exit_margin of {metric} must be a number >= 0, not {value!r}")
-            margins[metric] = float(value)
+            # the decimal as written, like a number in when: a margin keeps an exact figure exact
+            margins[metric] = Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+
+    enter_on: frozenset[str] = frozenset()
+    if "enter_on" in top:
+        k, e_node = top["enter_on"]
+        if kind == MOMENT:
+            raise f.error(k.start_mark, "enter_on is for traits: a moment is detected on its own event")
+        if not isinstance(e_node, yaml.SequenceNode) or not e_node.value:
+            raise f.error(e_node.start_mark, "enter_on must be a list of event types, e.g. [order_returned]")
+        for item in e_node.value:
+            value = _scalar(item)
+            if value not in expr.EVENT_TYPES:
+                close = difflib.get_close_matches(str(value), expr.EVENT_TYPES, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else f"; one of {', '.join(expr.EVENT_TYPES)}"
+                raise f.error(item.start_mark, f"enter_on: {value!r} is not an event type{hint}")
+        enter_on = frozenset(str(_scalar(item)) for item in e_node.value)
 
     when_node = top["when"][1]
     when_text = _text(f, when_node, "when")
@@ -351,6 +369,7 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
         metrics=tuple(metrics),
         fields=tuple(fields),
         segments=frozenset(scope.used_segments),
+        enter_on=enter_on,
     )
 
 

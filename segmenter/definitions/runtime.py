@@ -4,7 +4,8 @@
 (an event, or its deadline firing) it judges every definition after the catalogue, so ``in_segment``
 sees the catalogue's memberships of that instant:
 
-* a trait is entered when ``when`` holds and exited when it stops holding; a member with
+* a trait is entered when ``when`` holds (with ``enter_on``, only at an event of those types: never by
+  time passing) and exited when it stops holding; a member with
   ``exit_margin`` stays while the condition holds with each margin metric shifted by up to its margin
   (``spend_365d >= 300`` with a margin of 30 exits only below 270);
 * a moment is detected on an event for which ``when`` holds (never by time passing);
@@ -92,6 +93,8 @@ class Definitions:
             if member == was:
                 continue
             if member:
+                if d.enter_on and (event is None or event.type not in d.enter_on):
+                    continue  # entered only at those events: time passing or another event is no reason to
                 members[d.name] = t
                 out.append(self._change(s, d, ENTERED, t, env, trigger, ""))
             else:

@@ -179,6 +179,16 @@ def _expected_gap_days(s: CustomerState, t: int, c: Ctx) -> Value:
     return Fraction(gap) / DAY  # gap: whole or half milliseconds, exact as a float
 
 
+def _days_since_first_order(s: CustomerState, t: int, c: Ctx) -> Value:
+    return Fraction(t - s.first_order_ms, DAY) if s.first_order_ms is not None else None
+
+
+def _days_since_referral(s: CustomerState, t: int, c: Ctx) -> Value:
+    # the touch that brought the referral (traits.referred_end counts from it), once it counts
+    touch = s.first_touch_ms if s.referred_by is not None else None
+    return Fraction(t - touch, DAY) if touch is not None else None
+
+
 def _days_since_last_event(s: CustomerState, t: int, c: Ctx) -> Value:
     return Fraction(t - s.last_event_ms, DAY) if s.first_seen_ms is not None else None
 
@@ -189,6 +199,13 @@ def _hesitant(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
         return int(figures[name])
 
     return value
+
+
+def _cart_remove_share_30d(s: CustomerState, t: int, c: Ctx) -> Value:
+    # exact: hesitant compares removes with a share of the adds, both whole numbers
+    figures: dict[str, Any] = traits.hesitant(s, t, c, False)[1]
+    adds = int(figures["cart_adds"])
+    return Fraction(int(figures["cart_removes"]), adds) if adds else None
 
 
 def _returns_90d(s: CustomerState, t: int, c: Ctx) -> Value:
@@ -236,6 +253,13 @@ def _researcher_products_14d(s: CustomerState, t: int, c: Ctx) -> Value:
         if cat is not None and start < v[V_T] <= t and cat not in s.ordered_categories:
             products.setdefault(cat, set()).add(v[V_PRODUCT])
     return max((len(p) for p in products.values()), default=0)
+
+
+def _products_compared_14d(s: CustomerState, t: int, c: Ctx) -> Value:
+    products, sessions = traits.research_sets(s, t, c, None)
+    # the products and the sessions of one category: researcher's own test
+    ordered, least = s.ordered_categories, c.researcher_min_sessions
+    return max((len(p) for cat, p in products.items() if cat not in ordered and len(sessions[cat]) >= least), default=0)
 
 
 def _abandoned_30d(s: CustomerState, t: int, c: Ctx) -> Value:
@@ -306,6 +330,14 @@ METRICS: tuple[Metric, ...] = (
         _days_since_last_order,
     ),
     Metric(
+        "days_since_first_order",
+        "days",
+        "Time since the first order ever placed, cancelled or not (referred_customer); none without orders.",
+        CLOCK,
+        _counter_bound,
+        _days_since_first_order,
+    ),
+    Metric(
         "expected_gap_days",
         "days",
         "The customer's rhythm: median of the latest 10 gaps of at least 1 day between orders, with at least 2 "
@@ -370,6 +402,16 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _cart_bound,
         _hesitant("cart_removes"),
+        _cart_leaves,
+    ),
+    Metric(
+        "cart_remove_share_30d",
+        "share 0-1+",
+        "Those cart removes over those cart adds, exact (hesitant: at least half); none without a cart add in "
+        "the 30 days.",
+        WINDOW,
+        _cart_bound,
+        _cart_remove_share_30d,
         _cart_leaves,
     ),
     Metric(
@@ -443,6 +485,25 @@ METRICS: tuple[Metric, ...] = (
         _views_bound,
         _researcher_products_14d,
         _views_leave,
+    ),
+    Metric(
+        "products_compared_14d",
+        "products",
+        "Most distinct products viewed in one category not ordered yet, in the last 14 days, of the categories "
+        "viewed in at least researcher_min_sessions (2) sessions of them (researcher: at least 12).",
+        WINDOW,
+        _views_bound,
+        _products_compared_14d,
+        _views_leave,
+    ),
+    Metric(
+        "days_since_referral",
+        "days",
+        "Time since the visit that brought them through another customer's referral (referred_by) before their "
+        "first order; none if no referral counts (referred_customer).",
+        CLOCK,
+        _counter_bound,
+        _days_since_referral,
     ),
     Metric(
         "referred_customers_who_ordered",

@@ -193,15 +193,7 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
             return False, _researching(s, t, c)
         window = c.given["researcher_window_days"]
         return False, {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}
-    start = t - c.researcher_ms
-    products: dict[str, set[str]] = {}
-    sessions: dict[str, set[int]] = {}
-    for v in s.recent_views:
-        cat = v[V_CATEGORY]
-        if cat not in scan or v[V_T] <= start or v[V_T] > t:
-            continue
-        products.setdefault(cat, set()).add(v[V_PRODUCT])
-        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    products, sessions = research_sets(s, t, c, scan)
     best_cat, best_n, best_sessions = None, 0, 0
     for cat, prods in sorted(products.items()):
         if cat in s.ordered_categories:
@@ -220,6 +212,23 @@ def researcher(s: CustomerState, t: int, c: Ctx, was: bool) -> Verdict:
         "window_days": c.given["researcher_window_days"],
     }
     return True, ev
+
+
+def research_sets(
+    s: CustomerState, t: int, c: Ctx, scan: set[str] | None
+) -> tuple[dict[str, set[str]], dict[str, set[int]]]:
+    """Per category viewed in the researcher window (among ``scan`` when given): its distinct products and
+    the sessions they were viewed in."""
+    start = t - c.researcher_ms
+    products: dict[str, set[str]] = {}
+    sessions: dict[str, set[int]] = {}
+    for v in s.recent_views:
+        cat = v[V_CATEGORY]
+        if cat is None or v[V_T] <= start or v[V_T] > t or (scan is not None and cat not in scan):
+            continue
+        products.setdefault(cat, set()).add(v[V_PRODUCT])
+        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    return products, sessions
 
 
 def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool:
@@ -242,15 +251,7 @@ def may_research(s: CustomerState, t: int, c: Ctx, category: str | None) -> bool
 
 def _researching(s: CustomerState, t: int, c: Ctx) -> dict[str, Any]:
     """Figures of the category with the most distinct products viewed in the window (for an exit)."""
-    start = t - c.researcher_ms
-    products: dict[str, set[str]] = {}
-    sessions: dict[str, set[int]] = {}
-    for v in s.recent_views:
-        cat = v[V_CATEGORY]
-        if cat is None or v[V_T] <= start or v[V_T] > t:
-            continue
-        products.setdefault(cat, set()).add(v[V_PRODUCT])
-        sessions.setdefault(cat, set()).add(v[V_SESSION])
+    products, sessions = research_sets(s, t, c, None)
     window = c.given["researcher_window_days"]
     if not products:
         return {"category": None, "distinct_products": 0, "sessions": 0, "window_days": window}

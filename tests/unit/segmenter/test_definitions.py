@@ -6,11 +6,12 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from journeys import BASE, DAY, order_placed, order_returned, page_view
+from journeys import BASE, DAY, line, order_placed, order_returned, page_view
 
 from schemas.changes import SegmentChange
 from segmenter.changes import Change
@@ -94,6 +95,15 @@ MISTAKES = [
         "8:13: events file",
     ),
     (TRAIT.format(name="a", when="orders_365d >= 1 and", reason="x"), "5:7: when: syntax error"),
+    (
+        TRAIT.format(name="a", when="orders_365d >= 1", reason="x") + "enter_on: [order_retuned]\n",
+        "7:12: enter_on: 'order_retuned' is not an event type (did you mean order_returned?)",
+    ),
+    (
+        TRAIT.format(name="a", when="event.type == 'order_placed'", reason="x").replace("kind: trait", "kind: moment")
+        + "enter_on: [order_placed]\n",
+        "7:1: enter_on is for traits",
+    ),
 ]
 
 
@@ -234,6 +244,36 @@ def test_exit_margin_on_a_clock_metric_delays_the_exit_exactly(tmp_path: Path) -
     changes = _run(tmp_path, [order_placed(0, value=10, order_id="o1")], BASE + 30 * DAY)
     # a member stays while days_since_last_order - 2 < 10: exits at exactly 12 days
     assert _ours(changes) == [("fresh", "entered", "c1", BASE), ("fresh", "exited", "c1", BASE + 12 * DAY)]
+
+
+def test_enter_on_enters_only_at_those_events_and_exits_by_time(tmp_path: Path) -> None:
+    text = TRAIT.format(name="seen", when="orders_365d >= 1", reason="x") + "enter_on: [page_view]\n"
+    _write(tmp_path, text)
+    events = [
+        order_placed(0, value=10, order_id="o1"),  # the condition holds, but this is no page view
+        page_view(DAY, page_type="home"),
+        page_view(400 * DAY, page_type="home"),  # the order left the window at 365 days: not entered again
+    ]
+    changes = _run(tmp_path, events, BASE + 800 * DAY)
+    assert _ours(changes) == [("seen", "entered", "c1", BASE + DAY), ("seen", "exited", "c1", BASE + 365 * DAY)]
+
+
+def test_a_float_share_compares_in_floating_point_as_the_rules_do(tmp_path: Path) -> None:
+    # 7 units of 10 at full price: the rules' share 7 / 10 is the float 0.7, which is 4e-17 short of 7/10
+    _write(tmp_path, TRAIT.format(name="full", when="full_price_share_365d >= 0.7", reason="x"))
+    lines = [line("p1", 10.0, 7), line("p2", 5.0, 3, list_price=10.0)]
+    changes = _run(tmp_path, [order_placed(0, lines, order_id="o1")])
+    assert _ours(changes) == [("full", "entered", "c1", BASE)]
+
+
+def test_an_exit_margin_is_the_decimal_as_written(tmp_path: Path) -> None:
+    text = TRAIT.format(name="fresh", when="days_since_last_order < 10", reason="x")
+    _write(tmp_path, text + "exit_margin: {days_since_last_order: 0.1}\n")
+    (d,) = load_dir(tmp_path)
+    assert d.exit_margin == {"days_since_last_order": Fraction(1, 10)}
+    changes = _run(tmp_path, [order_placed(0, value=10, order_id="o1")], BASE + 30 * DAY)
+    # a member stays while days_since_last_order - 1/10 < 10: exits at exactly 10.1 days
+    assert _ours(changes) == [("fresh", "entered", "c1", BASE), ("fresh", "exited", "c1", BASE + 10 * DAY + DAY // 10)]
 
 
 def test_a_moment_is_detected_on_its_event_with_the_event_fields(tmp_path: Path) -> None:

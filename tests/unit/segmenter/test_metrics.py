@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
 from journeys import BASE, DAY, MIN, cart_add, cart_remove, order_placed, order_returned, run, view
@@ -95,3 +96,24 @@ def test_values_and_the_instants_they_change_by_time_alone() -> None:
     assert BY_NAME["cart_adds_30d"].next_change(s, t, c) == BASE + int(356 * DAY) + MIN + 30 * DAY
     assert BY_NAME["days_since_last_order"].next_change(s, t, c) == t + 1
     assert BY_NAME["impulse_orders_of_last_5"].next_change(s, t, c) is None
+
+
+def test_the_figures_the_catalogue_definitions_read() -> None:
+    # 12 products of "shoes" in one session, then 12 of "bags" over two; a referral, then a first order
+    shoes = [view(i * MIN, f"s{i}", "shoes", session="a", referred_by="c9" if i == 0 else None) for i in range(12)]
+    bags = [view(DAY + i * MIN, f"b{i}", "bags", session="b" if i < 6 else "c") for i in range(12)]
+    carts = [cart_add(2 * DAY, "p1"), cart_add(2 * DAY + MIN, "p2"), cart_add(2 * DAY + 2 * MIN, "p3")]
+    events = [*shoes, *bags, *carts, cart_remove(2 * DAY + 3 * MIN, "p1"), order_placed(3 * DAY, value=5.0)]
+    s, c = run(events).engine.states["c1"], Ctx.of(Rules())
+    t = BASE + 4 * DAY
+    v = values(s, t, c)
+    # exact, as hesitant compares it (removes >= half the adds)
+    assert v["cart_remove_share_30d"] == Fraction(1, 3)
+    # the products of one category count only over two sessions of it: bags, not shoes
+    assert v["products_compared_14d"] == 12
+    assert v["days_since_referral"] == 4 and v["days_since_first_order"] == 1
+    assert BY_NAME["products_compared_14d"].next_change(s, t, c) == BASE + 14 * DAY  # the first shoe leaves
+    assert BY_NAME["days_since_referral"].time == CLOCK
+    later = BASE + 14 * DAY + DAY + 6 * MIN  # the first session of bags has left the window
+    assert BY_NAME["products_compared_14d"].value(s, later, c) == 0
+    assert BY_NAME["cart_remove_share_30d"].value(s, BASE + 40 * DAY, c) is None  # no add left in the window

@@ -27,8 +27,6 @@ from segmenter.state import (
     O_IMPULSE,
     O_T,
     O_VALUE,
-    V_CATEGORY,
-    V_PRODUCT,
     V_T,
     CustomerState,
 )
@@ -246,13 +244,9 @@ def _top_share(records: Callable[[CustomerState, Rules], list[list[Any]]], at_le
 
 
 def _researcher_products_14d(s: CustomerState, t: int, c: Ctx) -> Value:
-    start = t - c.researcher_ms
-    products: dict[str, set[str]] = {}
-    for v in s.recent_views:
-        cat = v[V_CATEGORY]
-        if cat is not None and start < v[V_T] <= t and cat not in s.ordered_categories:
-            products.setdefault(cat, set()).add(v[V_PRODUCT])
-    return max((len(p) for p in products.values()), default=0)
+    products, _ = traits.research_sets(s, t, c, None)
+    ordered = s.ordered_categories
+    return max((len(p) for cat, p in products.items() if cat not in ordered), default=0)
 
 
 def _products_compared_14d(s: CustomerState, t: int, c: Ctx) -> Value:

@@ -374,9 +374,23 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                self._print_stacks(timeout_s)
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         return self.proc.returncode
+
+    def _print_stacks(self, timeout_s: float) -> None:
+        """A worker that does not stop: mode's SIGUSR1 handler writes every thread's and task's stack to its
+        log; printed here (pytest shows it with the failure), as a hang seen once cannot be rerun at will."""
+        assert self.proc is not None
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(5)
+        with open(self.log_path, "rb") as fh:
+            fh.seek(start)
+            stacks = fh.read().decode(errors="replace")
+        pid = self.proc.pid
+        print(f"\nworker {pid} still running {timeout_s:.0f} s after SIGTERM; its stacks (SIGUSR1):\n{stacks}")
 
     def log_tail(self, n: int = 40) -> str:
         try:

@@ -534,6 +534,15 @@ class Sequencer:
                 apply = f[i + 1]
         return link, apply
 
+    def _gates_of(self, frontiers: dict[int, Frontier]) -> Callable[[int], tuple[int, int]]:
+        """:meth:`gates` for each partition; with every partition's frontier at hand (one worker owns them
+        all) no marker is read, so routing-ready partitions share one minimum, computed once."""
+        if len(frontiers) < self.n:
+            return lambda q: self.gates(q, frontiers)
+        shared = min(f[0] for f in frontiers.values()), min(f[1] for f in frontiers.values())
+        parts = self.parts
+        return lambda q: shared if parts[q].routing_ready else (NEG, NEG)
+
     def frontiers(self) -> dict[int, Frontier]:
         """The frontiers of every owned partition (what the markers publish).
 
@@ -543,7 +552,8 @@ class Sequencer:
         first = {p: self.frontier(p) for p in self.parts}
         if not any(part.maybe for part in self.parts.values()):
             return first
-        return {p: self.frontier(p, self.gates(p, first)[0]) if self.parts[p].maybe else first[p] for p in self.parts}
+        gates = self._gates_of(first)
+        return {p: self.frontier(p, gates(p)[0]) if self.parts[p].maybe else first[p] for p in self.parts}
 
     def deadline_bound(self, p: int, frontiers: dict[int, Frontier] | None = None) -> int | None:
         """Deadlines of ``p`` up to this may fire: no input of any of its keys at or before it is to come."""
@@ -570,9 +580,10 @@ class Sequencer:
         """
         out, self._ready = self._ready, []
         fr = self.frontiers()
+        gates = self._gates_of(fr)
         for p in sorted(self.parts):
             part = self.parts[p]
-            link, apply = self.gates(p, fr)
+            link, apply = gates(p)
             queues, routed = part.queues, part.routed
             unread = [(self._unread(p, part, t), self.rank[t], t) for t in self.inputs]
             # the earliest an empty input topic may still show a record (ties: by topic rank); once per emptying

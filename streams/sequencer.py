@@ -519,29 +519,31 @@ class Sequencer:
 
     def gates(self, q: int, frontiers: dict[int, Frontier], wall: bool = False) -> tuple[int, int]:
         """``(link, apply)`` for partition ``q``: the minimum over every partition's frontiers."""
-        part = self.parts[q]
-        if not part.routing_ready:
-            return NEG, NEG
-        i = 2 if wall else 0
-        link = apply = POS
-        for s in range(self.n):
-            f = frontiers.get(s)
-            if f is None:
-                f = part.markers.get(s, _UNKNOWN)
-            if f[i] < link:
-                link = f[i]
-            if f[i + 1] < apply:
-                apply = f[i + 1]
-        return link, apply
+        return self._gates_of(frontiers, wall)(q)
 
-    def _gates_of(self, frontiers: dict[int, Frontier]) -> Callable[[int], tuple[int, int]]:
-        """:meth:`gates` for each partition; with every partition's frontier at hand (one worker owns them
-        all) no marker is read, so routing-ready partitions share one minimum, computed once."""
-        if len(frontiers) < self.n:
-            return lambda q: self.gates(q, frontiers)
-        shared = min(f[0] for f in frontiers.values()), min(f[1] for f in frontiers.values())
+    def _gates_of(self, frontiers: dict[int, Frontier], wall: bool = False) -> Callable[[int], tuple[int, int]]:
+        """:meth:`gates` for each partition of a round: the owned partitions' minimum is the same for every
+        one, computed once; only the markers of the partitions other workers own are read per partition."""
+        i = 2 if wall else 0
+        owned_link = min((f[i] for f in frontiers.values()), default=POS)
+        owned_apply = min((f[i + 1] for f in frontiers.values()), default=POS)
+        others = [s for s in range(self.n) if s not in frontiers]
         parts = self.parts
-        return lambda q: shared if parts[q].routing_ready else (NEG, NEG)
+
+        def gates(q: int) -> tuple[int, int]:
+            part = parts[q]
+            if not part.routing_ready:
+                return NEG, NEG
+            link, apply = owned_link, owned_apply
+            for s in others:
+                f = part.markers.get(s, _UNKNOWN)
+                if f[i] < link:
+                    link = f[i]
+                if f[i + 1] < apply:
+                    apply = f[i + 1]
+            return link, apply
+
+        return gates
 
     def frontiers(self) -> dict[int, Frontier]:
         """The frontiers of every owned partition (what the markers publish).

@@ -3,8 +3,8 @@
 The text is parsed with :func:`ast.parse` (``mode="eval"``) and only a whitelist of nodes is accepted:
 ``and``/``or``/``not``, comparisons, ``+ - * /``, unary minus, numbers, quoted strings, metric names,
 ``in_segment('<segment>')`` and, in moments, ``event.<field>``. Anything else is an :class:`ExprError`
-at its offset in the text. The accepted tree is compiled to the small node classes below and evaluated
-by walking them.
+at its offset in the text. The accepted tree is compiled to the small node classes below, and those once
+to closures (:class:`Condition`).
 
 Time: a metric whose time behaviour is ``clock`` (``days_since_*``) grows by one day per day; every
 numeric sub-expression is affine in time (``value + slope * (t - t0)``), so a comparison that time alone
@@ -24,7 +24,8 @@ import ast
 import difflib
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -409,9 +410,11 @@ class Env:
         self.shift: dict[str, Fraction] = {}
 
     def metric(self, name: str) -> Value:
-        if name not in self._cache:
-            self._cache[name] = self._metric(name)
-        return self._cache[name]
+        cache = self._cache
+        if name in cache:
+            return cache[name]
+        v = cache[name] = self._metric(name)
+        return v
 
     def field(self, name: str) -> float | str | None:
         return event_field(self.event, name)
@@ -434,119 +437,252 @@ def event_field(event: Any, name: str) -> float | str | None:
     return value if isinstance(value, int | float | str) and not isinstance(value, bool) else None
 
 
-def affine(node: Node, env: Env) -> Affine | None:
-    """A number's value at the evaluation instant and its slope in time (``None``: not defined)."""
+# A checked tree is compiled once into closures (no dispatch on node types per evaluation): a number
+# node gives its value (``None``: undefined), a clocked one also its slope, a condition its truth.
+NumFn = Callable[[Env], Number | None]
+AffineFn = Callable[[Env], Affine | None]
+TextFn = Callable[[Env], str | None]
+HoldsFn = Callable[[Env, bool, bool], bool]  # (env, member, positive)
+CrossFn = Callable[[Env, Env, bool, bool, int, list[int]], None]  # (env, after, member, positive, t0, out)
+
+
+def _number(node: Node) -> NumFn:
+    """A number's value at the evaluation instant (``None``: not defined)."""
     if isinstance(node, Const):
-        return (node.value, 0.0) if isinstance(node.value, int | Fraction) else None
+        const = node.value if isinstance(node.value, int | Fraction) else None
+        return lambda env: const
     if isinstance(node, MetricRef):
-        v = env.metric(node.name)
-        if v is None:
-            return None
-        shift = env.shift.get(node.name)  # a margin is exact: an exact figure stays exact, a float one a float
-        return (v if shift is None else v + shift, CLOCK_SLOPE if node.timed else 0.0)
+        name = node.name
+
+        def metric(env: Env) -> Number | None:
+            v = env.metric(name)
+            if v is None or not env.shift:
+                return v
+            shift = env.shift.get(name)  # a margin is exact: an exact figure stays exact, a float one a float
+            return v if shift is None else v + shift
+
+        return metric
     if isinstance(node, EventField):
-        f = env.field(node.name)
-        return (f, 0.0) if isinstance(f, int | float) else None
+        fname = node.name
+
+        def event_number(env: Env) -> Number | None:
+            f = env.field(fname)
+            return f if isinstance(f, int | float) else None
+
+        return event_number
     if isinstance(node, Neg):
-        a = affine(node.operand, env)
-        return None if a is None else (-a[0], -a[1])
+        operand = _number(node.operand)
+
+        def neg(env: Env) -> Number | None:
+            v = operand(env)
+            return None if v is None else -v
+
+        return neg
     if isinstance(node, Arith):
-        a, b = affine(node.left, env), affine(node.right, env)
-        if a is None or b is None:
-            return None
-        if node.op == "+":
-            return (a[0] + b[0], a[1] + b[1])
-        if node.op == "-":
-            return (a[0] - b[0], a[1] - b[1])
-        if node.op == "*":  # at most one side moves with time (checked)
-            return (a[0] * b[0], a[1] * b[0] + b[1] * a[0])
-        if b[0] == 0:
-            return None  # undefined: every comparison with it is false
-        return (a[0] / b[0], a[1] / b[0])
+        left, right, op = _number(node.left), _number(node.right), _ARITH_OPS[node.op]
+
+        def arith(env: Env) -> Number | None:
+            a = left(env)
+            if a is None:
+                return None
+            b = right(env)
+            if b is None or (op is operator.truediv and b == 0):
+                return None  # undefined: every comparison with it is false
+            return op(a, b)  # type: ignore[no-any-return]
+
+        return arith
     raise TypeError(f"not a number node: {node!r}")
 
 
-def _text(node: Node, env: Env) -> str | None:
+def _affine(node: Node) -> AffineFn:
+    """A number's value at the evaluation instant and its slope in time (``None``: not defined)."""
+    if isinstance(node, Arith):
+        left, right, opname = _affine(node.left), _affine(node.right), node.op
+
+        def arith(env: Env) -> Affine | None:
+            a, b = left(env), right(env)
+            if a is None or b is None:
+                return None
+            if opname == "+":
+                return (a[0] + b[0], a[1] + b[1])
+            if opname == "-":
+                return (a[0] - b[0], a[1] - b[1])
+            if opname == "*":  # at most one side moves with time (checked)
+                return (a[0] * b[0], a[1] * b[0] + b[1] * a[0])
+            if b[0] == 0:
+                return None
+            return (a[0] / b[0], a[1] / b[0])
+
+        return arith
+    if isinstance(node, Neg):
+        operand = _affine(node.operand)
+
+        def neg(env: Env) -> Affine | None:
+            a = operand(env)
+            return None if a is None else (-a[0], -a[1])
+
+        return neg
+    value, slope = _number(node), CLOCK_SLOPE if isinstance(node, MetricRef) and node.timed else 0.0
+
+    def leaf(env: Env) -> Affine | None:
+        v = value(env)
+        return None if v is None else (v, slope)
+
+    return leaf
+
+
+def _text(node: Node) -> TextFn:
     if isinstance(node, Const):
-        return node.value if isinstance(node.value, str) else None
+        const = node.value if isinstance(node.value, str) else None
+        return lambda env: const
     if isinstance(node, EventField):
-        f = env.field(node.name)
-        return f if isinstance(f, str) else None
+        fname = node.name
+
+        def event_text(env: Env) -> str | None:
+            f = env.field(fname)
+            return f if isinstance(f, str) else None
+
+        return event_text
     raise TypeError(f"not a text node: {node!r}")
 
 
+_ARITH_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+}
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
-def _cmp_plain(node: Cmp, env: Env) -> bool:
+def _compare(node: Cmp) -> Callable[[Env], bool]:
+    op = _OPS[node.op]
     if node.left.type == STR:
-        a, b = _text(node.left, env), _text(node.right, env)
-        if a is None or b is None:
+        ltext, rtext = _text(node.left), _text(node.right)
+
+        def texts(env: Env) -> bool:
+            a, b = ltext(env), rtext(env)
+            return a is not None and b is not None and op(a, b)
+
+        return texts
+    if isinstance(node.left, MetricRef) and isinstance(node.right, Const) and not node.margins:
+        # the common shape, a metric against a number: read once, no shift to apply
+        name, const = node.left.name, node.right.value
+        as_float = float(const)
+
+        def metric_vs_const(env: Env) -> bool:
+            u = env.metric(name)
+            if u is None:
+                return False
+            return op(u, as_float) if isinstance(u, float) else op(u, const)
+
+        return metric_vs_const
+    left, right = _number(node.left), _number(node.right)
+
+    def numbers(env: Env) -> bool:
+        u = left(env)
+        if u is None:
             return False
-        return _OPS[node.op](a, b)
-    x, y = affine(node.left, env), affine(node.right, env)
-    if x is None or y is None:
-        return False
-    u, v = x[0], y[0]
-    if isinstance(u, float) or isinstance(v, float):
-        # a float figure (money, a share) is compared in floating point, as the rules compare it
-        return _OPS[node.op](float(u), float(v))
-    return _OPS[node.op](u, v)
+        v = right(env)
+        if v is None:
+            return False
+        if isinstance(u, float) or isinstance(v, float):
+            # a float figure (money, a share) is compared in floating point, as the rules compare it
+            return op(float(u), float(v))
+        return op(u, v)
+
+    return numbers
 
 
-def _vertices(node: Cmp, margins: dict[str, Fraction]) -> Iterator[dict[str, Fraction]]:
-    for signs in itertools.product((1, -1), repeat=len(node.margins)):
-        yield {m: s * margins[m] for m, s in zip(node.margins, signs, strict=True)}
+def _vertices(node: Cmp, margins: dict[str, Fraction]) -> list[dict[str, Fraction]]:
+    """The shifts of a member's comparison: each margin metric at ±its margin (the corners of a box)."""
+    return [
+        {m: s * margins[m] for m, s in zip(node.margins, signs, strict=True)}
+        for signs in itertools.product((1, -1), repeat=len(node.margins))
+    ]
 
 
-def truth(node: Node, env: Env, margins: dict[str, Fraction] | None = None, positive: bool = True) -> bool:
-    """Whether the condition holds; with ``margins`` (a member's hysteresis) the comparisons reading a
-    margin metric hold if they hold anywhere within ±margin of its value, in the direction that keeps
-    the whole condition true (``positive``: not under an odd number of ``not``)."""
+def _clocked(node: Node) -> bool:
+    """Whether time alone moves the condition: it has a comparison with a clock metric."""
     if isinstance(node, BoolOp):
-        if node.op == "and":
-            return all(truth(x, env, margins, positive) for x in node.items)
-        return any(truth(x, env, margins, positive) for x in node.items)
+        return any(_clocked(x) for x in node.items)
     if isinstance(node, Not):
-        return not truth(node.operand, env, margins, not positive)
+        return _clocked(node.operand)
+    return isinstance(node, Cmp) and node.left.type == NUM and (timed(node.left) or timed(node.right))
+
+
+def _holds(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
+    if isinstance(node, BoolOp):
+        items = tuple(_holds(x, margins) for x in node.items)
+        if node.op == "and":
+            return lambda env, member, positive: all(f(env, member, positive) for f in items)
+        return lambda env, member, positive: any(f(env, member, positive) for f in items)
+    if isinstance(node, Not):
+        operand = _holds(node.operand, margins)
+        return lambda env, member, positive: not operand(env, member, not positive)
     if isinstance(node, InSegment):
-        return env.members(node.segment)
+        segment = node.segment
+        return lambda env, member, positive: env.members(segment)
     if isinstance(node, Cmp):
-        if not margins or not node.margins:
-            return _cmp_plain(node, env)
-        results = []
-        for shift in _vertices(node, margins):
-            env.shift = shift
-            results.append(_cmp_plain(node, env))
-        env.shift = {}
-        # a linear comparison over a box of values: holds somewhere iff at a vertex
-        return any(results) if positive else all(results)
+        plain = _compare(node)
+        if not node.margins:
+            return lambda env, member, positive: plain(env)
+        shifts = _vertices(node, margins)
+
+        def within(env: Env, member: bool, positive: bool) -> bool:
+            if not member:
+                return plain(env)
+            results = []
+            for shift in shifts:
+                env.shift = shift
+                results.append(plain(env))
+            env.shift = {}
+            # a linear comparison over a box of values: holds somewhere iff at a vertex
+            return any(results) if positive else all(results)
+
+        return within
     raise TypeError(f"not a condition node: {node!r}")
 
 
-def crossings(node: Node, env: Env, t0: int, margins: dict[str, Fraction] | None = None) -> Iterator[int]:
-    """Instants after ``t0`` at which a comparison that time alone moves can change its truth.
+def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
+    """Appends the instants after ``t0`` at which a comparison time alone moves can change the condition.
 
-    Slightly early rather than late (a float crossing may round either way): re-evaluated there, the
-    condition is judged with exact values and the next crossing is asked for again.
+    A part no clock moves keeps its value just after ``t0`` (judged on ``after``, the values at ``t0 + 1``:
+    an event at ``t0 + 1`` asks from ``t0``) until the next event or window step, both of which judge the
+    key again; so an ``and`` with such a part false (an ``or`` with one true) cannot change before then,
+    and its clocked comparisons are not looked at.
     """
     if isinstance(node, BoolOp):
-        for x in node.items:
-            yield from crossings(x, env, t0, margins)
-    elif isinstance(node, Not):
-        yield from crossings(node.operand, env, t0, margins)
-    elif isinstance(node, Cmp) and node.left.type == NUM and (timed(node.left) or timed(node.right)):
-        shifts = list(_vertices(node, margins)) if margins and node.margins else [{}]
-        for shift in shifts:
+        fixed = tuple(_holds(x, margins) for x in node.items if not _clocked(x))
+        moving = tuple(_crossings(x, margins) for x in node.items if _clocked(x))
+        pinned = node.op == "or"  # the value of a fixed part that pins the whole
+
+        def either(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
+            for f in fixed:
+                if f(after, member, positive) == pinned:
+                    return
+            for g in moving:
+                g(env, after, member, positive, t0, out)
+
+        return either
+    if isinstance(node, Not):
+        operand = _crossings(node.operand, margins)
+        return lambda env, after, member, positive, t0, out: operand(env, after, member, not positive, t0, out)
+    assert isinstance(node, Cmp)
+    left, right = _affine(node.left), _affine(node.right)
+    shifts = _vertices(node, margins) if node.margins else [{}]
+
+    def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
+        for shift in shifts if member else ({},):
             env.shift = shift
-            a, b = affine(node.left, env), affine(node.right, env)
+            a, b = left(env), right(env)
             env.shift = {}
             if a is None or b is None:
                 continue
@@ -555,4 +691,39 @@ def crossings(node: Node, env: Env, t0: int, margins: dict[str, Fraction] | None
                 continue
             zero = t0 - d0 / k  # where the difference is 0
             if math.isfinite(zero) and zero > t0 - 1:
-                yield max(t0 + 1, math.floor(zero) - 1)
+                out.append(max(t0 + 1, math.floor(zero) - 1))
+
+    return crossing
+
+
+class Condition:
+    """A checked condition compiled for evaluation, with a member's exit margins: its truth, and when
+    time alone can change it."""
+
+    def __init__(self, node: Node, margins: dict[str, Fraction] | None = None) -> None:
+        self.node = node
+        self._holds = _holds(node, margins or {})
+        self._crossings = _crossings(node, margins or {}) if _clocked(node) else None
+
+    @property
+    def clocked(self) -> bool:
+        """Whether time alone can change it (it compares a clock metric)."""
+        return self._crossings is not None
+
+    def holds(self, env: Env, member: bool = False) -> bool:
+        """Whether the condition holds; for a ``member`` (hysteresis) the comparisons reading a margin
+        metric hold if they hold anywhere within ±margin of its value, in the direction that keeps the
+        whole condition true (not under an odd number of ``not``)."""
+        return self._holds(env, member, True)
+
+    def crossings(self, env: Env, after: Env, t0: int, member: bool = False) -> list[int]:
+        """Instants after ``t0`` at which time alone can change the condition (``env``: the values at
+        ``t0``, ``after``: at ``t0 + 1``).
+
+        Slightly early rather than late (a float crossing may round either way): re-evaluated there, the
+        condition is judged with exact values and the next crossing is asked for again.
+        """
+        out: list[int] = []
+        if self._crossings is not None:
+            self._crossings(env, after, member, True, t0, out)
+        return out

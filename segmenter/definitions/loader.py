@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ class Definition:
     fields: tuple[str, ...]  # event fields read by when and reason (moments)
     segments: frozenset[str] = field(default_factory=frozenset)  # in_segment names
     enter_on: frozenset[str] = frozenset()  # event types a trait may be entered at (empty: any, and time)
+
+    @cached_property
+    def condition(self) -> expr.Condition:
+        """``when`` compiled for evaluation, with the exit margins."""
+        return expr.Condition(self.when, self.exit_margin)
 
     @property
     def ref(self) -> dict[str, Any]:

@@ -66,13 +66,16 @@ class Definitions:
         self.moments = tuple(d for d in self.all if d.kind == MOMENT)
         # what a state records it was judged by (CustomerState.definitions); the backfill compares it
         self.versions: dict[str, int] = {d.name: d.version for d in self.traits}
+        # what time alone moves: the traits' windowed metrics (their next steps) and clocked comparisons
+        self.steps = tuple(dict.fromkeys(m for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW))
+        self.clocked = tuple(d for d in self.traits if d.condition.clocked)
 
     def __len__(self) -> int:
         return len(self.all)
 
     def _env(self, s: CustomerState, t: int, c: Ctx, event: InputEvent | None) -> expr.Env:
         members = s.members
-        return expr.Env(lambda name: BY_NAME[name].value(s, t, c), lambda seg: seg in members, event)
+        return expr.Env(lambda name: BY_NAME[name].compute(s, t, c), lambda seg: seg in members, event)
 
     def evaluate(
         self, s: CustomerState, t: int, c: Ctx, trigger: str | None, event: InputEvent | None, out: list[Change]
@@ -89,7 +92,7 @@ class Definitions:
         members = s.members
         for d in self.traits:
             was = d.name in members
-            member = expr.truth(d.when, env, d.exit_margin if was else None)
+            member = d.condition.holds(env, was)
             if member == was:
                 continue
             if member:
@@ -102,19 +105,17 @@ class Definitions:
                 out.append(self._change(s, d, EXITED, t, env, trigger, f"No longer {d.name}: "))
         if event is not None:
             for d in self.moments:
-                if expr.truth(d.when, env):
+                if d.condition.holds(env):
                     out.append(self._change(s, d, DETECTED, t, env, trigger, ""))
 
     def deadlines(self, s: CustomerState, t: int, c: Ctx, times: list[int]) -> None:
         """Append the instants after ``t`` at which a trait's condition can change with no event."""
         if not self.traits or s.first_seen_ms is None or s.linked_to is not None:
             return
-        env = self._env(s, t, c, None)
-        steps: set[str] = set()
-        for d in self.traits:
-            steps.update(m for m in d.metrics if BY_NAME[m].time == WINDOW)
-            times.extend(expr.crossings(d.when, env, t, d.exit_margin if d.name in s.members else None))
-        for m in steps:
+        env, after = self._env(s, t, c, None), self._env(s, t + 1, c, None)
+        for d in self.clocked:
+            times.extend(d.condition.crossings(env, after, t, d.name in s.members))
+        for m in self.steps:
             at = BY_NAME[m].next_change(s, t, c)
             if at is not None:
                 times.append(at)

@@ -257,7 +257,7 @@ def _judge(name: str, value: Fraction | float, member: bool) -> bool:
     d = _definitions()[name]
     passing = {"orders_365d": 3, "spend_365d": 1_000.0, "cart_adds_30d": 10, "abandoned_carts_30d": 0}
     env = expr.Env(lambda m: passing.get(m, value), lambda seg: False)
-    return expr.truth(d.when, env, d.exit_margin if member else None)
+    return d.condition.holds(env, member)
 
 
 def _around(x: float, ulps: int) -> list[float]:

@@ -218,6 +218,30 @@ def test_a_windowed_trait_exits_when_the_order_leaves_the_window(tmp_path: Path)
     assert exited.trigger_event_id is None
 
 
+def test_a_clocked_part_pinned_by_a_window_part_fires_at_the_window_step(tmp_path: Path) -> None:
+    # while orders_365d < 2 is false the clock part is not looked at; the step that makes it true re-judges
+    text = TRAIT.format(name="quiet_few", when="orders_365d < 2 and days_since_last_event >= 30", reason="x")
+    _write(tmp_path, text)
+    events = [order_placed(0, value=10, order_id="o1"), order_placed(DAY, value=10, order_id="o2")]
+    changes = _run(tmp_path, events, BASE + 800 * DAY)
+    assert _ours(changes) == [("quiet_few", "entered", "c1", BASE + 365 * DAY)]
+
+
+def test_crossings_skip_a_conjunction_that_an_event_only_part_holds_false(tmp_path: Path) -> None:
+    from segmenter.definitions.expr import Env
+    from segmenter.definitions.loader import parse_file
+
+    d = parse_file(
+        _write(tmp_path, TRAIT.format(name="late", when="orders_365d >= 3 and days_since_last_order >= 30", reason="x"))
+    )
+    at = {"orders_365d": 3, "days_since_last_order": Fraction(10)}
+    env = Env(lambda m: at[m], lambda seg: False)
+    assert d.condition.crossings(env, env, 0) == [20 * DAY - 1]  # slightly early: re-judged there
+    at["orders_365d"] = 2
+    env = Env(lambda m: at[m], lambda seg: False)
+    assert d.condition.crossings(env, env, 0) == []
+
+
 def test_exit_margin_keeps_a_member_until_below_the_margin(tmp_path: Path) -> None:
     text = TRAIT.format(name="big", when="spend_365d >= 300", reason="{spend_365d}") + "exit_margin: {spend_365d: 30}\n"
     _write(tmp_path, text)

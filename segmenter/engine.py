@@ -155,8 +155,9 @@ class Segmenter:
     def __init__(self, rules: Rules | None = None, definitions: Definitions | None = None) -> None:
         self.rules = rules or Rules()
         self.ctx = Ctx.of(self.rules)
-        # operator-defined segments (segmenter/definitions), judged after the catalogue; None: none loaded
-        self.definitions = definitions if definitions else None
+        # operator-defined segments (segmenter/definitions), judged after the catalogue under the same rules
+        # (their rules.<name>); None: none loaded
+        self.definitions = definitions.bound(self.rules) if definitions else None
         self._versions_json = orjson.dumps(self.definitions.versions if self.definitions is not None else {})
         # read at every event: a rule model's attribute costs an attribute hook each time
         self._dedup_floor = self.rules.dedup_min_ids

@@ -306,7 +306,7 @@ def _definitions(s: CustomerState, t: int, sg: Segmenter) -> dict[str, Any]:
         was = d.name in s.members
         env = expr.Env(lambda name: BY_NAME[name].value(s, t, sg.ctx), lambda seg: seg in s.members, None)
         out[d.name] = {
-            "held": d.condition.holds(env, was),
+            "held": defs.condition(d).holds(env, was),
             "member": was,
             "since": _iso(s.members.get(d.name)),
             "when": d.when_text,

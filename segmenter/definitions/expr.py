@@ -21,6 +21,7 @@ at 7 units of 10, where the float 0.7 compared exactly with 7/10 would fall 4e-1
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import itertools
 import math
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from segmenter.config import Rules
 from segmenter.metrics.registry import BY_NAME, CLOCK, DAY, Value
 
 NUM, STR, BOOL = "number", "text", "condition"
@@ -79,6 +81,39 @@ CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES, "page_type": P
 
 CLOCK_SLOPE = 1 / DAY  # a clock metric (in days) grows by 1/DAY per millisecond
 
+# rules.<name>: the thresholds that are numbers (counts, days, minutes, shares, money), as a definition reads them
+RULE_NUMBERS = tuple(
+    name for name, f in Rules.model_fields.items() if f.annotation in (int, float) and f.annotation is not bool
+)
+
+
+def rule_problem(name: str) -> str | None:
+    """Why ``rules.<name>`` cannot be read (``None``: it can)."""
+    if name in RULE_NUMBERS:
+        return None
+    if name in Rules.model_fields:
+        return f"rules.{name} is not a number"
+    return f"unknown threshold rules.{name}{_suggest(name, RULE_NUMBERS)}; `segmenter segments` lists them"
+
+
+def rule_value(rules: Rules, name: str) -> int | Fraction:
+    """A threshold as the language reads a number: exact, the decimal as written (0.7 is 7/10)."""
+    value = getattr(rules, name)
+    return Fraction(repr(value)) if isinstance(value, float) else int(value)
+
+
+def bind(node: Node, rules: Rules) -> Node:
+    """``node`` with every ``rules.<name>`` replaced by its value in ``rules``."""
+    if isinstance(node, RuleRef):
+        return Const(NUM, node.offset, rule_value(rules, node.name))
+    changes: dict[str, Any] = {}
+    for key, child in vars(node).items():
+        if isinstance(child, Node):
+            changes[key] = bind(child, rules)
+        elif isinstance(child, tuple) and child and isinstance(child[0], Node):
+            changes[key] = tuple(bind(x, rules) for x in child)
+    return dataclasses.replace(node, **changes) if changes else node
+
 
 class ExprError(ValueError):
     """A mistake in an expression, at ``offset`` (characters into the text)."""
@@ -119,6 +154,13 @@ class EventField(Node):
 @dataclass(frozen=True)
 class InSegment(Node):
     segment: str
+
+
+@dataclass(frozen=True)
+class RuleRef(Node):
+    """``rules.<name>``: a threshold of the rules in force, a number (see :func:`bind`)."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -200,6 +242,7 @@ class Scope:
     used_metrics: set[str] = field(default_factory=set)
     used_fields: set[str] = field(default_factory=set)
     used_segments: set[str] = field(default_factory=set)
+    used_rules: set[str] = field(default_factory=set)
 
 
 def parse(text: str, scope: Scope) -> Node:
@@ -310,9 +353,15 @@ class _Checker:
                 raise ExprError(f"unknown metric {name!r}{_suggest(name, BY_NAME)}; `segmenter metrics` lists them", at)
             self.scope.used_metrics.add(name)
             return MetricRef(NUM, at, name, metric.time == CLOCK)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "rules":
+            why = rule_problem(n.attr)
+            if why is not None:
+                raise ExprError(why, at)
+            self.scope.used_rules.add(n.attr)
+            return RuleRef(NUM, at, n.attr)
         if isinstance(n, ast.Attribute):
             if not (isinstance(n.value, ast.Name) and n.value.id == "event"):
-                raise ExprError("only event.<field> may be read with a dot", at)
+                raise ExprError("only event.<field> and rules.<threshold> may be read with a dot", at)
             if not self.scope.moment:
                 raise ExprError(
                     "event fields are readable in moments only (kind: moment): a trait holds between events", at

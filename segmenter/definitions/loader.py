@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +87,15 @@ class Definition:
     fields: tuple[str, ...]  # event fields read by when and reason (moments)
     segments: frozenset[str] = field(default_factory=frozenset)  # in_segment names
     enter_on: frozenset[str] = frozenset()  # event types a trait may be entered at (empty: any, and time)
+    margin_rules: dict[str, str] = field(default_factory=dict)  # metric -> threshold giving its exit margin
+    rules: tuple[str, ...] = ()  # rules.<name> placeholders of the reason
 
-    @cached_property
-    def condition(self) -> expr.Condition:
-        """``when`` compiled for evaluation, with the exit margins."""
-        return expr.Condition(self.when, self.exit_margin)
+    def compiled(self, rules: Rules) -> expr.Condition:
+        """``when`` compiled for evaluation under ``rules`` (its ``rules.<name>`` read there), with the exit
+        margins."""
+        margins = dict(self.exit_margin)
+        margins.update({m: Fraction(expr.rule_value(rules, name)) for m, name in self.margin_rules.items()})
+        return expr.Condition(expr.bind(self.when, rules), margins)
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -284,6 +287,7 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
     description = _text(f, top["description"][1], "description")
 
     margins: dict[str, Fraction] = {}
+    margin_rules: dict[str, str] = {}  # metric -> rules.<name> giving its margin
     if "exit_margin" in top:
         k, m_node = top["exit_margin"]
         if kind == MOMENT:
@@ -294,6 +298,12 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise f.error(mk.start_mark, f"exit_margin: unknown metric {metric!r}{hint}")
             value = _scalar(mv)
+            if isinstance(value, str) and value.startswith("rules."):
+                why = expr.rule_problem(value.removeprefix("rules."))
+                if why is not None:
+                    raise f.error(mv.start_mark, f"exit_margin of {metric}: {why}")
+                margin_rules[metric] = value.removeprefix("rules.")
+                continue
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
                 raise f.error(mv.start_mark, f"exit_margin of {metric} must be a number >= 0, not {value!r}")
             # the decimal as written, like a number in when: a margin keeps an exact figure exact
@@ -316,7 +326,9 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
 
     when_node = top["when"][1]
     when_text = _text(f, when_node, "when")
-    scope = expr.Scope(moment=kind == MOMENT, segments=_segment_check(known), margins=frozenset(margins))
+    scope = expr.Scope(
+        moment=kind == MOMENT, segments=_segment_check(known), margins=frozenset([*margins, *margin_rules])
+    )
     try:
         when = expr.parse(when_text, scope)
     except expr.ExprError as exc:
@@ -326,7 +338,7 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
             when_node.start_mark,
             "when: a moment is detected on an event: test the event, e.g. event.type == 'order_placed'",
         )
-    for metric in margins:
+    for metric in [*margins, *margin_rules]:
         if metric not in scope.used_metrics:
             k = _mapping(f, top["exit_margin"][1], "exit_margin")[metric][0]
             raise f.error(k.start_mark, f"exit_margin: {metric} is not read by when, a margin on it changes nothing")
@@ -335,6 +347,7 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
     reason = _text(f, reason_node, "reason")
     metrics = list(dict.fromkeys(m for m in _in_order(when) if m in BY_NAME))
     fields = sorted(scope.used_fields)
+    shown_rules: list[str] = []
     try:
         holes = placeholders(reason)
     except expr.ExprError as exc:
@@ -350,6 +363,12 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
                 raise f.at_offset(reason_node, offset, f"reason: unknown event field {{{hole}}}{hint}")
             if fld not in fields:
                 fields.append(fld)
+        elif hole.startswith("rules."):
+            why = expr.rule_problem(hole.removeprefix("rules."))
+            if why is not None:
+                raise f.at_offset(reason_node, offset, f"reason: {{{hole}}}: {why}")
+            if hole not in shown_rules:
+                shown_rules.append(hole)
         elif hole in BY_NAME:
             if hole not in metrics:
                 metrics.append(hole)
@@ -370,12 +389,14 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
         when=when,
         reason=reason,
         exit_margin=margins,
+        margin_rules=margin_rules,
         tests=tests,
         path=path,
         metrics=tuple(metrics),
         fields=tuple(fields),
         segments=frozenset(scope.used_segments),
         enter_on=enter_on,
+        rules=tuple(shown_rules),
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from schemas.events import InputEvent
 from segmenter.changes import DETECTED, ENTERED, EXITED, Change
+from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
 from segmenter.metrics.registry import BY_NAME, WINDOW
@@ -60,15 +61,27 @@ def _evidence(value: float | int | Fraction | str | None) -> float | int | str |
 class Definitions:
     """The checked definitions of a directory, ready to run."""
 
-    def __init__(self, definitions: Sequence[Definition]) -> None:
+    def __init__(self, definitions: Sequence[Definition], rules: Rules | None = None) -> None:
+        self.rules = rules if rules is not None else Rules()
         self.all = tuple(order(list(definitions)))
+        # each condition compiled under the rules in force (its rules.<name> read there)
+        self._conditions = {d.name: d.compiled(self.rules) for d in self.all}
+        self._shown_rules = {d.name: {r: _shown(expr.rule_value(self.rules, r[6:])) for r in d.rules} for d in self.all}
         self.traits = tuple(d for d in self.all if d.kind == TRAIT)
         self.moments = tuple(d for d in self.all if d.kind == MOMENT)
         # what a state records it was judged by (CustomerState.definitions); the backfill compares it
         self.versions: dict[str, int] = {d.name: d.version for d in self.traits}
         # what time alone moves: the traits' windowed metrics (their next steps) and clocked comparisons
         self.steps = tuple(dict.fromkeys(m for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW))
-        self.clocked = tuple(d for d in self.traits if d.condition.clocked)
+        self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
+
+    def bound(self, rules: Rules) -> Definitions:
+        """These definitions under ``rules`` (themselves when those are the rules they were built with)."""
+        return self if rules == self.rules else Definitions(self.all, rules)
+
+    def condition(self, d: Definition) -> expr.Condition:
+        """``d``'s condition as judged under these rules."""
+        return self._conditions[d.name]
 
     def __len__(self) -> int:
         return len(self.all)
@@ -92,7 +105,7 @@ class Definitions:
         members = s.members
         for d in self.traits:
             was = d.name in members
-            member = d.condition.holds(env, was)
+            member = self._conditions[d.name].holds(env, was)
             if member == was:
                 continue
             if member:
@@ -105,7 +118,7 @@ class Definitions:
                 out.append(self._change(s, d, EXITED, t, env, trigger, f"No longer {d.name}: "))
         if event is not None:
             for d in self.moments:
-                if d.condition.holds(env):
+                if self._conditions[d.name].holds(env):
                     out.append(self._change(s, d, DETECTED, t, env, trigger, ""))
 
     def deadlines(self, s: CustomerState, t: int, c: Ctx, times: list[int]) -> None:
@@ -114,7 +127,7 @@ class Definitions:
             return
         env, after = self._env(s, t, c, None), self._env(s, t + 1, c, None)
         for d in self.clocked:
-            times.extend(d.condition.crossings(env, after, t, d.name in s.members))
+            times.extend(self._conditions[d.name].crossings(env, after, t, d.name in s.members))
         for m in self.steps:
             at = BY_NAME[m].next_change(s, t, c)
             if at is not None:
@@ -125,6 +138,6 @@ class Definitions:
     ) -> Change:
         figures: dict[str, Any] = {m: env.metric(m) for m in d.metrics}
         figures.update({f"event.{f}": env.field(f) for f in d.fields})
-        why = lead + fill(d.reason, {k: _shown(v) for k, v in figures.items()})
+        why = lead + fill(d.reason, {**{k: _shown(v) for k, v in figures.items()}, **self._shown_rules[d.name]})
         evidence = {k: _evidence(v) for k, v in figures.items()}
         return Change(s.key, s.customer_id, s.anonymous_id, d.name, kind, t, why, evidence, trigger, d.ref)

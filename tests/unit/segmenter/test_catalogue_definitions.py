@@ -38,7 +38,7 @@ from streams.cli import main
 ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE = ROOT / "examples" / "catalogue"
 SAMPLES = ("online_retail", "rees46", "otto")
-GENERATED = ("loadgen", "edges")
+GENERATED = ("loadgen", "edges", "tuned")
 SOURCES = SAMPLES + GENERATED
 STAGES = ("passer_by", "window_shopper", "new_customer", "active_customer", "at_risk", "inactive", "lapsed")
 TRAITS = (
@@ -55,6 +55,40 @@ TRAITS = (
 )
 PAIRS = {segment: f"{segment}_def" for segment in STAGES + TRAITS}
 LATER = 1_893_456_000_000  # 2030-01-01: every sample's stages have gone on to inactive and lapsed by then
+# every threshold a definition reads moved off its default, so a definition that hard-coded one would differ
+# (values exact in binary: the rules compute in floating point, the language in exact decimals)
+TUNED = Rules(
+    window_shopper_min_sessions=3,
+    window_shopper_min_product_views=6,
+    new_customer_days=20,
+    default_order_gap_days=30,
+    at_risk_gap_factor=1.25,
+    inactive_gap_factor=2.5,
+    lapsed_days=200,
+    order_window_days=180,
+    loyal_min_orders=2,
+    best_min_spend=200,
+    best_min_full_price_share=0.625,
+    share_exit_margin=0.125,
+    low_value_min_orders=2,
+    low_value_max_average=40,
+    discount_min_orders=3,
+    discount_min_share=0.5,
+    impulse_buyer_min_orders=1,
+    impulse_buyer_last_orders=4,
+    need_based_min_orders=1,
+    need_based_last_orders=2,
+    researcher_min_products=8,
+    researcher_window_days=10,
+    hesitant_window_days=20,
+    hesitant_min_abandoned=3,
+    hesitant_min_adds=3,
+    hesitant_min_remove_ratio=0.375,
+    dissatisfied_window_days=60,
+    dissatisfied_min_returns=3,
+    dissatisfied_min_value_share=0.25,
+    referred_days=60,
+)
 
 Row = tuple[str, str, int]
 
@@ -66,6 +100,8 @@ def _lines(source: str) -> tuple[list[bytes], Rules | None]:
         return [json.dumps(ev).encode() for _, ev in Generator(12_000, 1_200, 17, 60, 0.0, 0.3)], None
     if source == "edges":
         return [json.dumps(ev).encode() for ev in catalogue_edges.events()], None
+    if source == "tuned":  # the loadgen traffic under other thresholds: the definitions follow the rules
+        return _lines("loadgen")[0], TUNED
     path = ROOT / "data" / "sample" / f"{source}_sample.jsonl.gz"
     rules_file = ROOT / "data" / "sample" / f"{source}.rules.toml"
     with gzip.open(path, "rb") as fh:
@@ -257,7 +293,7 @@ def _judge(name: str, value: Fraction | float, member: bool) -> bool:
     d = _definitions()[name]
     passing = {"orders_365d": 3, "spend_365d": 1_000.0, "cart_adds_30d": 10, "abandoned_carts_30d": 0}
     env = expr.Env(lambda m: passing.get(m, value), lambda seg: False)
-    return d.condition.holds(env, member)
+    return Definitions([d]).condition(d).holds(env, member)
 
 
 def _around(x: float, ulps: int) -> list[float]:

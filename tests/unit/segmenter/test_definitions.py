@@ -40,10 +40,12 @@ def _write(d: Path, text: str, name: str = "seg.yaml") -> Path:
     return p
 
 
-def _run(defs_dir: Path, events: Iterable[dict[str, Any]], until: int | None = None) -> list[Change]:
+def _run(
+    defs_dir: Path, events: Iterable[dict[str, Any]], until: int | None = None, rules: Rules | None = None
+) -> list[Change]:
     out: list[Change] = []
     lines = [json.dumps(e).encode() for e in events]
-    replay([("t", lines)], out.append, definitions=Definitions(load_dir(defs_dir)), until_ms=until)
+    replay([("t", lines)], out.append, rules=rules, definitions=Definitions(load_dir(defs_dir)), until_ms=until)
     return out
 
 
@@ -104,6 +106,22 @@ MISTAKES = [
         + "enter_on: [order_placed]\n",
         "7:1: enter_on is for traits",
     ),
+    (
+        TRAIT.format(name="a", when="orders_365d >= rules.loyal_min_order", reason="x"),
+        "5:22: when: unknown threshold rules.loyal_min_order (did you mean loyal_min_orders?)",
+    ),
+    (
+        TRAIT.format(name="a", when="orders_365d >= rules.shop_currency", reason="x"),
+        "5:22: when: rules.shop_currency is not",
+    ),
+    (
+        TRAIT.format(name="a", when="spend_365d >= 1", reason="x") + "exit_margin: {spend_365d: rules.spend}\n",
+        "7:27: exit_margin of spend_365d: unknown threshold rules.spend",
+    ),
+    (
+        TRAIT.format(name="a", when="spend_365d >= 1", reason="{rules.lapsed_day}"),
+        "6:11: reason: {rules.lapsed_day}: unknown threshold rules.lapsed_day (did you mean lapsed_days?)",
+    ),
 ]
 
 
@@ -151,7 +169,7 @@ def test_validate_accepts_the_examples(capsys: pytest.CaptureFixture[str]) -> No
     [
         ("(lambda: 1)() > 0", "the only function is in_segment"),
         ("[x for x in 'ab'] == 1", "a comprehension is not part of the language"),
-        ("orders_365d.__class__ == 1", "only event.<field> may be read with a dot"),
+        ("orders_365d.__class__ == 1", "only event.<field> and rules.<threshold> may be read with a dot"),
         ("open('x') == 1", "the only function is in_segment"),
         ("orders_365d if 1 else 2", "an if-expression is not part of the language"),
     ],
@@ -236,10 +254,32 @@ def test_crossings_skip_a_conjunction_that_an_event_only_part_holds_false(tmp_pa
     )
     at = {"orders_365d": 3, "days_since_last_order": Fraction(10)}
     env = Env(lambda m: at[m], lambda seg: False)
-    assert d.condition.crossings(env, env, 0) == [20 * DAY - 1]  # slightly early: re-judged there
+    assert Definitions([d]).condition(d).crossings(env, env, 0) == [20 * DAY - 1]  # slightly early: re-judged there
     at["orders_365d"] = 2
     env = Env(lambda m: at[m], lambda seg: False)
-    assert d.condition.crossings(env, env, 0) == []
+    assert Definitions([d]).condition(d).crossings(env, env, 0) == []
+
+
+def test_a_rules_reference_follows_the_rules_in_force(tmp_path: Path) -> None:
+    text = (
+        TRAIT.format(
+            name="regular",
+            when="orders_365d >= rules.loyal_min_orders",
+            reason="{orders_365d} of {rules.loyal_min_orders}",
+        )
+        + "exit_margin: {orders_365d: rules.impulse_buyer_min_orders}\n"
+    )  # 2 by default: exits below loyal - 2
+    _write(tmp_path, text)
+    events = [order_placed(i * DAY, value=10, order_id=f"o{i}") for i in range(3)]
+    default = [c for c in _run(tmp_path, events) if c.definition is not None]
+    assert [(c.occurred_at_ms, c.reason) for c in default] == [(BASE + 2 * DAY, "3 of 3")]
+    tuned = Rules(loyal_min_orders=2, impulse_buyer_min_orders=1)
+    changes = [c for c in _run(tmp_path, events, BASE + 800 * DAY, tuned) if c.definition is not None]
+    # in at the second order; out only below 2 - 1: when the last order leaves the 365-day window
+    assert [(c.change, c.occurred_at_ms, c.reason) for c in changes] == [
+        ("entered", BASE + DAY, "2 of 2"),
+        ("exited", BASE + 367 * DAY, "No longer regular: 0 of 2"),
+    ]
 
 
 def test_exit_margin_keeps_a_member_until_below_the_margin(tmp_path: Path) -> None:

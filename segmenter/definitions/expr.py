@@ -82,9 +82,7 @@ CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES, "page_type": P
 CLOCK_SLOPE = 1 / DAY  # a clock metric (in days) grows by 1/DAY per millisecond
 
 # rules.<name>: the thresholds that are numbers (counts, days, minutes, shares, money), as a definition reads them
-RULE_NUMBERS = tuple(
-    name for name, f in Rules.model_fields.items() if f.annotation in (int, float) and f.annotation is not bool
-)
+RULE_NUMBERS = tuple(name for name, f in Rules.model_fields.items() if f.annotation in (int, float))
 
 
 def rule_problem(name: str) -> str | None:
@@ -242,7 +240,6 @@ class Scope:
     used_metrics: set[str] = field(default_factory=set)
     used_fields: set[str] = field(default_factory=set)
     used_segments: set[str] = field(default_factory=set)
-    used_rules: set[str] = field(default_factory=set)
 
 
 def parse(text: str, scope: Scope) -> Node:
@@ -357,7 +354,6 @@ class _Checker:
             why = rule_problem(n.attr)
             if why is not None:
                 raise ExprError(why, at)
-            self.scope.used_rules.add(n.attr)
             return RuleRef(NUM, at, n.attr)
         if isinstance(n, ast.Attribute):
             if not (isinstance(n.value, ast.Name) and n.value.id == "event"):

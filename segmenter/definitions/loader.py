@@ -88,7 +88,7 @@ class Definition:
     segments: frozenset[str] = field(default_factory=frozenset)  # in_segment names
     enter_on: frozenset[str] = frozenset()  # event types a trait may be entered at (empty: any, and time)
     margin_rules: dict[str, str] = field(default_factory=dict)  # metric -> threshold giving its exit margin
-    rules: tuple[str, ...] = ()  # rules.<name> placeholders of the reason
+    rules: tuple[str, ...] = ()  # the thresholds the reason shows ({rules.<name>})
 
     def compiled(self, rules: Rules) -> expr.Condition:
         """``when`` compiled for evaluation under ``rules`` (its ``rules.<name>`` read there), with the exit
@@ -367,8 +367,8 @@ def parse_file(path: Path, segments: dict[str, str] | None = None) -> Definition
             why = expr.rule_problem(hole.removeprefix("rules."))
             if why is not None:
                 raise f.at_offset(reason_node, offset, f"reason: {{{hole}}}: {why}")
-            if hole not in shown_rules:
-                shown_rules.append(hole)
+            if hole.removeprefix("rules.") not in shown_rules:
+                shown_rules.append(hole.removeprefix("rules."))
         elif hole in BY_NAME:
             if hole not in metrics:
                 metrics.append(hole)

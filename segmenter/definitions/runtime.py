@@ -66,7 +66,9 @@ class Definitions:
         self.all = tuple(order(list(definitions)))
         # each condition compiled under the rules in force (its rules.<name> read there)
         self._conditions = {d.name: d.compiled(self.rules) for d in self.all}
-        self._shown_rules = {d.name: {r: _shown(expr.rule_value(self.rules, r[6:])) for r in d.rules} for d in self.all}
+        self._shown_rules = {
+            d.name: {f"rules.{r}": _shown(expr.rule_value(self.rules, r)) for r in d.rules} for d in self.all
+        }
         self.traits = tuple(d for d in self.all if d.kind == TRAIT)
         self.moments = tuple(d for d in self.all if d.kind == MOMENT)
         # what a state records it was judged by (CustomerState.definitions); the backfill compares it

@@ -6,12 +6,13 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from journeys import BASE, DAY, line, order_placed, order_returned, page_view
+from journeys import BASE, DAY, iso, line, order_placed, order_returned, page_view
 
 from schemas.changes import SegmentChange
 from segmenter.changes import Change
@@ -454,6 +455,26 @@ def test_replay_with_segments_adds_the_definition_field(tmp_path: Path, capsys: 
     assert all(
         "definition" not in r for r in rows if r["segment"] not in {"lapsing_big_spender", "big_order", "loyal_lapsing"}
     )
+
+
+def test_replay_and_test_read_the_thresholds_of_the_rules_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the CLI's --rules reaches the definitions: in at the second order with loyal_min_orders = 2, not the third
+    text = TRAIT.format(name="regular", when="orders_365d >= rules.loyal_min_orders", reason="{rules.loyal_min_orders}")
+    _write(tmp_path / "defs", text)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(json.dumps(e) + "\n" for e in [order_placed(i * DAY, value=10, order_id=f"o{i}") for i in range(3)])
+    )
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules]\nloyal_min_orders = 2\n")
+    out = tmp_path / "out.jsonl"
+    for extra, at, why in (([], 2, "3"), (["--rules", str(rules)], 1, "2")):
+        assert main(["replay", str(events), "--segments", str(tmp_path / "defs"), "-q", "--out", str(out), *extra]) == 0
+        (ours,) = [r for r in map(json.loads, out.read_bytes().splitlines()) if r["segment"] == "regular"]
+        when = datetime.fromisoformat(ours["occurred_at"])
+        assert (when, ours["reason"]) == (datetime.fromisoformat(iso(at * DAY)), why)
 
 
 # ---------------------------------------------------------------------------------- catalogue unchanged

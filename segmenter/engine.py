@@ -310,7 +310,7 @@ class Segmenter:
         )
         self._evaluate(s, now, eid, changes, families, event.type, rh, viewed, fans)
         if self.definitions is not None:  # --- operator-defined segments hook
-            self.definitions.evaluate(s, now, self.ctx, eid, event, changes)
+            self.definitions.evaluate(s, now, self.ctx, eid, event, changes, moments)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while
         # the referral held): credited at the first such order, uncredited when cancellations leave none,
@@ -434,7 +434,10 @@ class Segmenter:
             t = max(s.due_ms, s.clock_ms)
             due_cart = abandon_due(s, self.ctx)
             if due_cart is not None and due_cart <= t:
-                self._moments(s, [abandon(s, due_cart, self.ctx)], due_cart, None, out)
+                moment = abandon(s, due_cart, self.ctx)
+                self._moments(s, [moment], due_cart, None, out)
+                if self.definitions is not None:  # --- operator-defined segments hook: moments at the abandonment
+                    self.definitions.detect(s, due_cart, self.ctx, moment, out)
             rh = lifecycle.rhythm(s, self.ctx) if s.orders_total else None
             self._evaluate(s, t, None, out, TIME_FAMILIES if "researcher" in s.members else TIME_NOT_VIEWS, rh=rh)
             if self.definitions is not None:  # --- operator-defined segments hook

@@ -63,7 +63,19 @@ EVENT_FIELDS: dict[str, str] = {
         STR,
     ),
     **dict.fromkeys(
-        ["price", "quantity", "unit_price", "list_price", "cart_value", "total", "refund_total", "lines", "units"], NUM
+        [
+            "price",
+            "quantity",
+            "unit_price",
+            "list_price",
+            "cart_value",
+            "total",
+            "refund_total",
+            "lines",
+            "units",
+            "impulse_products",
+        ],
+        NUM,
     ),
 }
 EVENT_TYPES = (
@@ -77,7 +89,9 @@ EVENT_TYPES = (
 )
 PAGE_TYPES = ("home", "category", "product", "search", "cart", "checkout", "other")
 # string fields whose values are a closed set: comparing them with anything else is a mistake
-CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES, "page_type": PAGE_TYPES}
+# what the core itself detects, judged by moments as an event of this type (:class:`Occurrence`)
+OCCURRENCE_TYPES = ("cart_abandoned",)
+CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES + OCCURRENCE_TYPES, "page_type": PAGE_TYPES}
 
 CLOCK_SLOPE = 1 / DAY  # a clock metric (in days) grows by 1/DAY per millisecond
 
@@ -447,11 +461,13 @@ class Env:
         metric: Callable[[str], Value],
         members: Callable[[str], bool],
         event: Any = None,
+        derived: dict[str, float | str] | None = None,
     ) -> None:
         self._metric = metric
         self._cache: dict[str, Value] = {}
         self.members = members
         self.event = event
+        self.derived = derived  # event fields the core computed for this event (impulse_products)
         self.shift: dict[str, Fraction] = {}
 
     def metric(self, name: str) -> Value:
@@ -462,13 +478,25 @@ class Env:
         return v
 
     def field(self, name: str) -> float | str | None:
+        if self.derived is not None and name in self.derived:
+            return self.derived[name]
         return event_field(self.event, name)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """What the core detects with no event of its own (a cart's abandonment), as moments read it."""
+
+    type: str
+    fields: dict[str, float | str]
 
 
 def event_field(event: Any, name: str) -> float | str | None:
     """``event.<name>`` as the language sees it (``None`` where the event has no such field)."""
     if event is None:
         return None
+    if isinstance(event, Occurrence):
+        return event.type if name == "type" else event.fields.get(name)
     if name == "total":
         return getattr(event, "order_value", None)
     if name == "refund_total":

@@ -88,22 +88,41 @@ class Definitions:
     def __len__(self) -> int:
         return len(self.all)
 
-    def _env(self, s: CustomerState, t: int, c: Ctx, event: InputEvent | None) -> expr.Env:
+    def _env(
+        self,
+        s: CustomerState,
+        t: int,
+        c: Ctx,
+        event: InputEvent | expr.Occurrence | None,
+        derived: dict[str, float | str] | None = None,
+    ) -> expr.Env:
         members = s.members
-        return expr.Env(lambda name: BY_NAME[name].compute(s, t, c), lambda seg: seg in members, event)
+        return expr.Env(lambda name: BY_NAME[name].compute(s, t, c), lambda seg: seg in members, event, derived)
 
     def evaluate(
-        self, s: CustomerState, t: int, c: Ctx, trigger: str | None, event: InputEvent | None, out: list[Change]
+        self,
+        s: CustomerState,
+        t: int,
+        c: Ctx,
+        trigger: str | None,
+        event: InputEvent | None,
+        out: list[Change],
+        moments: Sequence[tuple[str, dict[str, Any], str]] = (),
     ) -> None:
         """Judge every definition at ``t`` (after the catalogue); append the changes to ``out``.
 
-        ``event``: the event just applied (``None``: time passing, moments are not judged).
+        ``event``: the event just applied (``None``: time passing, moments are not judged); ``moments``: the
+        catalogue's moments it caused (an order's ``impulse_buy`` gives ``event.impulse_products``).
         """
         if s.definitions != self.versions:  # judged under these (the backfill reads it)
             s.definitions = dict(self.versions)
         if s.first_seen_ms is None or s.linked_to is not None:
             return  # a visitor merged into a customer: its history counts there
-        env = self._env(s, t, c, event)
+        derived: dict[str, float | str] | None = None
+        if event is not None and event.type == "order_placed":
+            impulse = [ev["impulse_products"] for seg, ev, _ in moments if seg == "impulse_buy"]
+            derived = {"impulse_products": len(impulse[0]) if impulse else 0}
+        env = self._env(s, t, c, event, derived)
         members = s.members
         for d in self.traits:
             was = d.name in members
@@ -122,6 +141,19 @@ class Definitions:
             for d in self.moments:
                 if self._conditions[d.name].holds(env):
                     out.append(self._change(s, d, DETECTED, t, env, trigger, ""))
+
+    def detect(
+        self, s: CustomerState, t: int, c: Ctx, moment: tuple[str, dict[str, Any], str], out: list[Change]
+    ) -> None:
+        """Judge the moments at a catalogue moment that no event carries (a cart's abandonment at ``t``):
+        ``event.type`` is its name, ``event.units`` the units it concerns."""
+        if not self.moments or s.first_seen_ms is None or s.linked_to is not None:
+            return
+        segment, ev, _ = moment
+        env = self._env(s, t, c, expr.Occurrence(segment, {"units": ev["items"]}))
+        for d in self.moments:
+            if self._conditions[d.name].holds(env):
+                out.append(self._change(s, d, DETECTED, t, env, None, ""))
 
     def deadlines(self, s: CustomerState, t: int, c: Ctx, times: list[int]) -> None:
         """Append the instants after ``t`` at which a trait's condition can change with no event."""

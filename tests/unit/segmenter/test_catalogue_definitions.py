@@ -1,11 +1,11 @@
 """The catalogue's own segments written as definition files give the built-in segments' changes.
 
-``examples/catalogue/`` holds every lifecycle stage and every trait the language can express as a definition
+``examples/catalogue/`` holds every lifecycle stage, trait and moment the language can express as a definition
 (``<segment>_def``: catalogue names are reserved). Every shipped sample, generated traffic
-(``bench/loadgen.py``) and hand-built journeys at the segments' edges (``catalogue_edges.py``) are replayed
-with them, as of their last event and as of years later (so windows empty and stages move on by time alone);
-each definition's entered/exited changes equal the built-in segment's: customer, kind and instant, to the
-millisecond. ``advocate``, ``category_fan:<category>``, ``impulse_buy`` and ``cart_abandoned`` are not
+(``bench/loadgen.py``, also under other thresholds) and hand-built journeys at the segments' edges
+(``catalogue_edges.py``) are replayed with them, as of their last event and as of years later (so windows empty
+and stages move on by time alone); each definition's entered/exited/detected changes equal the built-in
+segment's: customer, kind and instant, to the millisecond. ``advocate`` and ``category_fan:<category>`` are not
 definitions: README, "The catalogue as definitions", says why.
 """
 
@@ -53,7 +53,8 @@ TRAITS = (
     "dissatisfied",
     "referred_customer",
 )
-PAIRS = {segment: f"{segment}_def" for segment in STAGES + TRAITS}
+MOMENTS = ("impulse_buy", "cart_abandoned")
+PAIRS = {segment: f"{segment}_def" for segment in STAGES + TRAITS + MOMENTS}
 LATER = 1_893_456_000_000  # 2030-01-01: every sample's stages have gone on to inactive and lapsed by then
 # every threshold a definition reads moved off its default, so a definition that hard-coded one would differ
 # (values exact in binary: the rules compute in floating point, the language in exact decimals)
@@ -88,6 +89,8 @@ TUNED = Rules(
     dissatisfied_min_returns=3,
     dissatisfied_min_value_share=0.25,
     referred_days=60,
+    impulse_max_minutes=20,
+    cart_abandon_minutes=45,
 )
 
 Row = tuple[str, str, int]
@@ -121,7 +124,7 @@ def _rows(changes: tuple[Change, ...], segment: str) -> list[Row]:
     return sorted(
         (c.customer_id or c.anonymous_id or "", c.change, c.occurred_at_ms)
         for c in changes
-        if c.segment == segment and c.change in ("entered", "exited")
+        if c.segment == segment and c.change in ("entered", "exited", "detected")
     )
 
 
@@ -156,10 +159,10 @@ def _counts() -> Counter[tuple[str, str, bool]]:
 # exits an event makes (an order, a cancellation, a return, a login, engagement)
 ENTERED_BY_TIME = {"active_customer", "at_risk", "inactive", "lapsed", "hesitant"}
 EXITED_BY_TIME = set(STAGES) - {"lapsed"} | set(TRAITS) - {"impulse_buyer", "need_based_buyer"}
-EXITED_BY_EVENT = set(PAIRS) - {"loyal_customer", "referred_customer"}
+EXITED_BY_EVENT = set(STAGES + TRAITS) - {"loyal_customer", "referred_customer"}
 
 
-@pytest.mark.parametrize("builtin", sorted(PAIRS))
+@pytest.mark.parametrize("builtin", sorted(set(PAIRS) - set(MOMENTS)))
 def test_no_definition_is_checked_vacuously(builtin: str) -> None:
     counts = _counts()
     assert counts[(builtin, "entered", False)] + counts[(builtin, "entered", True)] > 0
@@ -255,6 +258,12 @@ EDGES = {
     "ref4": [],
     "ref5": [("referred_customer", "entered", DAY), ("referred_customer", "exited", 90 * DAY)],
 }
+
+
+@pytest.mark.parametrize("builtin", MOMENTS)
+def test_each_moment_definition_is_detected_on_the_generated_traffic(builtin: str) -> None:
+    for source in ("loadgen", "tuned"):
+        assert sum(c.segment == PAIRS[builtin] for c in _changes(source, LATER)) > 10, source
 
 
 @pytest.mark.parametrize("customer", sorted(EDGES))

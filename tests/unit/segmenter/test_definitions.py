@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from journeys import BASE, DAY, iso, line, order_placed, order_returned, page_view
+from journeys import BASE, DAY, cart_add, iso, line, order_placed, order_returned, page_view
 
 from schemas.changes import SegmentChange
 from segmenter.changes import Change
@@ -365,6 +365,22 @@ def test_a_moment_is_detected_on_its_event_with_the_event_fields(tmp_path: Path)
     line = c.to_json()
     assert json.loads(line)["definition"] == {"name": "big_order", "version": 1}
     SegmentChange.model_validate_json(line)
+
+
+def test_a_moment_is_judged_when_a_cart_is_abandoned(tmp_path: Path) -> None:
+    text = TRAIT.format(
+        name="big_cart_left", when="event.type == 'cart_abandoned' and event.units >= 3", reason="{event.units} left"
+    ).replace("kind: trait", "kind: moment")
+    _write(tmp_path, text)
+    hour = 60 * 60_000
+    events = [
+        cart_add(0, "p1", 2),  # 2 units: abandoned an hour later, too small
+        cart_add(3 * hour, "p2", 1),  # the cart (kept as it was) now holds 3 units: abandoned an hour later
+    ]
+    changes = [c for c in _run(tmp_path, events, BASE + 30 * DAY) if c.definition is not None]
+    assert [(c.change, c.occurred_at_ms, c.reason, c.trigger_event_id) for c in changes] == [
+        ("detected", BASE + 4 * hour, "3 left", None)
+    ]
 
 
 def test_diff_reports_what_a_version_bump_would_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -453,6 +453,16 @@ Number = int | float | Fraction
 Affine = tuple[Number, float]  # value at t0 (exact where its parts are), slope per millisecond
 
 
+class _Values(dict[str, Value]):
+    def __init__(self, read: Callable[[str], Value]) -> None:
+        super().__init__()
+        self.read = read
+
+    def __missing__(self, name: str) -> Value:
+        v = self[name] = self.read(name)
+        return v
+
+
 class Env:
     """What an evaluation reads: metric values at ``t`` (computed once each), the event, the memberships."""
 
@@ -463,19 +473,12 @@ class Env:
         event: Any = None,
         derived: dict[str, float | str] | None = None,
     ) -> None:
-        self._metric = metric
-        self._cache: dict[str, Value] = {}
+        # a value by name, computed once: a hit is a dict lookup in C
+        self.metric: Callable[[str], Value] = _Values(metric).__getitem__
         self.members = members
         self.event = event
         self.derived = derived  # event fields the core computed for this event (impulse_products)
         self.shift: dict[str, Fraction] = {}
-
-    def metric(self, name: str) -> Value:
-        cache = self._cache
-        if name in cache:
-            return cache[name]
-        v = cache[name] = self._metric(name)
-        return v
 
     def field(self, name: str) -> float | str | None:
         if self.derived is not None and name in self.derived:
@@ -724,6 +727,47 @@ def _holds(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
     raise TypeError(f"not a condition node: {node!r}")
 
 
+def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
+    """:func:`_holds` as one generated function: the ``and``/``or``/``not`` tree, memberships and the common
+    metric-against-number comparisons written out in one body (one call per condition, not one per node).
+
+    The source holds only operators of the checked tree and names of this module's making; every value
+    (metric names, numbers, segment names, the other comparisons' closures) is passed in its namespace.
+    """
+    space: dict[str, Any] = {}
+
+    def name(value: Any) -> str:
+        key = f"_k{len(space)}"
+        space[key] = value
+        return key
+
+    def source(n: Node, positive: str) -> str:
+        if isinstance(n, BoolOp):
+            return "(" + f" {n.op} ".join(source(x, positive) for x in n.items) + ")"
+        if isinstance(n, Not):
+            return f"(not {source(n.operand, 'not positive' if positive == 'positive' else 'positive')})"
+        if isinstance(n, InSegment):
+            return f"env.members({name(n.segment)})"
+        if isinstance(n, Cmp) and n.margins:
+            return f"{name(_holds(n, margins))}(env, member, {positive})"
+        if isinstance(n, Cmp) and isinstance(n.left, MetricRef) and isinstance(n.right, Const):
+            # metric_vs_const written out: read once; a float figure compared in floating point
+            op, metric, const = n.op, name(n.left.name), n.right.value
+            assert op in _OPS  # the only operator text in the source, from the checked set
+            exact, approx = name(const), name(float(const))
+            return (
+                f"((_u := env.metric({metric})) is not None and "
+                f"(_u {op} {approx} if isinstance(_u, float) else _u {op} {exact}))"
+            )
+        if isinstance(n, Cmp):
+            return f"{name(_compare(n))}(env)"
+        raise TypeError(f"not a condition node: {n!r}")
+
+    body = source(node, "positive")
+    exec(compile(f"def holds(env, member, positive):\n    return {body}\n", "<when>", "exec"), space)
+    return space["holds"]  # type: ignore[no-any-return]
+
+
 def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
     """Appends the instants after ``t0`` at which a comparison time alone moves can change the condition.
 
@@ -733,7 +777,7 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
     and its clocked comparisons are not looked at.
     """
     if isinstance(node, BoolOp):
-        fixed = tuple(_holds(x, margins) for x in node.items if not _clocked(x))
+        fixed = tuple(_generated(x, margins) for x in node.items if not _clocked(x))
         moving = tuple(_crossings(x, margins) for x in node.items if _clocked(x))
         pinned = node.op == "or"  # the value of a fixed part that pins the whole
 
@@ -749,6 +793,8 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
         operand = _crossings(node.operand, margins)
         return lambda env, after, member, positive, t0, out: operand(env, after, member, not positive, t0, out)
     assert isinstance(node, Cmp)
+    if not node.margins and all(isinstance(x, MetricRef) or not timed(x) for x in (node.left, node.right)):
+        return _crossing_of_values(node)
     left, right = _affine(node.left), _affine(node.right)
     shifts = _vertices(node, margins) if node.margins else [{}]
 
@@ -769,13 +815,35 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
     return crossing
 
 
+def _crossing_of_values(node: Cmp) -> CrossFn:
+    """The common shape of a comparison time moves: each side a clock metric itself or a figure time does not
+    move. Its slope is known here; only the values are read (the same arithmetic as the general way)."""
+    lvalue, rvalue = _number(node.left), _number(node.right)
+    k = (CLOCK_SLOPE if timed(node.left) else 0.0) - (CLOCK_SLOPE if timed(node.right) else 0.0)
+
+    def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
+        if k == 0:
+            return
+        a = lvalue(env)
+        if a is None:
+            return
+        b = rvalue(env)
+        if b is None:
+            return
+        zero = t0 - (a - b) / k  # where the difference is 0
+        if math.isfinite(zero) and zero > t0 - 1:
+            out.append(max(t0 + 1, math.floor(zero) - 1))
+
+    return crossing
+
+
 class Condition:
     """A checked condition compiled for evaluation, with a member's exit margins: its truth, and when
     time alone can change it."""
 
     def __init__(self, node: Node, margins: dict[str, Fraction] | None = None) -> None:
         self.node = node
-        self._holds = _holds(node, margins or {})
+        self._holds = _generated(node, margins or {})
         self._crossings = _crossings(node, margins or {}) if _clocked(node) else None
 
     @property

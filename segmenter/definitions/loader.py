@@ -8,6 +8,7 @@ and for ``when`` and ``reason`` the offset inside the value), so ``segmenter val
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -135,22 +136,32 @@ def placeholders(template: str) -> list[tuple[str, int]]:
     return out
 
 
-def fill(template: str, values: dict[str, str]) -> str:
-    """The template with each checked placeholder replaced by ``values[name]``."""
-    out: list[str] = []
+@functools.lru_cache(maxsize=1024)
+def _pieces(template: str) -> tuple[tuple[str, bool], ...]:
+    """A checked template as its literal texts and placeholder names (``True``), in order."""
+    pieces: list[tuple[str, bool]] = []
+    text: list[str] = []
     i, n = 0, len(template)
     while i < n:
         if template.startswith("{{", i) or template.startswith("}}", i):
-            out.append(template[i])
+            text.append(template[i])
             i += 2
         elif template[i] == "{":
             j = template.index("}", i)
-            out.append(values[template[i + 1 : j]])
+            pieces.append(("".join(text), False))
+            pieces.append((template[i + 1 : j], True))
+            text = []
             i = j + 1
         else:
-            out.append(template[i])
+            text.append(template[i])
             i += 1
-    return "".join(out)
+    pieces.append(("".join(text), False))
+    return tuple(pieces)
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """The template with each checked placeholder replaced by ``values[name]``."""
+    return "".join(values[x] if hole else x for x, hole in _pieces(template))
 
 
 class _File:

@@ -31,7 +31,7 @@ from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
-from segmenter.metrics.registry import BY_NAME, WINDOW
+from segmenter.metrics.registry import BY_NAME, WINDOW, reader
 from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState
 
@@ -74,8 +74,13 @@ class Definitions:
         # what a state records it was judged by (CustomerState.definitions); the backfill compares it
         self.versions: dict[str, int] = {d.name: d.version for d in self.traits}
         # what time alone moves: the traits' windowed metrics (their next steps) and clocked comparisons
-        self.steps = tuple(dict.fromkeys(m for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW))
+        # (one metric per distinct step function: the order metrics of a year step together)
+        steps = {m: BY_NAME[m] for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW}
+        self.steps = tuple({metric.changes_at: name for name, metric in steps.items()}.values())
         self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
+        # the values the last evaluation read, for the deadlines asked right after it of the same state (the
+        # engine asks them before anything changes it): taken once, by that state at that instant only
+        self._judged: tuple[CustomerState, int, expr.Env] | None = None
 
     def bound(self, rules: Rules) -> Definitions:
         """These definitions under ``rules`` (themselves when those are the rules they were built with)."""
@@ -97,7 +102,7 @@ class Definitions:
         derived: dict[str, float | str] | None = None,
     ) -> expr.Env:
         members = s.members
-        return expr.Env(lambda name: BY_NAME[name].compute(s, t, c), lambda seg: seg in members, event, derived)
+        return expr.Env(reader(s, t, c), members.__contains__, event, derived)
 
     def evaluate(
         self,
@@ -116,6 +121,7 @@ class Definitions:
         """
         if s.definitions != self.versions:  # judged under these (the backfill reads it)
             s.definitions = dict(self.versions)
+        self._judged = None
         if s.first_seen_ms is None or s.linked_to is not None:
             return  # a visitor merged into a customer: its history counts there
         derived: dict[str, float | str] | None = None
@@ -141,6 +147,7 @@ class Definitions:
             for d in self.moments:
                 if self._conditions[d.name].holds(env):
                     out.append(self._change(s, d, DETECTED, t, env, trigger, ""))
+        self._judged = (s, t, env)
 
     def detect(
         self, s: CustomerState, t: int, c: Ctx, moment: tuple[str, dict[str, Any], str], out: list[Change]
@@ -157,9 +164,16 @@ class Definitions:
 
     def deadlines(self, s: CustomerState, t: int, c: Ctx, times: list[int]) -> None:
         """Append the instants after ``t`` at which a trait's condition can change with no event."""
+        judged, self._judged = self._judged, None
         if not self.traits or s.first_seen_ms is None or s.linked_to is not None:
             return
-        env, after = self._env(s, t, c, None), self._env(s, t + 1, c, None)
+        # after an event at t the engine asks from t - 1, after a deadline at t from t: the values judged
+        env = after = None
+        if judged is not None and judged[0] is s:
+            env = judged[2] if judged[1] == t else None
+            after = judged[2] if judged[1] == t + 1 else None
+        env = env or self._env(s, t, c, None)
+        after = after or self._env(s, t + 1, c, None)
         for d in self.clocked:
             times.extend(self._conditions[d.name].crossings(env, after, t, d.name in s.members))
         for m in self.steps:

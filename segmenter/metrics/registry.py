@@ -54,6 +54,10 @@ class Metric:
     bound: Callable[[Rules], str]  # memory per customer of what it is computed from
     compute: Callable[[CustomerState, int, Ctx], Value]
     changes_at: Callable[[CustomerState, int, Ctx], Iterable[int]] | None = None
+    # a figure several metrics are read from (the order figures, ...): ``compute`` is ``pick(part(...), ...)``,
+    # and a reader (:func:`reader`) computes the part once for all of them
+    part: Callable[[CustomerState, int, Ctx], Any] | None = None
+    pick: Callable[[Any, CustomerState, int, Ctx], Value] | None = None
 
     def value(self, s: CustomerState, t: int, c: Ctx) -> Value:
         """The value at instant ``t`` (ms), exact (``None``: not defined yet, e.g. no order)."""
@@ -140,6 +144,9 @@ def _year(c: Ctx) -> int:
     return c.order_window_ms
 
 
+_ORDERS_LEAVE_YEAR = _order_leaves(_year)  # one function for the metrics it steps (their steps asked once)
+
+
 def _quarter(c: Ctx) -> int:
     return c.dissatisfied_ms
 
@@ -159,21 +166,44 @@ def _views_leave(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
 # ------------------------------------------------------------------ values
 
 
-def _figure(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
-    def value(s: CustomerState, t: int, c: Ctx) -> Value:
-        f = traits.order_figures(s, t, c)
+Part = Callable[[CustomerState, int, Ctx], Any]
+Pick = Callable[[Any, CustomerState, int, Ctx], Value]
+
+
+def _parted(part: Part, pick: Pick) -> dict[str, Any]:
+    """The fields of a metric read from a shared part."""
+    return {"compute": lambda s, t, c: pick(part(s, t, c), s, t, c), "part": part, "pick": pick}
+
+
+def _order_part(s: CustomerState, t: int, c: Ctx) -> Any:
+    return traits.order_figures(s, t, c)
+
+
+def _cart_part(s: CustomerState, t: int, c: Ctx) -> Any:
+    return traits.hesitant(s, t, c, False)[1]
+
+
+def _research_part(s: CustomerState, t: int, c: Ctx) -> Any:
+    return traits.research_sets(s, t, c, None)
+
+
+def _order_times_part(s: CustomerState, t: int, c: Ctx) -> Any:
+    return lifecycle.order_times(s)
+
+
+def _figure(name: str) -> Pick:
+    def value(f: Any, s: CustomerState, t: int, c: Ctx) -> Value:
         return f[name] if f["orders"] or name == "orders" else None
 
     return value
 
 
-def _days_since_last_order(s: CustomerState, t: int, c: Ctx) -> Value:
-    times = lifecycle.order_times(s)
+def _days_since_last_order(times: Any, s: CustomerState, t: int, c: Ctx) -> Value:
     return Fraction(t - times[-1], DAY) if times else None
 
 
-def _expected_gap_days(s: CustomerState, t: int, c: Ctx) -> Value:
-    gap, _ = lifecycle.expected_gap_ms(lifecycle.order_times(s), c)
+def _expected_gap_days(times: Any, s: CustomerState, t: int, c: Ctx) -> Value:
+    gap, _ = lifecycle.expected_gap_ms(times, c)
     return Fraction(gap) / DAY  # gap: whole or half milliseconds, exact as a float
 
 
@@ -191,17 +221,15 @@ def _days_since_last_event(s: CustomerState, t: int, c: Ctx) -> Value:
     return Fraction(t - s.last_event_ms, DAY) if s.first_seen_ms is not None else None
 
 
-def _hesitant(name: str) -> Callable[[CustomerState, int, Ctx], Value]:
-    def value(s: CustomerState, t: int, c: Ctx) -> Value:
-        figures: dict[str, Any] = traits.hesitant(s, t, c, False)[1]
+def _hesitant(name: str) -> Pick:
+    def value(figures: Any, s: CustomerState, t: int, c: Ctx) -> Value:
         return int(figures[name])
 
     return value
 
 
-def _cart_remove_share_30d(s: CustomerState, t: int, c: Ctx) -> Value:
+def _cart_remove_share_30d(figures: Any, s: CustomerState, t: int, c: Ctx) -> Value:
     # exact: hesitant compares removes with a share of the adds, both whole numbers
-    figures: dict[str, Any] = traits.hesitant(s, t, c, False)[1]
     adds = int(figures["cart_adds"])
     return Fraction(int(figures["cart_removes"]), adds) if adds else None
 
@@ -243,14 +271,14 @@ def _top_share(records: Callable[[CustomerState, Rules], list[list[Any]]], at_le
     return value
 
 
-def _researcher_products_14d(s: CustomerState, t: int, c: Ctx) -> Value:
-    products, _ = traits.research_sets(s, t, c, None)
+def _researcher_products_14d(sets: Any, s: CustomerState, t: int, c: Ctx) -> Value:
+    products, _ = sets
     ordered = s.ordered_categories
     return max((len(p) for cat, p in products.items() if cat not in ordered), default=0)
 
 
-def _products_compared_14d(s: CustomerState, t: int, c: Ctx) -> Value:
-    products, sessions = traits.research_sets(s, t, c, None)
+def _products_compared_14d(sets: Any, s: CustomerState, t: int, c: Ctx) -> Value:
+    products, sessions = sets
     # the products and the sessions of one category: researcher's own test
     ordered, least = s.ordered_categories, c.researcher_min_sessions
     return max((len(p) for cat, p in products.items() if cat not in ordered and len(sessions[cat]) >= least), default=0)
@@ -268,8 +296,8 @@ METRICS: tuple[Metric, ...] = (
         "Orders placed and not cancelled in the last 365 days (order_window_days), whatever their number.",
         WINDOW,
         _orders_bound,
-        _figure("orders"),
-        _order_leaves(_year),
+        **_parted(_order_part, _figure("orders")),
+        changes_at=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "spend_365d",
@@ -277,8 +305,8 @@ METRICS: tuple[Metric, ...] = (
         "Value of those orders in the shop's currency, net of refunds in the window (best_customer).",
         WINDOW,
         _orders_bound,
-        _figure("spend"),
-        _both(_order_leaves(_year), _returns_leave(_year)),
+        **_parted(_order_part, _figure("spend")),
+        changes_at=_both(_order_leaves(_year), _returns_leave(_year)),
     ),
     Metric(
         "avg_order_value_365d",
@@ -286,8 +314,8 @@ METRICS: tuple[Metric, ...] = (
         "Ordered value over orders in the last 365 days, before refunds (low_order_value); none without orders.",
         WINDOW,
         _orders_bound,
-        _figure("average_order_value"),
-        _order_leaves(_year),
+        **_parted(_order_part, _figure("average_order_value")),
+        changes_at=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "full_price_share_365d",
@@ -295,8 +323,8 @@ METRICS: tuple[Metric, ...] = (
         "Units at full price (no coupon, not below list price) over all units ordered in 365 days (best_customer).",
         WINDOW,
         _orders_bound,
-        _figure("full_price_share"),
-        _order_leaves(_year),
+        **_parted(_order_part, _figure("full_price_share")),
+        changes_at=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "discount_share_365d",
@@ -304,8 +332,8 @@ METRICS: tuple[Metric, ...] = (
         "Units below list price or with a coupon over all units ordered in 365 days (discount_hunter).",
         WINDOW,
         _orders_bound,
-        _figure("discount_share"),
-        _order_leaves(_year),
+        **_parted(_order_part, _figure("discount_share")),
+        changes_at=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "orders_total",
@@ -321,7 +349,7 @@ METRICS: tuple[Metric, ...] = (
         "Time since the latest order not cancelled (active_customer, at_risk, inactive); none without orders.",
         CLOCK,
         _orders_bound,
-        _days_since_last_order,
+        **_parted(_order_times_part, _days_since_last_order),
     ),
     Metric(
         "days_since_first_order",
@@ -338,7 +366,7 @@ METRICS: tuple[Metric, ...] = (
         "gaps; else the shop's default_order_gap_days.",
         EVENTS,
         _orders_bound,
-        _expected_gap_days,
+        **_parted(_order_times_part, _expected_gap_days),
     ),
     Metric(
         "days_since_last_event",
@@ -386,8 +414,8 @@ METRICS: tuple[Metric, ...] = (
         "Cart adds in the last 30 days (hesitant_window_days), late ones at their own time, whatever their number.",
         WINDOW,
         _cart_bound,
-        _hesitant("cart_adds"),
-        _cart_leaves,
+        **_parted(_cart_part, _hesitant("cart_adds")),
+        changes_at=_cart_leaves,
     ),
     Metric(
         "cart_removes_30d",
@@ -395,8 +423,8 @@ METRICS: tuple[Metric, ...] = (
         "Cart removes of something in the cart in the last 30 days (hesitant: at least half the adds).",
         WINDOW,
         _cart_bound,
-        _hesitant("cart_removes"),
-        _cart_leaves,
+        **_parted(_cart_part, _hesitant("cart_removes")),
+        changes_at=_cart_leaves,
     ),
     Metric(
         "cart_remove_share_30d",
@@ -405,8 +433,8 @@ METRICS: tuple[Metric, ...] = (
         "the 30 days.",
         WINDOW,
         _cart_bound,
-        _cart_remove_share_30d,
-        _cart_leaves,
+        **_parted(_cart_part, _cart_remove_share_30d),
+        changes_at=_cart_leaves,
     ),
     Metric(
         "abandoned_carts_30d",
@@ -477,8 +505,8 @@ METRICS: tuple[Metric, ...] = (
         "Most distinct products viewed in one category not ordered yet, in the last 14 days (researcher).",
         WINDOW,
         _views_bound,
-        _researcher_products_14d,
-        _views_leave,
+        **_parted(_research_part, _researcher_products_14d),
+        changes_at=_views_leave,
     ),
     Metric(
         "products_compared_14d",
@@ -487,8 +515,8 @@ METRICS: tuple[Metric, ...] = (
         "viewed in at least researcher_min_sessions (2) sessions of them (researcher: at least 12).",
         WINDOW,
         _views_bound,
-        _products_compared_14d,
-        _views_leave,
+        **_parted(_research_part, _products_compared_14d),
+        changes_at=_views_leave,
     ),
     Metric(
         "days_since_referral",
@@ -549,6 +577,24 @@ def describe(rules: Rules) -> list[dict[str, str]]:
         }
         for m in METRICS
     ]
+
+
+def reader(s: CustomerState, t: int, c: Ctx) -> Callable[[str], Value]:
+    """A metric's value by name for ``s`` at ``t``; a part several metrics share is computed once for all."""
+    parts: dict[Part, Any] = {}
+
+    def read(name: str) -> Value:
+        m = BY_NAME[name]
+        part = m.part
+        if part is None:
+            return m.compute(s, t, c)
+        if part in parts:
+            got = parts[part]
+        else:
+            got = parts[part] = part(s, t, c)
+        return m.pick(got, s, t, c)  # type: ignore[misc]
+
+    return read
 
 
 def values(s: CustomerState, t: int, c: Ctx) -> dict[str, Value]:

@@ -28,6 +28,8 @@ COMPILED = [
     "segmenter/rules/context.py",
     "segmenter/rules/reasons.py",
     "segmenter/metrics/kept.py",
+    "segmenter/metrics/registry.py",
+    "segmenter/definitions/runtime.py",
 ]
 
 

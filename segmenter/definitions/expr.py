@@ -742,7 +742,7 @@ def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
         return key
 
     def source(n: Node, positive: str) -> str:
-        if isinstance(n, BoolOp):
+        if isinstance(n, BoolOp) and n.op in ("and", "or"):
             return "(" + f" {n.op} ".join(source(x, positive) for x in n.items) + ")"
         if isinstance(n, Not):
             return f"(not {source(n.operand, 'not positive' if positive == 'positive' else 'positive')})"
@@ -753,7 +753,8 @@ def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
         if isinstance(n, Cmp) and isinstance(n.left, MetricRef) and isinstance(n.right, Const):
             # metric_vs_const written out: read once; a float figure compared in floating point
             op, metric, const = n.op, name(n.left.name), n.right.value
-            assert op in _OPS  # the only operator text in the source, from the checked set
+            if op not in _OPS:  # the only operator text in the source: from the checked set
+                raise TypeError(f"not a comparison: {op!r}")
             exact, approx = name(const), name(float(const))
             return (
                 f"((_u := env.metric({metric})) is not None and "

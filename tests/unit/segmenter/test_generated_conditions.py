@@ -1,0 +1,91 @@
+"""A condition's generated function (expr._generated) judges as the closure tree it replaces (expr._holds),
+on every definition shipped, for random values: undefined, whole, exact fractions and floats, at and
+around the thresholds, members and not, with exit margins."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from segmenter.config import Rules
+from segmenter.definitions import expr
+from segmenter.definitions.loader import load_dir
+from segmenter.metrics.registry import BY_NAME
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFINITIONS = [d for folder in ("examples/catalogue", "examples/segments") for d in load_dir(ROOT / folder)]
+
+
+def _consts(node: expr.Node) -> list[int | Fraction]:
+    found: list[int | Fraction] = []
+    if isinstance(node, expr.Const) and not isinstance(node.value, str):
+        found.append(node.value)
+    for child in vars(node).values():
+        if isinstance(child, expr.Node):
+            found.extend(_consts(child))
+        elif isinstance(child, tuple):
+            found.extend(x2 for x in child if isinstance(x, expr.Node) for x2 in _consts(x))
+    return found
+
+
+def _value(rng: random.Random, near: list[int | Fraction]) -> int | float | Fraction | None:
+    pick = rng.random()
+    base = rng.choice(near) if near else 1
+    if pick < 0.1:
+        return None
+    if pick < 0.4:
+        return base  # exactly at a threshold
+    if pick < 0.6:
+        return float(base) + rng.choice((-1e-9, 0.0, 1e-9))
+    if pick < 0.8:
+        return Fraction(base) + Fraction(rng.randint(-3, 3), rng.randint(1, 7))
+    return rng.randint(-2, 40)
+
+
+# every operator against a decimal no float holds exactly, margins under a not, memberships, event fields
+MARGINS = {"spend_365d": Fraction(10), "discount_share_365d": Fraction(1, 20)}
+WRITTEN = [
+    "cart_remove_share_30d > 0.7 or cart_remove_share_30d < 0.3",
+    "cart_remove_share_30d >= 0.7 and cart_remove_share_30d <= 0.9",
+    "cart_remove_share_30d == 0.7 or discount_share_365d != 0.7",
+    "days_since_last_order > 1.5 * expected_gap_days and not in_segment('loyal_customer')",
+    "not (spend_365d >= 100 and orders_365d >= 2)",
+    "not discount_share_365d >= 0.7 or not (not spend_365d < 30.1)",
+    "orders_total == 0 and (sessions >= 2 or product_views > 7.5) and -returns_90d < -1",
+    "event.type == 'order_placed' and event.impulse_products >= 1 or event.units > 2.5",
+]
+
+
+def _cases() -> list[object]:
+    rules = Rules()
+    cases = []
+    for d in DEFINITIONS:
+        margins = dict(d.exit_margin)
+        margins.update({m: Fraction(expr.rule_value(rules, n)) for m, n in d.margin_rules.items()})
+        cases.append(pytest.param(d.name, expr.bind(d.when, rules), margins, list(d.metrics), id=d.name))
+    for text in WRITTEN:
+        scope = expr.Scope(moment=True, segments=lambda s: None, margins=frozenset(MARGINS))
+        node = expr.parse(text, scope)
+        cases.append(pytest.param(text, node, MARGINS, sorted(scope.used_metrics), id=text))
+    return cases
+
+
+@pytest.mark.parametrize(("label", "node", "margins", "metrics"), _cases())
+def test_the_generated_function_judges_as_the_closures(label, node, margins, metrics) -> None:
+    # the two compilations of one condition, side by side
+    generated, closures = expr._generated(node, margins), expr._holds(node, margins)  # noqa: SLF001
+    near = _consts(node)
+    rng = random.Random(label)
+    segments = ["loyal_customer", "best_customer", "new_customer", "at_risk"]
+    for _ in range(400):
+        values = {m: _value(rng, near) for m in metrics}
+        members = {s for s in segments if rng.random() < 0.5}
+        event = expr.Occurrence(rng.choice(["cart_abandoned", "order_placed"]), {"units": rng.randint(0, 4)})
+        for member in (False, True):
+            env = expr.Env(values.__getitem__, members.__contains__, event, {"impulse_products": rng.randint(0, 2)})
+            twin = expr.Env(values.__getitem__, members.__contains__, event, env.derived)
+            assert generated(env, member, True) == closures(twin, member, True), (values, members, member)
+    assert set(metrics) <= set(BY_NAME)

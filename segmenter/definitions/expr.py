@@ -661,13 +661,20 @@ def _compare(node: Cmp) -> Callable[[Env], bool]:
 
         return metric_vs_const
     left, right = _number(node.left), _number(node.right)
+    swap = _read_first(node) is node.right
 
     def numbers(env: Env) -> bool:
-        u = left(env)
-        if u is None:
-            return False
-        v = right(env)
-        if v is None:
+        if swap:
+            v = right(env)
+            if v is None:
+                return False
+            u = left(env)
+        else:
+            u = left(env)
+            if u is None:
+                return False
+            v = right(env)
+        if u is None or v is None:
             return False
         if isinstance(u, float) or isinstance(v, float):
             # a float figure (money, a share) is compared in floating point, as the rules compare it
@@ -675,6 +682,11 @@ def _compare(node: Cmp) -> Callable[[Env], bool]:
         return op(u, v)
 
     return numbers
+
+
+def _read_first(node: Cmp) -> Node:
+    """The side to read first: a metric itself before a computed figure (no order yet: no gap computed)."""
+    return node.right if isinstance(node.right, MetricRef) and not isinstance(node.left, MetricRef) else node.left
 
 
 def _vertices(node: Cmp, margins: dict[str, Fraction]) -> list[dict[str, Fraction]]:
@@ -821,16 +833,18 @@ def _crossing_of_values(node: Cmp) -> CrossFn:
     move. Its slope is known here; only the values are read (the same arithmetic as the general way)."""
     lvalue, rvalue = _number(node.left), _number(node.right)
     k = (CLOCK_SLOPE if timed(node.left) else 0.0) - (CLOCK_SLOPE if timed(node.right) else 0.0)
+    first, second = (rvalue, lvalue) if _read_first(node) is node.right else (lvalue, rvalue)
 
     def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
         if k == 0:
             return
-        a = lvalue(env)
-        if a is None:
+        x = first(env)
+        if x is None:
             return
-        b = rvalue(env)
-        if b is None:
+        y = second(env)
+        if y is None:
             return
+        a, b = (x, y) if first is lvalue else (y, x)
         zero = t0 - (a - b) / k  # where the difference is 0
         if math.isfinite(zero) and zero > t0 - 1:
             out.append(max(t0 + 1, math.floor(zero) - 1))

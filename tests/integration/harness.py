@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import signal
@@ -340,6 +341,17 @@ def final_memberships(changes: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
         elif c["change"] == "exited":
             segs.discard(c["segment"])
     return {k: v for k, v in held.items() if v}
+
+
+def log_records(path: Path) -> list[dict[str, Any]]:
+    """A worker's JSON log lines (other lines skipped; none while the file does not exist yet)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            out.append(orjson.loads(line))
+    return [r for r in out if isinstance(r, dict)]
 
 
 class WorkerProcess:

@@ -23,6 +23,7 @@ from tests.integration.harness import (
     consume_all,
     final_memberships,
     key_of,
+    log_records,
     per_key_order,
     produce,
     read_lines,
@@ -128,14 +129,6 @@ def journeys() -> list[bytes]:
 def _cross(expected: list[dict[str, Any]]) -> set[str]:
     """Changes caused through another key (referral credit, identity linking): their order may differ."""
     return {c["change_id"] for c in expected if c["segment"] == "advocate" or "linked_to" in c["evidence"]}
-
-
-def log_records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(orjson.JSONDecodeError):
-            out.append(orjson.loads(line))
-    return [r for r in out if isinstance(r, dict)]
 
 
 def _compare(expected: list[dict[str, Any]], got: list[dict[str, Any]], *, strict_order: bool = True) -> Counter[str]:

@@ -808,6 +808,11 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
     assert isinstance(node, Cmp)
     if not node.margins and all(isinstance(x, MetricRef) or not timed(x) for x in (node.left, node.right)):
         return _crossing_of_values(node)
+    return _crossing_of_affine(node, margins)
+
+
+def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction]) -> CrossFn:
+    """A comparison time moves, any shape: both sides as value and slope, at each corner of a member's margins."""
     left, right = _affine(node.left), _affine(node.right)
     shifts = _vertices(node, margins) if node.margins else [{}]
 

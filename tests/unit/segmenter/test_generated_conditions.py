@@ -89,3 +89,41 @@ def test_the_generated_function_judges_as_the_closures(label, node, margins, met
             twin = expr.Env(values.__getitem__, members.__contains__, event, env.derived)
             assert generated(env, member, True) == closures(twin, member, True), (values, members, member)
     assert set(metrics) <= set(BY_NAME)
+
+
+CLOCKED = [
+    "days_since_last_order <= 1.5 * expected_gap_days",
+    "1.5 * expected_gap_days < days_since_last_order",
+    "days_since_last_event < 365",
+    "days_since_last_event >= 30.25",
+    "0.7 > days_since_first_order",
+    "days_since_referral <= expected_gap_days / 3 + 2",
+    "days_since_last_order <= days_since_last_event",
+]
+
+
+@pytest.mark.parametrize("text", CLOCKED)
+def test_a_clocked_comparison_of_values_crosses_where_the_general_way_does(text: str) -> None:
+    # the common shape (each side a clock metric or a figure time does not move) read without slopes: the
+    # same instants as the general affine way, from the same values
+    node = expr.parse(text, expr.Scope(moment=False, segments=lambda s: None))
+    assert isinstance(node, expr.Cmp)
+    fast, general = expr._crossing_of_values(node), expr._crossing_of_affine(node, {})  # noqa: SLF001
+    rng = random.Random(text)
+    near = [*_consts(node), Fraction(1), Fraction(45, 2)]
+    for _ in range(2000):
+        values = {
+            m: _value(rng, near)
+            for m in ("days_since_last_order", "days_since_last_event", "days_since_first_order", "days_since_referral")
+        }
+        values["expected_gap_days"] = _value(rng, near)
+        for name in list(values):  # days are exact figures: no float
+            if isinstance(values[name], float):
+                values[name] = Fraction(values[name])
+        t0 = rng.randint(0, 10**13)
+        got: list[int] = []
+        want: list[int] = []
+        env, after = expr.Env(values.__getitem__, set().__contains__), expr.Env(values.__getitem__, set().__contains__)
+        fast(env, after, False, True, t0, got)
+        general(env, after, False, True, t0, want)
+        assert got == want, (values, t0)

@@ -129,7 +129,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
         SEGMENTER_PARTITIONS=str(settings.partitions),
         SEGMENTER_TICK_INTERVAL_SECONDS=str(settings.tick_interval_seconds),
         SEGMENTER_IDLE_WALLCLOCK_ADVANCE=str(settings.idle_wallclock_advance).lower(),
-        SEGMENTER_MERGE_GRACE_SECONDS=str(settings.merge_grace_seconds),
         SEGMENTER_SERVING_IN_WORKER=str(settings.serving_in_worker).lower(),
         SEGMENTER_BACKFILL_CHUNK=str(settings.backfill_chunk),
         SEGMENTER_LOG_FORMAT="json",

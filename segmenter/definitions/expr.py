@@ -662,20 +662,16 @@ def _compare(node: Cmp) -> Callable[[Env], bool]:
         return metric_vs_const
     left, right = _number(node.left), _number(node.right)
     swap = _read_first(node) is node.right
+    first, second = (right, left) if swap else (left, right)
 
     def numbers(env: Env) -> bool:
-        if swap:
-            v = right(env)
-            if v is None:
-                return False
-            u = left(env)
-        else:
-            u = left(env)
-            if u is None:
-                return False
-            v = right(env)
-        if u is None or v is None:
+        x = first(env)
+        if x is None:
             return False
+        y = second(env)
+        if y is None:
+            return False
+        u, v = (y, x) if swap else (x, y)
         if isinstance(u, float) or isinstance(v, float):
             # a float figure (money, a share) is compared in floating point, as the rules compare it
             return op(float(u), float(v))
@@ -706,42 +702,29 @@ def _clocked(node: Node) -> bool:
     return isinstance(node, Cmp) and node.left.type == NUM and (timed(node.left) or timed(node.right))
 
 
-def _holds(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
-    if isinstance(node, BoolOp):
-        items = tuple(_holds(x, margins) for x in node.items)
-        if node.op == "and":
-            return lambda env, member, positive: all(f(env, member, positive) for f in items)
-        return lambda env, member, positive: any(f(env, member, positive) for f in items)
-    if isinstance(node, Not):
-        operand = _holds(node.operand, margins)
-        return lambda env, member, positive: not operand(env, member, not positive)
-    if isinstance(node, InSegment):
-        segment = node.segment
-        return lambda env, member, positive: env.members(segment)
-    if isinstance(node, Cmp):
-        plain = _compare(node)
-        if not node.margins:
-            return lambda env, member, positive: plain(env)
-        shifts = _vertices(node, margins)
+def _within(node: Cmp, margins: dict[str, Fraction]) -> HoldsFn:
+    """A comparison reading a margin metric: for a member, whether it holds anywhere within the margins."""
+    plain = _compare(node)
+    shifts = _vertices(node, margins)
 
-        def within(env: Env, member: bool, positive: bool) -> bool:
-            if not member:
-                return plain(env)
-            results = []
-            for shift in shifts:
-                env.shift = shift
-                results.append(plain(env))
-            env.shift = {}
-            # a linear comparison over a box of values: holds somewhere iff at a vertex
-            return any(results) if positive else all(results)
+    def within(env: Env, member: bool, positive: bool) -> bool:
+        if not member:
+            return plain(env)
+        results = []
+        for shift in shifts:
+            env.shift = shift
+            results.append(plain(env))
+        env.shift = {}
+        # a linear comparison over a box of values: holds somewhere iff at a vertex
+        return any(results) if positive else all(results)
 
-        return within
-    raise TypeError(f"not a condition node: {node!r}")
+    return within
 
 
 def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
-    """:func:`_holds` as one generated function: the ``and``/``or``/``not`` tree, memberships and the common
-    metric-against-number comparisons written out in one body (one call per condition, not one per node).
+    """A condition as one generated function ``(env, member, positive) -> bool``: the ``and``/``or``/``not``
+    tree, memberships and the common metric-against-number comparisons written out in one body (one call per
+    condition, not one per node); a comparison with margins calls :func:`_within`, any other :func:`_compare`.
 
     The source holds only operators of the checked tree and names of this module's making; every value
     (metric names, numbers, segment names, the other comparisons' closures) is passed in its namespace.
@@ -761,7 +744,7 @@ def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
         if isinstance(n, InSegment):
             return f"env.members({name(n.segment)})"
         if isinstance(n, Cmp) and n.margins:
-            return f"{name(_holds(n, margins))}(env, member, {positive})"
+            return f"{name(_within(n, margins))}(env, member, {positive})"
         if isinstance(n, Cmp) and isinstance(n.left, MetricRef) and isinstance(n.right, Const):
             # metric_vs_const written out: read once; a float figure compared in floating point
             op, metric, const = n.op, name(n.left.name), n.right.value
@@ -838,18 +821,19 @@ def _crossing_of_values(node: Cmp) -> CrossFn:
     move. Its slope is known here; only the values are read (the same arithmetic as the general way)."""
     lvalue, rvalue = _number(node.left), _number(node.right)
     k = (CLOCK_SLOPE if timed(node.left) else 0.0) - (CLOCK_SLOPE if timed(node.right) else 0.0)
-    first, second = (rvalue, lvalue) if _read_first(node) is node.right else (lvalue, rvalue)
+    swap = _read_first(node) is node.right
+    first, second = (rvalue, lvalue) if swap else (lvalue, rvalue)
+    if k == 0:  # both sides move alike: time alone never changes it
+        return lambda env, after, member, positive, t0, out: None
 
     def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
-        if k == 0:
-            return
         x = first(env)
         if x is None:
             return
         y = second(env)
         if y is None:
             return
-        a, b = (x, y) if first is lvalue else (y, x)
+        a, b = (y, x) if swap else (x, y)
         zero = t0 - (a - b) / k  # where the difference is 0
         if math.isfinite(zero) and zero > t0 - 1:
             out.append(max(t0 + 1, math.floor(zero) - 1))

@@ -1,10 +1,11 @@
-"""A condition's generated function (expr._generated) judges as the closure tree it replaces (expr._holds),
+"""A condition's generated function (expr._generated) judges as a plain walk of its tree (``_reference``),
 on every definition shipped, for random values: undefined, whole, exact fractions and floats, at and
 around the thresholds, members and not, with exit margins."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +18,24 @@ from segmenter.metrics.registry import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFINITIONS = [d for folder in ("examples/catalogue", "examples/segments") for d in load_dir(ROOT / folder)]
+
+
+def _reference(node: expr.Node, margins: dict[str, Fraction]) -> Callable[[expr.Env, bool, bool], bool]:
+    """The condition as closures over its tree, node by node (what the generated function replaced)."""
+    if isinstance(node, expr.BoolOp):
+        items = [_reference(x, margins) for x in node.items]
+        join = all if node.op == "and" else any
+        return lambda env, member, positive: join(f(env, member, positive) for f in items)
+    if isinstance(node, expr.Not):
+        operand = _reference(node.operand, margins)
+        return lambda env, member, positive: not operand(env, member, not positive)
+    if isinstance(node, expr.InSegment):
+        return lambda env, member, positive: env.members(node.segment)
+    assert isinstance(node, expr.Cmp)
+    if node.margins:
+        return expr._within(node, margins)  # noqa: SLF001
+    plain = expr._compare(node)  # noqa: SLF001
+    return lambda env, member, positive: plain(env)
 
 
 def _consts(node: expr.Node) -> list[int | Fraction]:
@@ -76,7 +95,7 @@ def _cases() -> list[object]:
 @pytest.mark.parametrize(("label", "node", "margins", "metrics"), _cases())
 def test_the_generated_function_judges_as_the_closures(label, node, margins, metrics) -> None:
     # the two compilations of one condition, side by side
-    generated, closures = expr._generated(node, margins), expr._holds(node, margins)  # noqa: SLF001
+    generated, closures = expr._generated(node, margins), _reference(node, margins)  # noqa: SLF001
     near = _consts(node)
     rng = random.Random(label)
     segments = ["loyal_customer", "best_customer", "new_customer", "at_risk"]

@@ -74,7 +74,7 @@ def templates(events: int, defs: Any) -> list[list[Any]]:
         engine.feed(parse_event_obj(ev))
     if engine.watermark is not None:
         engine.advance_to(engine.watermark)
-    return [orjson.loads(s.to_bytes()) for s in engine.states.values() if s.customer_id is not None]
+    return [orjson.loads(s.to_json()) for s in engine.states.values() if s.customer_id is not None]
 
 
 def fill(db: Any, customers: int, tpl: list[list[Any]]) -> int:

@@ -383,7 +383,7 @@ class Segmenter:
         event = parse_event_obj(body["event"])
         t = max(s.clock_ms, _time_ms(event))
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
-        reply["state"] = orjson.loads(s.to_bytes())
+        reply["state"] = orjson.loads(s.to_json())
         for segment in list(s.members):
             reason = f"Linked to customer {customer}: this visitor's history now counts for them."
             changes.append(self._change(s, segment, EXITED, t, reason, {"linked_to": customer}, event.event_id))

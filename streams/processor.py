@@ -155,7 +155,7 @@ def encode_outputs(res: BatchResult, mark: _Mark, changed: dict[tuple[int, str],
     for msg in res.routed[mark.routed :]:
         msg.to_json()
     for p, key in changed:
-        good[key] = res.states[p][key].to_bytes()
+        good[key] = res.states[p][key].to_json()  # not deflated: an undo copy, per record
 
 
 def routed_value(msg: Routed, mid: str) -> bytes:
@@ -229,7 +229,7 @@ class Processor:
             self.indexes[p] = DeadlineIndex()
             self.customers[p] = 0
             self.holds.pop(p, None)
-        due_of = CustomerState.due_ms_of
+        due_of, json_of = CustomerState.due_ms_of, CustomerState.json_of
         n = 0
         for part, key, value in states:
             k = key.decode() if isinstance(key, bytes) else str(key)
@@ -237,6 +237,7 @@ class Processor:
             if p not in partitions or value is None:
                 continue
             self.customers[p] += 1
+            value = json_of(value)  # a deflated state's bytes say nothing until inflated
             if b'"event_id"' in value:  # events held in the state (rare): they may link a device
                 self._note_hold(p, k, CustomerState.from_bytes(value))
             due = due_of(value)

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from journeys import MIN, Journey, cart_add, cart_remove, line, order_placed, page_view, view
 
-from segmenter.state import FORMAT, CustomerState
+from segmenter.state import DEFLATE_OVER, FORMAT, CustomerState
 
 # what format 1 stored for c1 after the journey below (written by the code before the metric library)
 V1 = (
@@ -29,7 +29,24 @@ EVENTS = [
 
 def test_the_format_was_bumped() -> None:
     assert FORMAT == 3
-    assert CustomerState.from_bytes(V1).to_bytes().startswith(b"[3,")
+    assert CustomerState.from_bytes(V1).to_json().startswith(b"[3,")
+
+
+def test_a_large_state_is_stored_deflated_and_every_reader_of_stored_bytes_takes_it() -> None:
+    fresh = Journey()
+    fresh.feed(*EVENTS, *(view(10 * MIN + i, f"p{i}", "shoes", session="s2") for i in range(40)))
+    state = fresh.engine.states["c1"]
+    plain, stored = state.to_json(), state.to_bytes()
+    assert len(plain) > DEFLATE_OVER and stored.startswith(b"Z") and len(stored) < len(plain) / 2
+    assert CustomerState.from_bytes(stored) == state == CustomerState.from_bytes(plain)
+    assert CustomerState.due_ms_of(stored) == state.due_ms is not None
+    assert CustomerState.definitions_json(stored) == CustomerState.definitions_json(plain) is not None
+    assert CustomerState.members_of(stored) == (state.members, state.clock_ms)
+    with pytest.raises(ValueError, match="corrupt"):
+        CustomerState.from_bytes(stored[:-5])
+    # a small one stays plain JSON (deflating a few hundred bytes gains little for its CPU)
+    small = CustomerState("c2", customer_id="c2")
+    assert small.to_bytes() == small.to_json()
 
 
 def test_a_format_1_state_loads_as_the_same_customer() -> None:
@@ -67,7 +84,7 @@ def test_a_format_2_state_loads_with_no_definition_versions() -> None:
     fresh = Journey()
     fresh.feed(*EVENTS)
     state = fresh.engine.states["c1"]
-    values = orjson.loads(state.to_bytes())
+    values = orjson.loads(state.to_json())
     del values[-2]  # format 2 had no definition versions before due_ms
     values[0] = 2
     old = CustomerState.from_bytes(orjson.dumps(values))

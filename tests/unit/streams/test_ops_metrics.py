@@ -261,3 +261,27 @@ def test_recovery_in_progress_until_the_assigned_partitions_are_recovered() -> N
     worker.is_recovered = True
     metrics.refresh(worker)
     assert value() == 0
+
+
+def test_a_rebuild_reads_deflated_states_as_plain_ones() -> None:
+    # a customer waiting for a visitor's history holds that device's other visitor's event: after a restart
+    # the index rebuild must see the hold (it may link a device) and the deadline in the deflated bytes too
+    from segmenter.state import DEFLATE_OVER, CustomerState
+
+    held = orjson.loads(cart("c1", 1_700_000_000_000))
+    held |= {"anonymous_id": "d-other", "event_id": "held-1"}
+    state = CustomerState(
+        "c1",
+        customer_id="c1",
+        linking="d-1",
+        pending=[held],
+        session_products=[f"product-{i}" for i in range(60)],
+        due_ms=1_700_000_123_000,
+    )
+    stored = state.to_bytes()
+    assert len(state.to_json()) > DEFLATE_OVER and stored.startswith(b"Z")
+    for value in (stored, state.to_json()):
+        proc = processor()
+        assert proc.rebuild_indexes([(0, b"c1", value)], {0}) == 1
+        assert proc.link_floor(0) == 1_700_000_000_000
+        assert proc.indexes[0].due_of("c1") == 1_700_000_123_000

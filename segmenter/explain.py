@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from segmenter.changes import format_ms
 from segmenter.engine import STAGES, Segmenter
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME, METRICS
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.reasons import reason

@@ -28,10 +28,10 @@ import math
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from segmenter.config import Rules
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME, CLOCK, DAY, Value
 
 NUM, STR, BOOL = "number", "text", "condition"

@@ -12,7 +12,6 @@ import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import yaml
 from segmenter.catalogue import catalogue
 from segmenter.config import Rules
 from segmenter.definitions import expr
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 from schemas.events import InputEvent
@@ -31,6 +30,7 @@ from segmenter.changes import DETECTED, ENTERED, EXITED, Change
 from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME, WINDOW, reader
 from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from segmenter.config import Rules
+from segmenter.exact import Fraction
 from segmenter.metrics.kept import BLOOM_BITS, CODE_LEN, ID_LEN, W_GROSS, W_T, event_id_count, seen_count
 from segmenter.rules import lifecycle, traits
 from segmenter.rules.context import Ctx

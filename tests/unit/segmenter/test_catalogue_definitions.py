@@ -15,7 +15,6 @@ import gzip
 import json
 import math
 from collections import Counter
-from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from bench.loadgen import Generator
 from segmenter.changes import Change
 from segmenter.config import Rules
 from segmenter.definitions import Definition, Definitions, expr, load_dir
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME
 from segmenter.replay import replay
 from segmenter.rules import traits

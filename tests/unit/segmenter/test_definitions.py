@@ -7,7 +7,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from schemas.changes import SegmentChange
 from segmenter.changes import Change
 from segmenter.config import Rules
 from segmenter.definitions import Definitions, load_dir
+from segmenter.exact import Fraction
 from segmenter.replay import replay
 from streams.cli import main
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import load_dir
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import pytest
 from journeys import BASE, DAY, MIN, cart_add, cart_remove, order_placed, order_returned, run, view
 
 from segmenter.config import Rules
+from segmenter.exact import Fraction
 from segmenter.metrics.registry import BY_NAME, CLOCK, EVENTS, METRICS, WINDOW, describe, values
 from segmenter.rules.context import Ctx
 from streams.cli import main

@@ -30,6 +30,7 @@ COMPILED = [
     "segmenter/metrics/kept.py",
     "segmenter/metrics/registry.py",
     "segmenter/definitions/runtime.py",
+    "segmenter/definitions/expr.py",
 ]
 
 

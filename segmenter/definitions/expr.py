@@ -114,12 +114,17 @@ def rule_value(rules: Rules, name: str) -> int | Fraction:
     return Fraction(repr(value)) if isinstance(value, float) else int(value)
 
 
+def parts(node: Node) -> dict[str, Any]:
+    """A node's fields by name (``vars`` does not see a compiled dataclass's)."""
+    return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+
+
 def bind(node: Node, rules: Rules) -> Node:
     """``node`` with every ``rules.<name>`` replaced by its value in ``rules``."""
     if isinstance(node, RuleRef):
         return Const(NUM, node.offset, rule_value(rules, node.name))
     changes: dict[str, Any] = {}
-    for key, child in vars(node).items():
+    for key, child in parts(node).items():
         if isinstance(child, Node):
             changes[key] = bind(child, rules)
         elif isinstance(child, tuple) and child and isinstance(child[0], Node):

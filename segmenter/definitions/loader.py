@@ -415,7 +415,7 @@ def _in_order(node: expr.Node) -> list[str]:
     if isinstance(node, expr.MetricRef):
         return [node.name]
     out: list[str] = []
-    for child in vars(node).values():
+    for child in expr.parts(node).values():
         if isinstance(child, expr.Node):
             out += _in_order(child)
         elif isinstance(child, tuple):

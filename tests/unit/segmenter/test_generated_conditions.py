@@ -42,7 +42,7 @@ def _consts(node: expr.Node) -> list[int | Fraction]:
     found: list[int | Fraction] = []
     if isinstance(node, expr.Const) and not isinstance(node.value, str):
         found.append(node.value)
-    for child in vars(node).values():
+    for child in expr.parts(node).values():
         if isinstance(child, expr.Node):
             found.extend(_consts(child))
         elif isinstance(child, tuple):

@@ -18,6 +18,8 @@ COPY schemas ./schemas
 COPY segmenter ./segmenter
 COPY streams ./streams
 COPY scripts/build_core.py ./scripts/
+# mypy's stub of quicktions (pyproject's mypy_path), which ships none
+COPY stubs ./stubs
 # the dependencies (mypy checks against them), mypy and stubs as in the developers' venv, build_core's setuptools
 RUN pip install -e . mypy==2.4.1 types-PyYAML==6.0.12.20261122 "setuptools>=65" \
     && python scripts/build_core.py

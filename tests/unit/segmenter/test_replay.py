@@ -54,9 +54,10 @@ def test_replay_of_a_sample_is_byte_identical_twice(path: Path) -> None:
         SegmentChange.model_validate_json(raw)  # every line is a contract change
 
 
-@pytest.mark.parametrize("name", ["online_retail_sample.jsonl.gz", "rees46_sample.jsonl.gz"])
+@pytest.mark.parametrize("name", ["online_retail_sample.jsonl.gz", "rees46_sample.jsonl.gz", "otto_sample.jsonl.gz"])
 def test_the_samples_average_under_one_kilobyte_of_state_per_customer(name: str) -> None:
-    # the target (the OTTO sample, 20 visitors with very long sessions, averages about 2.3 KB)
+    # the target, as stored; the OTTO sample's 20 visitors with very long sessions average ~1.8 KB of
+    # JSON, which only deflating (states over 512 bytes) brings under it
     path = next(p for p in SAMPLES if p.name == name)
     _, stats, _ = _replay([(path.name, _sample(path))])
     states = stats.engine.states  # type: ignore[attr-defined]

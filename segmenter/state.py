@@ -273,7 +273,7 @@ class CustomerState:
 
     def to_bytes(self) -> bytes:
         """The stored form: :meth:`to_json`, deflated behind ``Z`` when over :data:`DEFLATE_OVER` bytes."""
-        data = orjson.dumps((FORMAT, *_values(self)))
+        data = self.to_json()
         if len(data) > DEFLATE_OVER:
             return _DEFLATED + isal_zlib.compress(data, 1, -15)
         return data

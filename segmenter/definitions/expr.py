@@ -653,30 +653,13 @@ def _compare(node: Cmp) -> Callable[[Env], bool]:
             return a is not None and b is not None and op(a, b)
 
         return texts
-    if isinstance(node.left, MetricRef) and isinstance(node.right, Const) and not node.margins:
-        # the common shape, a metric against a number: read once, no shift to apply
-        name, const = node.left.name, node.right.value
-        as_float = float(const)
-
-        def metric_vs_const(env: Env) -> bool:
-            u = env.metric(name)
-            if u is None:
-                return False
-            return op(u, as_float) if isinstance(u, float) else op(u, const)
-
-        return metric_vs_const
-    left, right = _number(node.left), _number(node.right)
-    swap = _read_first(node) is node.right
-    first, second = (right, left) if swap else (left, right)
+    sides = _sides(node)
 
     def numbers(env: Env) -> bool:
-        x = first(env)
-        if x is None:
+        both = sides(env)
+        if both is None:
             return False
-        y = second(env)
-        if y is None:
-            return False
-        u, v = (y, x) if swap else (x, y)
+        u, v = both
         if isinstance(u, float) or isinstance(v, float):
             # a float figure (money, a share) is compared in floating point, as the rules compare it
             return op(float(u), float(v))
@@ -685,9 +668,23 @@ def _compare(node: Cmp) -> Callable[[Env], bool]:
     return numbers
 
 
-def _read_first(node: Cmp) -> Node:
-    """The side to read first: a metric itself before a computed figure (no order yet: no gap computed)."""
-    return node.right if isinstance(node.right, MetricRef) and not isinstance(node.left, MetricRef) else node.left
+def _sides(node: Cmp) -> Callable[[Env], tuple[Number, Number] | None]:
+    """A comparison's two values, left and right (``None``: one is not defined). A metric itself is read
+    before a computed figure, so a customer with no order has no expected gap computed for nothing."""
+    left, right = _number(node.left), _number(node.right)
+    swap = isinstance(node.right, MetricRef) and not isinstance(node.left, MetricRef)
+    first, second = (right, left) if swap else (left, right)
+
+    def sides(env: Env) -> tuple[Number, Number] | None:
+        x = first(env)
+        if x is None:
+            return None
+        y = second(env)
+        if y is None:
+            return None
+        return (y, x) if swap else (x, y)
+
+    return sides
 
 
 def _vertices(node: Cmp, margins: dict[str, Fraction]) -> list[dict[str, Fraction]]:
@@ -751,7 +748,7 @@ def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
         if isinstance(n, Cmp) and n.margins:
             return f"{name(_within(n, margins))}(env, member, {positive})"
         if isinstance(n, Cmp) and isinstance(n.left, MetricRef) and isinstance(n.right, Const):
-            # metric_vs_const written out: read once; a float figure compared in floating point
+            # a metric against a number, read once; a float figure compared in floating point (as numbers does)
             op, metric, const = n.op, name(n.left.name), n.right.value
             if op not in _OPS:  # the only operator text in the source: from the checked set
                 raise TypeError(f"not a comparison: {op!r}")
@@ -824,21 +821,16 @@ def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction]) -> CrossFn:
 def _crossing_of_values(node: Cmp) -> CrossFn:
     """The common shape of a comparison time moves: each side a clock metric itself or a figure time does not
     move. Its slope is known here; only the values are read (the same arithmetic as the general way)."""
-    lvalue, rvalue = _number(node.left), _number(node.right)
     k = (CLOCK_SLOPE if timed(node.left) else 0.0) - (CLOCK_SLOPE if timed(node.right) else 0.0)
-    swap = _read_first(node) is node.right
-    first, second = (rvalue, lvalue) if swap else (lvalue, rvalue)
     if k == 0:  # both sides move alike: time alone never changes it
         return lambda env, after, member, positive, t0, out: None
+    sides = _sides(node)
 
     def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
-        x = first(env)
-        if x is None:
+        both = sides(env)
+        if both is None:
             return
-        y = second(env)
-        if y is None:
-            return
-        a, b = (y, x) if swap else (x, y)
+        a, b = both
         zero = t0 - (a - b) / k  # where the difference is 0
         if math.isfinite(zero) and zero > t0 - 1:
             out.append(max(t0 + 1, math.floor(zero) - 1))

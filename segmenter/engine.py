@@ -284,6 +284,8 @@ class Segmenter:
         changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
         self._remember(s, code, t)
         had_orders = s.orders_total
+        # a merged history, or the state's first event, judges every definition (no earlier verdict to keep)
+        everything = families is not None or s.first_seen_ms is None
         if families is None:
             families = affected(event)
             viewed = event if families is VIEW_FAMILIES else None
@@ -310,7 +312,7 @@ class Segmenter:
         )
         self._evaluate(s, now, eid, changes, families, event.type, rh, viewed, fans)
         if self.definitions is not None:  # --- operator-defined segments hook
-            self.definitions.evaluate(s, now, self.ctx, eid, event, changes, moments)
+            self.definitions.evaluate(s, now, self.ctx, eid, event, changes, moments, everything)
         routed = []
         # the referrer counts referred customers with an order not cancelled (if the first order came while
         # the referral held): credited at the first such order, uncredited when cancellations leave none,

@@ -31,7 +31,7 @@ from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
 from segmenter.exact import Fraction
-from segmenter.metrics.registry import BY_NAME, WINDOW, reader
+from segmenter.metrics.registry import BY_NAME, MOVED_BY, WINDOW, reader
 from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState
 
@@ -58,11 +58,17 @@ def _evidence(value: float | int | Fraction | str | None) -> float | int | str |
     return value
 
 
+def _moves(kind: str, metric: str) -> bool:
+    moved = MOVED_BY[metric]
+    return moved is None or kind in moved
+
+
 class Definitions:
     """The checked definitions of a directory, ready to run."""
 
-    def __init__(self, definitions: Sequence[Definition], rules: Rules | None = None) -> None:
+    def __init__(self, definitions: Sequence[Definition], rules: Rules | None = None, incremental: bool = True) -> None:
         self.rules = rules if rules is not None else Rules()
+        self.incremental = incremental  # False: every trait judged at every event (the tests' reference)
         self.all = tuple(order(list(definitions)))
         # each condition compiled under the rules in force (its rules.<name> read there)
         self._conditions = {d.name: d.compiled(self.rules) for d in self.all}
@@ -78,13 +84,25 @@ class Definitions:
         steps = {m: BY_NAME[m] for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW}
         self.steps = tuple({metric.changes_at: name for name, metric in steps.items()}.values())
         self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
+        # per event type, the traits an event of it can move: one reading a metric the type changes, a
+        # membership of another segment or the event, or entered only at that type (its condition may hold
+        # already); at any other trait the event changes nothing it reads
+        types = {t for moved in MOVED_BY.values() if moved is not None for t in moved}
+        self._moved_at: dict[str, tuple[Definition, ...]] = {
+            kind: tuple(
+                d
+                for d in self.traits
+                if d.segments or d.fields or kind in d.enter_on or any(_moves(kind, m) for m in d.metrics)
+            )
+            for kind in types
+        }
         # the values the last evaluation read, for the deadlines asked right after it of the same state (the
         # engine asks them before anything changes it): taken once, by that state at that instant only
         self._judged: tuple[CustomerState, int, expr.Env] | None = None
 
     def bound(self, rules: Rules) -> Definitions:
         """These definitions under ``rules`` (themselves when those are the rules they were built with)."""
-        return self if rules == self.rules else Definitions(self.all, rules)
+        return self if rules == self.rules else Definitions(self.all, rules, self.incremental)
 
     def condition(self, d: Definition) -> expr.Condition:
         """``d``'s condition as judged under these rules."""
@@ -113,14 +131,23 @@ class Definitions:
         event: InputEvent | None,
         out: list[Change],
         moments: Sequence[tuple[str, dict[str, Any], str]] = (),
+        everything: bool = False,
     ) -> None:
-        """Judge every definition at ``t`` (after the catalogue); append the changes to ``out``.
+        """Judge the definitions at ``t`` (after the catalogue); append the changes to ``out``.
 
         ``event``: the event just applied (``None``: time passing, moments are not judged); ``moments``: the
-        catalogue's moments it caused (an order's ``impulse_buy`` gives ``event.impulse_products``).
+        catalogue's moments it caused (an order's ``impulse_buy`` gives ``event.impulse_products``);
+        ``everything``: judge every trait (the state's first event, or a visitor's history merged with it).
+
+        At an event, only the traits it can move are judged (:data:`MOVED_BY`), when the state was judged under
+        these definitions before and no deadline is due at ``t``: any other trait reads the values of its last
+        evaluation (events since changed none of them, and time would have fired a deadline first).
         """
+        traits = self.traits
         if s.definitions != self.versions:  # judged under these (the backfill reads it)
             s.definitions = dict(self.versions)
+        elif event is not None and not everything and self.incremental and (s.due_ms is None or s.due_ms > t):
+            traits = self._moved_at.get(event.type, traits)
         self._judged = None
         if s.first_seen_ms is None or s.linked_to is not None:
             return  # a visitor merged into a customer: its history counts there
@@ -130,7 +157,7 @@ class Definitions:
             derived = {"impulse_products": len(impulse[0]) if impulse else 0}
         env = self._env(s, t, c, event, derived)
         members = s.members
-        for d in self.traits:
+        for d in traits:
             was = d.name in members
             member = self._conditions[d.name].holds(env, was)
             if member == was:

@@ -558,6 +558,47 @@ METRICS: tuple[Metric, ...] = (
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 
+_ORDER_EVENTS = frozenset({"order_placed", "order_cancelled", "order_returned"})
+_CART_EVENTS = frozenset({"cart_add", "cart_remove"})
+_VIEW = frozenset({"page_view"})
+MOVED_BY: dict[str, frozenset[str] | None] = {
+    **dict.fromkeys(
+        (
+            "orders_365d",
+            "spend_365d",
+            "avg_order_value_365d",
+            "full_price_share_365d",
+            "discount_share_365d",
+            "orders_total",
+            "days_since_last_order",
+            "days_since_first_order",
+            "expected_gap_days",
+            "returns_90d",
+            "returned_share_90d",
+            "impulse_orders_of_last_5",
+            "directed_orders_of_last_3",
+            "top_unit_category_share",
+        ),
+        _ORDER_EVENTS,
+    ),
+    **dict.fromkeys(("page_views", "product_views", "top_view_category_share", "products_seen"), _VIEW),
+    "days_since_referral": _VIEW,
+    **dict.fromkeys(("researcher_products_14d", "products_compared_14d"), _VIEW | _ORDER_EVENTS),
+    "sessions": _VIEW | _CART_EVENTS,
+    **dict.fromkeys(("cart_adds_total", "cart_adds_30d", "cart_removes_30d", "cart_remove_share_30d"), _CART_EVENTS),
+    # set by a cart's abandonment (a deadline); the events around a cart are kept in, to be safe
+    "abandoned_carts_30d": _CART_EVENTS | _ORDER_EVENTS | {"checkout_started"},
+    "days_since_last_event": None,
+    "event_ids_kept": None,
+    # credits come as routed messages, which judge nothing: judged again at every event, as before
+    "referred_customers_who_ordered": None,
+}
+"""The input event types whose application can change each metric's value (``None``: any event).
+
+Beside these, only time (the metric's ``next_change``, a deadline), a merged history and a credit change a
+value; the definitions judge a trait at an event only when the event can move what it reads
+(:class:`~segmenter.definitions.runtime.Definitions`)."""
+
 TIME_TEXT = {
     EVENTS: "changes only with an event",
     WINDOW: "steps when a record leaves its window (next_change: that instant)",

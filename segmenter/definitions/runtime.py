@@ -82,7 +82,7 @@ class Definitions:
         # what time alone moves: the traits' windowed metrics (their next steps) and clocked comparisons
         # (one metric per distinct step function: the order metrics of a year step together)
         steps = {m: BY_NAME[m] for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW}
-        self.steps = tuple({metric.changes_at: name for name, metric in steps.items()}.values())
+        self.steps = tuple({metric.next_step: name for name, metric in steps.items()}.values())
         self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
         # per event type, the traits an event of it can move: one reading a metric the type changes, a
         # membership of another segment or the event, or entered only at that type (its condition may hold

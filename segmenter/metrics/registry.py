@@ -11,7 +11,7 @@ expected_gap_days`` turns true at the millisecond the rules' own comparison in m
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,8 @@ class Metric:
     time: str  # EVENTS, WINDOW or CLOCK
     bound: Callable[[Rules], str]  # memory per customer of what it is computed from
     compute: Callable[[CustomerState, int, Ctx], Value]
-    changes_at: Callable[[CustomerState, int, Ctx], Iterable[int]] | None = None
+    # WINDOW: the next instant after ``t`` at which a record leaves its window (``None``: none will)
+    next_step: Callable[[CustomerState, int, Ctx], int | None] | None = None
     # a figure several metrics are read from (the order figures, ...): ``compute`` is ``pick(part(...), ...)``,
     # and a reader (:func:`reader`) computes the part once for all of them
     part: Callable[[CustomerState, int, Ctx], Any] | None = None
@@ -67,10 +68,9 @@ class Metric:
         """The next instant after ``t`` at which the value can change with no event (``None``: never)."""
         if self.time == CLOCK:
             return t + 1
-        if self.changes_at is None:
+        if self.next_step is None:
             return None
-        later = [x for x in self.changes_at(s, t, c) if x > t]
-        return min(later) if later else None
+        return self.next_step(s, t, c)
 
 
 # ------------------------------------------------------------------ bounds (bytes per customer)
@@ -117,27 +117,42 @@ def _seen_bound(r: Rules) -> str:
 
 
 # ------------------------------------------------------------------ when records leave their windows
+# Each gives the earliest instant after ``t`` at which a record leaves its window (``None``: none will), in
+# one pass over the records, whatever their order.
+
+Next = Callable[[CustomerState, int, Ctx], int | None]
 
 
-def _order_leaves(window: Callable[[Ctx], int]) -> Callable[[CustomerState, int, Ctx], Iterable[int]]:
-    def leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
+def _earliest_after(records: list[list[Any]], i: int, ms: int, t: int, best: int | None) -> int | None:
+    """The earliest ``record[i] + ms`` after ``t``, or ``best`` if that is earlier."""
+    for r in records:
+        x = r[i] + ms
+        if x > t and (best is None or x < best):
+            best = x
+    return best
+
+
+def _order_leaves(window: Callable[[Ctx], int]) -> Next:
+    def leaves(s: CustomerState, t: int, c: Ctx) -> int | None:
         ms = window(c)
-        yield from (w[0] + ms for w in s.order_window)
-        yield from (o[O_T] + ms for o in s.orders)
+        return _earliest_after(s.orders, O_T, ms, t, _earliest_after(s.order_window, W_T, ms, t, None))
 
     return leaves
 
 
-def _returns_leave(window: Callable[[Ctx], int]) -> Callable[[CustomerState, int, Ctx], Iterable[int]]:
-    def leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
-        ms = window(c)
-        yield from (x[0] + ms for x in s.returns)
+def _returns_leave(window: Callable[[Ctx], int]) -> Next:
+    def leaves(s: CustomerState, t: int, c: Ctx) -> int | None:
+        return _earliest_after(s.returns, 0, window(c), t, None)
 
     return leaves
 
 
-def _both(*fns: Callable[[CustomerState, int, Ctx], Iterable[int]]) -> Callable[[CustomerState, int, Ctx], list[int]]:
-    return lambda s, t, c: [x for fn in fns for x in fn(s, t, c)]
+def _both(first: Next, second: Next) -> Next:
+    def earliest(s: CustomerState, t: int, c: Ctx) -> int | None:
+        a, b = first(s, t, c), second(s, t, c)
+        return a if b is None else b if a is None else min(a, b)
+
+    return earliest
 
 
 def _year(c: Ctx) -> int:
@@ -151,16 +166,21 @@ def _quarter(c: Ctx) -> int:
     return c.dissatisfied_ms
 
 
-def _cart_leaves(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
-    return (e[0] + c.hesitant_ms for e in s.cart_events)
+def _cart_leaves(s: CustomerState, t: int, c: Ctx) -> int | None:
+    return _earliest_after(s.cart_events, 0, c.hesitant_ms, t, None)
 
 
-def _abandoned_leave(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
-    return (a + c.hesitant_ms for a in s.abandoned)
+def _abandoned_leave(s: CustomerState, t: int, c: Ctx) -> int | None:
+    ms, best = c.hesitant_ms, None
+    for a in s.abandoned:
+        x = a + ms
+        if x > t and (best is None or x < best):
+            best = x
+    return best
 
 
-def _views_leave(s: CustomerState, t: int, c: Ctx) -> Iterable[int]:
-    return (v[V_T] + c.researcher_ms for v in s.recent_views)
+def _views_leave(s: CustomerState, t: int, c: Ctx) -> int | None:
+    return _earliest_after(s.recent_views, V_T, c.researcher_ms, t, None)
 
 
 # ------------------------------------------------------------------ values
@@ -297,7 +317,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _orders_bound,
         **_parted(_order_part, _figure("orders")),
-        changes_at=_ORDERS_LEAVE_YEAR,
+        next_step=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "spend_365d",
@@ -306,7 +326,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _orders_bound,
         **_parted(_order_part, _figure("spend")),
-        changes_at=_both(_order_leaves(_year), _returns_leave(_year)),
+        next_step=_both(_order_leaves(_year), _returns_leave(_year)),
     ),
     Metric(
         "avg_order_value_365d",
@@ -315,7 +335,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _orders_bound,
         **_parted(_order_part, _figure("average_order_value")),
-        changes_at=_ORDERS_LEAVE_YEAR,
+        next_step=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "full_price_share_365d",
@@ -324,7 +344,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _orders_bound,
         **_parted(_order_part, _figure("full_price_share")),
-        changes_at=_ORDERS_LEAVE_YEAR,
+        next_step=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "discount_share_365d",
@@ -333,7 +353,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _orders_bound,
         **_parted(_order_part, _figure("discount_share")),
-        changes_at=_ORDERS_LEAVE_YEAR,
+        next_step=_ORDERS_LEAVE_YEAR,
     ),
     Metric(
         "orders_total",
@@ -415,7 +435,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _cart_bound,
         **_parted(_cart_part, _hesitant("cart_adds")),
-        changes_at=_cart_leaves,
+        next_step=_cart_leaves,
     ),
     Metric(
         "cart_removes_30d",
@@ -424,7 +444,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _cart_bound,
         **_parted(_cart_part, _hesitant("cart_removes")),
-        changes_at=_cart_leaves,
+        next_step=_cart_leaves,
     ),
     Metric(
         "cart_remove_share_30d",
@@ -434,7 +454,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _cart_bound,
         **_parted(_cart_part, _cart_remove_share_30d),
-        changes_at=_cart_leaves,
+        next_step=_cart_leaves,
     ),
     Metric(
         "abandoned_carts_30d",
@@ -506,7 +526,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _views_bound,
         **_parted(_research_part, _researcher_products_14d),
-        changes_at=_views_leave,
+        next_step=_views_leave,
     ),
     Metric(
         "products_compared_14d",
@@ -516,7 +536,7 @@ METRICS: tuple[Metric, ...] = (
         WINDOW,
         _views_bound,
         **_parted(_research_part, _products_compared_14d),
-        changes_at=_views_leave,
+        next_step=_views_leave,
     ),
     Metric(
         "days_since_referral",

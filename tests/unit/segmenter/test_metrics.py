@@ -41,7 +41,7 @@ def test_every_metric_has_a_name_unit_description_bound_and_time_behaviour() -> 
         assert (m.unit and m.description.endswith(")")) or m.description.endswith(".")
         assert m.time in (EVENTS, WINDOW, CLOCK)
         assert m.bound(Rules())
-        assert (m.changes_at is not None) == (m.time == WINDOW), m.name
+        assert (m.next_step is not None) == (m.time == WINDOW), m.name
 
 
 def test_segmenter_metrics_lists_every_metric(

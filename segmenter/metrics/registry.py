@@ -626,14 +626,34 @@ TIME_TEXT = {
 }
 
 
+_EVENT_WORDS = (
+    ("page_view", "a page view"),
+    ("cart_add", "a cart add or remove"),
+    ("checkout_started", "a checkout"),
+    ("order_placed", "an order event (placed, cancelled, returned)"),
+)
+
+
+def moved_by_text(name: str) -> str:
+    """The events that can change metric ``name``, in words (``MOVED_BY``)."""
+    if name == "referred_customers_who_ordered":
+        return "a referred customer's first order or its cancellation (definitions see it at their next evaluation)"
+    moved = MOVED_BY[name]
+    if moved is None:
+        return "any event"
+    return " or ".join(words for kind, words in _EVENT_WORDS if kind in moved) or "no event"
+
+
 def describe(rules: Rules) -> list[dict[str, str]]:
-    """The metric list with the rules in force: name, unit, bound, time behaviour, description."""
+    """The metric list with the rules in force: name, unit, bound, time behaviour, the events that change it,
+    description."""
     return [
         {
             "name": m.name,
             "unit": m.unit,
             "bound": m.bound(rules),
             "time": TIME_TEXT[m.time],
+            "changed_by": moved_by_text(m.name),
             "description": m.description,
         }
         for m in METRICS

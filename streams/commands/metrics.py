@@ -18,16 +18,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-# the README's "changes with" column: the registry's time behaviour in a few words
-_IN_TIME = {"events": "an event", "window": "an event; a record leaving the window", "clock": "time itself"}
+# the README's "changes with" column: the events that change it, and what time does
+_IN_TIME = {"events": "", "window": "; a record leaving the window", "clock": "; time itself"}
 
 
 def markdown() -> str:
-    """The metric list as the README's table: name, unit, behaviour in time, description."""
-    from segmenter.metrics.registry import METRICS
+    """The metric list as the README's table: name, unit, what changes it, description."""
+    from segmenter.metrics.registry import METRICS, moved_by_text
 
     rows = ["| metric | unit | changes with | what it is |", "|---|---|---|---|"]
-    rows += [f"| `{m.name}` | {m.unit} | {_IN_TIME[m.time]} | {m.description} |" for m in METRICS]
+    rows += [
+        f"| `{m.name}` | {m.unit} | {moved_by_text(m.name)}{_IN_TIME[m.time]} | {m.description} |" for m in METRICS
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "unit": lambda e: e["unit"],
         "bound per customer": lambda e: e["bound"],
         "in time": lambda e: e["time"],
+        "changed by": lambda e: e["changed_by"],
         "description": lambda e: e["description"],
     }
     return print_listing(describe(load_rules(args.rules)), args.json, columns)

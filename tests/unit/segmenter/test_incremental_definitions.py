@@ -21,21 +21,13 @@ from test_catalogue_definitions import TUNED
 from bench.loadgen import Generator
 from schemas.events import parse_event_obj
 from segmenter.definitions import Definition, Definitions, load_dir
+from segmenter.definitions.expr import EVENT_TYPES
 from segmenter.engine import Engine, Segmenter
 from segmenter.metrics.registry import METRICS, MOVED_BY
 from segmenter.replay import replay
 from segmenter.routing import CREDIT, Routed
 
 ROOT = Path(__file__).resolve().parents[3]
-EVENT_TYPES = (
-    "page_view",
-    "cart_add",
-    "cart_remove",
-    "checkout_started",
-    "order_placed",
-    "order_cancelled",
-    "order_returned",
-)
 # a threshold per unit that the generated traffic crosses both ways
 AT = {"days": 3, "share 0-1": 0.5, "share 0-1+": 0.25, "shop currency": 80, "views": 4, "event ids": 12}
 

@@ -36,7 +36,6 @@ def _trait(name: str, when: str, extra: str = "") -> str:
     return f'name: {name}\nkind: trait\nversion: 1\ndescription: test\nwhen: "{when}"\nreason: "x"\n{extra}'
 
 
-@cache
 def _definitions(tmp: Path) -> tuple[Definition, ...]:
     texts = {f"m_{m.name}": _trait(f"m_{m.name}", f"{m.name} >= {AT.get(m.unit, 1)}") for m in METRICS}
     for kind in EVENT_TYPES:

@@ -50,6 +50,12 @@ What the less obvious ones measure:
   partition is this worker's: fetched in the same batch) or ``routed`` (two
   trips through the routing topic; a visitor on another worker's partition, or
   with records of that moment still to come).
+* ``segmenter_merge_overtaken_records_total{topic}``: input records that came
+  after the merge had applied a later record of another input topic of their
+  partition, though their own topic-partition was in event-time order: they
+  are applied out of replay's order. A producer's cross-topic reorder is then
+  longer than ``SEGMENTER_MERGE_GRACE_SECONDS``; 0 when the grace covers it. A
+  warning names the first of them (at most one a minute).
 
 Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 """
@@ -150,6 +156,15 @@ class Metrics:
         self.redis_errors = Counter(
             "segmenter_redis_write_errors", "Failed Redis write attempts (retried).", registry=r
         )
+        self.overtaken = Counter(
+            "segmenter_merge_overtaken_records",
+            "Input records applied out of event-time order: another input topic's later record of their partition "
+            "was applied before they came (the merge grace is shorter than the producers' cross-topic reorder).",
+            ["topic"],
+            registry=r,
+        )
+        self.overtaken_logged = float("-inf")  # monotonic time of the last warning (at most one a minute)
+        self.overtaken_unlogged = 0
         self.serving_lag_messages = Gauge(
             "segmenter_serving_lag_messages",
             "Serving writer: changes topic log end minus the serving group's committed offset, per partition.",
@@ -224,6 +239,36 @@ def observe_processed(worker: Worker, records: Iterable[Record]) -> None:
     refresh_state(worker)
 
 
+def observe_overtaken(worker: Worker, now: float | None = None) -> None:
+    """Count the records the merge met too late for their place (and warn, at most once a minute)."""
+    seq = worker.sequencer
+    if not seq.overtaken:
+        return
+    late, seq.overtaken = seq.overtaken, []
+    m: Metrics = worker.metrics
+    for rec in late:
+        m.overtaken.labels(topic=rec.topic).inc()
+    m.overtaken_unlogged += len(late)
+    now = time.monotonic() if now is None else now
+    if now - m.overtaken_logged < 60:
+        return
+    first = late[0]
+    log.warning(
+        "%d input record(s) came after the merge had applied a later record of another input topic of their "
+        "partition, e.g. %s[%d]@%d (event time %d ms, %d ms before the one applied): they are applied out of "
+        "event-time order, unlike replay. The producers' cross-topic reorder is longer than "
+        "SEGMENTER_MERGE_GRACE_SECONDS (%g s): raise it (bench/reorder.py measures a producer's reorder)",
+        m.overtaken_unlogged,
+        first.topic,
+        first.partition,
+        first.offset,
+        first.time_ms,
+        first.released_ms - first.time_ms,
+        seq.grace_ms / 1000,
+    )
+    m.overtaken_logged, m.overtaken_unlogged = now, 0
+
+
 def _source_topics(worker: Worker) -> set[str]:
     t = worker.settings.topics
     return {*t.inputs(), t.routing, t.ticks}
@@ -236,6 +281,7 @@ def refresh_state(worker: Worker) -> None:
     m.customers.set(sum(proc.customers.values()))
     m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
     m.held.set(len(worker.sequencer))
+    observe_overtaken(worker)
     errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
     if errors > m.redis_errors_seen:
         m.redis_errors.inc(errors - m.redis_errors_seen)

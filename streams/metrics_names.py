@@ -22,6 +22,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_customers",
     "segmenter_deadline_queue_size",
     "segmenter_merger_held_records",
+    "segmenter_merge_overtaken_records_total",
     "segmenter_identity_links_total",
     "segmenter_redis_write_errors_total",
     "segmenter_serving_lag_messages",

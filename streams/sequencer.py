@@ -124,6 +124,7 @@ class _Part:
     markers: dict[int, Frontier] = field(default_factory=dict)  # source -> its frontiers, from Kafka
     routing_ready: bool = False  # the routing topic read to its end once since the assignment
     assigned_ms: int = 0
+    released: tuple[int, int] = (NEG, -1)  # (event time, topic rank) of the last input record released
 
 
 def classify(
@@ -166,6 +167,19 @@ def message_time(body: dict[str, object]) -> int:
 
 
 _ROUTED_GATE = {LINK: LINKS, APPLY: APPLIES, EVENT: LINKS | APPLIES, MERGE: 0, CREDIT: 0, UNCREDIT: 0}
+
+
+@dataclass(slots=True)
+class Overtaken:
+    """An input record that came after the merge had released a later record of another input topic of its
+    partition: it is applied out of event-time order (replay applies it before that record). Its own
+    topic-partition was in order, so the other topic's record overtook it by more than the grace."""
+
+    topic: str
+    partition: int
+    offset: int
+    time_ms: int  # its event time
+    released_ms: int  # the event time of the later record already released
 
 
 class Sequencer:
@@ -211,6 +225,8 @@ class Sequencer:
         self._latest = NEG
         self._observed_ms = NEG  # the wall clock of the last fetch observed
         self._memo: dict[tuple[int, str, bool], int] = {}  # _unread, until something new is read or observed
+        # input records that came too late for their place in the merge (the shell counts and logs them)
+        self.overtaken: list[Overtaken] = []
 
     # ------------------------------------------------------------ assignment
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
@@ -343,6 +359,13 @@ class Sequencer:
                 self._ready.append(rec)
             return
         rec.event, rec.time_ms = event, t
+        if (
+            (t, self.rank[rec.topic]) < part.released
+            and t >= part.last_t.get(rec.topic, NEG)
+            and len(self.overtaken) < 10_000  # (bounded when nobody takes them)
+        ):
+            # in order on its own topic-partition (an event sent late is the contract's late event, not this)
+            self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, part.released[0]))
         key = event.key
         p = rec.partition
         gate, makes = classify(self.partitioner(key), p, event.customer_id, event.anonymous_id, key)
@@ -623,6 +646,7 @@ class Sequencer:
                     topic = self.inputs[head.rank]
                     q = queues[topic]
                     q.popleft()
+                    part.released = (head.t, head.rank)
                     if not q:
                         blocked = min(((u, r) for u, r, t in unread if not queues[t]), default=None)
                     if head.makes & LINKS:

@@ -115,6 +115,8 @@ class SimWorker:
             self.positions[tp] = pos + take
             views[tp] = TpView(self.positions[tp] >= end, sim.now)
         handled = self.path.handle(records, views, self.load_in(0), self.load_in, sim.now)
+        sim.overtaken.extend(self.path.sequencer.overtaken)
+        self.path.sequencer.overtaken.clear()
         sim.maybe_crash(rng, self, "before publish")
         for res in handled.results:
             for change in res.changes:
@@ -154,6 +156,7 @@ class Simulation:
         self.store: dict[int, dict[str, bytes]] = {}
         self.out: list[dict[str, Any]] = []
         self.dead: list[Any] = []
+        self.overtaken: list[Any] = []  # input records the merge met after a later one was applied (never here)
         self.lines = lines
         self.produced = 0
         self.crashes = 0
@@ -266,7 +269,8 @@ class Outcome:
         head = (
             f"seed {self.seed}: {len(self.missing)} missing, {len(self.extra)} extra, {len(self.conflicting)} "
             f"re-emitted differently (live={s.live}, workers={len(s.workers)}, crashes={s.crashes}, "
-            f"rebalances={s.rebalances}, mis_keyed={s.mis_keyed}, events={len(s.lines)})"
+            f"rebalances={s.rebalances}, mis_keyed={s.mis_keyed}, events={len(s.lines)}, "
+            f"overtaken={len(s.overtaken)})"
         )
         sample = [*self.missing[:3], *self.extra[:3]]
         return head + "".join(f"\n  {c['segment']} {c['change']} {c['occurred_at']} {c['reason']}" for c in sample)

@@ -14,7 +14,7 @@ from streams import metrics
 from streams.batch import BatchPath
 from streams.metrics import Metrics
 from streams.processor import Processor
-from streams.sequencer import Record, Sequencer
+from streams.sequencer import Overtaken, Record, Sequencer
 from streams.serving import ServingStatus
 from streams.settings import Settings
 from tests.unit.streams.fake_table import Table
@@ -220,6 +220,34 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     assert values["segmenter_customers"] == 7
     assert values["segmenter_deadline_queue_size"] == 0
     assert values["segmenter_merger_held_records"] == 1
+
+
+def test_records_the_merge_met_too_late_are_counted_by_topic_and_warned_of_once_a_minute(caplog: Any) -> None:
+    worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), processor())
+    seq = worker.sequencer
+    seq.overtaken = [Overtaken(CARTS, 3, 41, 1_000, 1_250), Overtaken(CARTS, 3, 42, 1_100, 1_250)]
+    with caplog.at_level("WARNING", logger="segmenter.metrics"):
+        metrics.observe_overtaken(worker, now=1_000.0)
+        seq.overtaken = [Overtaken(CARTS, 5, 7, 2_000, 2_010)]
+        metrics.observe_overtaken(worker, now=1_030.0)  # counted, not logged again within the minute
+        seq.overtaken = [Overtaken("shop.orders", 1, 9, 3_000, 3_500)]
+        metrics.observe_overtaken(worker, now=1_061.0)
+    assert seq.overtaken == []  # taken
+    text = worker.metrics.exposition().decode()
+    counts = {
+        s.labels["topic"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "segmenter_merge_overtaken_records_total"
+    }
+    assert counts == {CARTS: 3, "shop.orders": 1}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("2 input record(s) came after the merge had applied a later record")
+    assert f"{CARTS}[3]@41 (event time 1000 ms, 250 ms before the one applied)" in warnings[0]
+    assert "SEGMENTER_MERGE_GRACE_SECONDS (0.15 s)" in warnings[0]
+    assert warnings[1].startswith("2 input record(s)")  # the one of the quiet minute, and this one
+    assert "shop.orders[1]@9" in warnings[1]
 
 
 def test_serving_writer_lag_health_and_rebuilds_are_its_own_gauges() -> None:

@@ -107,3 +107,74 @@ def test_a_held_routed_message_alone_is_looked_at_again_after_the_grace_too() ->
     assert seq.wake_in_ms(T + 50) < 0  # its cause was read by T + 5: the grace is over, look now (not at a tick)
     assert [r.mid for r in seq.release()] == ["m-1"]
     assert seq.wake_in_ms(T + 38) is None
+
+
+def _event(topic: str, offset: int, second: int, kind: str = "page_view") -> Record:
+    fields = {"page_type": "home"} if kind == "page_view" else {"product_id": "p1"}
+    value = orjson.dumps(
+        {
+            "event_id": f"{topic}-{offset}",
+            "type": kind,
+            "occurred_at": f"2023-11-14T22:13:{20 + second:02d}+00:00",  # T + second s
+            "customer_id": "c-1",
+            **fields,
+        }
+    )
+    return Record(topic, 0, offset, b"c-1", value)
+
+
+def test_a_record_that_comes_after_a_later_one_of_another_topic_was_released_is_reported_overtaken() -> None:
+    seq = _seq()
+    seq.feed([_event(PAGES, 0, 5)], _views(True, T + 10), T + 10)
+    seq.feed([], _views(True, T + 50), T + 50)  # the carts topic read to its end a grace later: nothing earlier
+    assert [r.offset for r in seq.release()] == [0]
+    assert seq.overtaken == []
+    # a cart add of T + 2 s shows only now (its producer's reorder was longer than the grace)
+    seq.feed([_event(CARTS, 0, 2, "cart_add")], _views(True, T + 60), T + 60)
+    assert [(o.topic, o.partition, o.offset, o.time_ms, o.released_ms) for o in seq.overtaken] == [
+        (CARTS, 0, 0, T + 2_000, T + 5_000)
+    ]
+    assert [r.offset for r in seq.release()] == [0]  # applied all the same (it is valid), out of order
+
+
+def test_an_event_sent_late_on_its_own_topic_partition_is_a_late_event_not_an_overtaken_record() -> None:
+    seq = _seq()
+    seq.feed([_event(CARTS, 0, 8, "cart_add"), _event(PAGES, 0, 9)], _views(True, T + 10), T + 10)
+    seq.feed([], _views(True, T + 50), T + 50)
+    assert [r.topic for r in seq.release()] == [CARTS, PAGES]
+    # an offline device's cart add of T + 3 s, behind the T + 8 s one on its own topic-partition: the
+    # contract's late event (replay meets it late too), not a merge that released too early
+    seq.feed([_event(CARTS, 1, 3, "cart_add")], _views(True, T + 60), T + 60)
+    assert seq.overtaken == []
+
+
+def test_at_one_instant_the_topic_rank_says_which_record_came_too_late() -> None:
+    seq = _seq()
+    seq.feed([_event(CARTS, 0, 9, "cart_add")], _views(True, T + 10), T + 10)
+    seq.feed([], _views(True, T + 50), T + 50)
+    assert [r.topic for r in seq.release()] == [CARTS]
+    # a page view of the same instant ranks before a cart add: replay's order had it first
+    seq.feed([_event(PAGES, 0, 9)], _views(True, T + 60), T + 60)
+    assert [(o.topic, o.time_ms) for o in seq.overtaken] == [(PAGES, T + 9_000)]
+    seq.overtaken.clear()
+    assert [r.topic for r in seq.release()] == [PAGES]
+    # another cart event of that instant ranks after the page view released last: in its place
+    seq.feed([_event(CARTS, 1, 9, "cart_remove")], _views(True, T + 70), T + 70)
+    assert seq.overtaken == []
+
+
+def test_records_in_order_are_never_reported_overtaken() -> None:
+    seq = _seq()
+    batches = [
+        [_event(PAGES, 0, 1), _event(CARTS, 0, 2, "cart_add")],
+        [_event(PAGES, 1, 3), _event(PAGES, 2, 4)],
+        [_event(CARTS, 1, 4, "cart_add"), _event(PAGES, 3, 6)],
+    ]
+    now = T + 10
+    for batch in batches:
+        now += 100
+        seq.feed(batch, _views(True, now), now)
+        seq.release()
+    seq.feed([], _views(True, now + 100), now + 100)
+    seq.release()
+    assert seq.overtaken == []

@@ -265,6 +265,14 @@ def observe_overtaken(worker: Worker, now: float | None = None) -> None:
         first.time_ms,
         first.released_ms - first.time_ms,
         seq.grace_ms / 1000,
+        extra={
+            "records": m.overtaken_unlogged,
+            "topic": first.topic,
+            "partition": first.partition,
+            "offset": first.offset,
+            "behind_ms": first.released_ms - first.time_ms,
+            "grace_seconds": seq.grace_ms / 1000,
+        },
     )
     m.overtaken_logged, m.overtaken_unlogged = now, 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -21,7 +22,14 @@ from streams.cli import main
 from streams.metrics_names import METRIC_NAMES
 from streams.settings import Settings
 from streams.store import RedisStore
-from tests.integration.harness import WorkerProcess, consume_all, produce, settings_for, wait_caught_up
+from tests.integration.harness import (
+    WorkerProcess,
+    consume_all,
+    log_records,
+    produce,
+    settings_for,
+    wait_caught_up,
+)
 from tests.integration.test_worker_e2e import journeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -211,6 +219,47 @@ async def test_lag_metrics_and_readiness_of_a_running_worker(
     keys = {orjson.loads(ln).get("customer_id") or orjson.loads(ln).get("anonymous_id") for ln in journeys()}
     assert 1 <= total(smp, "segmenter_customers") <= len(keys) + 1  # + the stale cart's customer
     assert total(smp, "segmenter_deadline_queue_size") >= 1
+
+
+async def test_a_record_that_comes_after_a_later_one_was_applied_is_counted_and_named(
+    services: tuple[str, str], tmp_path: Path
+) -> None:
+    # default settings (the 150 ms grace): a producer sends a cart add 10 s older than a page view of the same
+    # customer only once the view was applied, far longer after it than any grace covers
+    port = free_port()
+    settings = settings_for(*services, web_port=port)
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    base = {"customer_id": "ovt-1", "occurred_at": _iso(now - timedelta(seconds=10))}
+    view = {**base, "event_id": "ovt-view", "type": "page_view", "page_type": "home"}
+    cart = {**base, "event_id": "ovt-cart", "type": "cart_add", "product_id": "p1", "unit_price": 10}
+    cart["occurred_at"] = _iso(now - timedelta(seconds=20))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start()
+    text = ""
+    try:
+        await produce(settings, [orjson.dumps(view)])
+        await wait_caught_up(settings)  # committed: the view was applied
+        await produce(settings, [orjson.dumps(cart)])
+        await wait_caught_up(settings)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError):
+                    _, text = await get(http, f"http://127.0.0.1:{port}/metrics")
+                    if total(samples(text), "segmenter_merge_overtaken_records_total"):
+                        break
+                await asyncio.sleep(0.2)
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.log_tail()
+    smp = samples(text)
+    assert total(smp, "segmenter_merge_overtaken_records_total", topic=settings.topics.carts) == 1, worker.log_tail()
+    assert total(smp, "segmenter_merge_overtaken_records_total") == 1
+    warned = [r for r in log_records(tmp_path / "worker.log") if r.get("logger") == "segmenter.metrics"]
+    assert len(warned) == 1, warned
+    assert warned[0]["level"] == "warning"
+    assert (warned[0]["topic"], warned[0]["offset"], warned[0]["records"]) == (settings.topics.carts, 0, 1)
+    assert warned[0]["behind_ms"] == 10_000 and warned[0]["grace_seconds"] == 0.15
+    assert "SEGMENTER_MERGE_GRACE_SECONDS" in warned[0]["msg"]
 
 
 async def test_worker_logs_are_json_lines_for_significant_events_only(

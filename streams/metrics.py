@@ -51,11 +51,13 @@ What the less obvious ones measure:
   trips through the routing topic; a visitor on another worker's partition, or
   with records of that moment still to come).
 * ``segmenter_merge_overtaken_records_total{topic}``: input records that came
-  after the merge had applied a later record of another input topic of their
-  partition, though their own topic-partition was in event-time order: they
-  are applied out of replay's order. A producer's cross-topic reorder is then
-  longer than ``SEGMENTER_MERGE_GRACE_SECONDS``; 0 when the grace covers it. A
-  warning names the first of them (at most one a minute).
+  after the merge had taken their topic-partition to hold nothing that early
+  (read to its end a grace after a later record was read), though their own
+  topic-partition was in event-time order: records, routed messages or
+  deadlines ordered against them may have gone first, unlike replay. A
+  producer's cross-topic reorder is then longer than
+  ``SEGMENTER_MERGE_GRACE_SECONDS``; 0 when the grace covers it. A warning
+  names the first of them (at most one a minute).
 
 Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 """
@@ -158,8 +160,8 @@ class Metrics:
         )
         self.overtaken = Counter(
             "segmenter_merge_overtaken_records",
-            "Input records applied out of event-time order: another input topic's later record of their partition "
-            "was applied before they came (the merge grace is shorter than the producers' cross-topic reorder).",
+            "Input records that came after the merge had vouched for their event time: what was ordered against "
+            "them may have gone first (the merge grace is shorter than the producers' cross-topic reorder).",
             ["topic"],
             registry=r,
         )
@@ -254,23 +256,23 @@ def observe_overtaken(worker: Worker, now: float | None = None) -> None:
         return
     first = late[0]
     log.warning(
-        "%d input record(s) came after the merge had applied a later record of another input topic of their "
-        "partition, e.g. %s[%d]@%d (event time %d ms, %d ms before the one applied): they are applied out of "
-        "event-time order, unlike replay. The producers' cross-topic reorder is longer than "
-        "SEGMENTER_MERGE_GRACE_SECONDS (%g s): raise it (bench/reorder.py measures a producer's reorder)",
+        "%d input record(s) came after the merge had taken their topic-partition to hold nothing that early, "
+        "e.g. %s[%d]@%d (event time %d ms, %d ms before what it had been vouched complete up to): what was "
+        "ordered against them may have gone first, unlike replay. The producers' cross-topic reorder is longer "
+        "than SEGMENTER_MERGE_GRACE_SECONDS (%g s): raise it (bench/reorder.py measures a producer's reorder)",
         m.overtaken_unlogged,
         first.topic,
         first.partition,
         first.offset,
         first.time_ms,
-        first.released_ms - first.time_ms,
+        first.vouched_ms - first.time_ms,
         seq.grace_ms / 1000,
         extra={
             "records": m.overtaken_unlogged,
             "topic": first.topic,
             "partition": first.partition,
             "offset": first.offset,
-            "behind_ms": first.released_ms - first.time_ms,
+            "behind_ms": first.vouched_ms - first.time_ms,
             "grace_seconds": seq.grace_ms / 1000,
         },
     )

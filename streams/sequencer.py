@@ -124,7 +124,8 @@ class _Part:
     markers: dict[int, Frontier] = field(default_factory=dict)  # source -> its frontiers, from Kafka
     routing_ready: bool = False  # the routing topic read to its end once since the assignment
     assigned_ms: int = 0
-    released: tuple[int, int] = (NEG, -1)  # (event time, topic rank) of the last input record released
+    # per input topic, the greatest bound _unread gave: no record before it was still to come
+    vouched: dict[str, int] = field(default_factory=dict)
 
 
 def classify(
@@ -171,15 +172,17 @@ _ROUTED_GATE = {LINK: LINKS, APPLY: APPLIES, EVENT: LINKS | APPLIES, MERGE: 0, C
 
 @dataclass(slots=True)
 class Overtaken:
-    """An input record that came after the merge had released a later record of another input topic of its
-    partition: it is applied out of event-time order (replay applies it before that record). Its own
-    topic-partition was in order, so the other topic's record overtook it by more than the grace."""
+    """An input record that came after the merge had taken its topic-partition to hold nothing that early
+    (read to its end a grace after a later record was read, or an operator's tick): what was ordered against
+    it on that word (records of its partition, other partitions' routed messages, deadlines) may have gone
+    first, unlike replay. Its own topic-partition was in order: its producer's cross-topic reorder was
+    longer than the grace (an event sent late on its own topic-partition is the contract's late event)."""
 
     topic: str
     partition: int
     offset: int
     time_ms: int  # its event time
-    released_ms: int  # the event time of the later record already released
+    vouched_ms: int  # the latest event time its topic-partition had been taken to be complete up to
 
 
 class Sequencer:
@@ -359,13 +362,11 @@ class Sequencer:
                 self._ready.append(rec)
             return
         rec.event, rec.time_ms = event, t
-        if (
-            (t, self.rank[rec.topic]) < part.released
-            and t >= part.last_t.get(rec.topic, NEG)
-            and len(self.overtaken) < 10_000  # (bounded when nobody takes them)
-        ):
-            # in order on its own topic-partition (an event sent late is the contract's late event, not this)
-            self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, part.released[0]))
+        vouched = part.vouched.get(rec.topic, NEG)
+        if t < vouched and t >= part.last_t.get(rec.topic, NEG) and len(self.overtaken) < 10_000:
+            # in order on its own topic-partition (an event sent late there is the contract's late event); the
+            # list is bounded for a caller that never takes it
+            self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, vouched - 1))
         key = event.key
         p = rec.partition
         gate, makes = classify(self.partitioner(key), p, event.customer_id, event.anonymous_id, key)
@@ -501,6 +502,8 @@ class Sequencer:
             # a record produced later at the same instant comes after those read, in replay's order too: + 1
             last = max(last, self._arrived_by(w) + 1, w if wall else NEG)
         out = self._memo[(p, topic, wall)] = max(last, part.floor)
+        if not wall and out > part.vouched.get(topic, NEG):
+            part.vouched[topic] = out  # a record before it that still comes is reported (Overtaken)
         return out
 
     def _unread_min(self, p: int, part: _Part, wall: bool) -> int:
@@ -646,7 +649,6 @@ class Sequencer:
                     topic = self.inputs[head.rank]
                     q = queues[topic]
                     q.popleft()
-                    part.released = (head.t, head.rank)
                     if not q:
                         blocked = min(((u, r) for u, r, t in unread if not queues[t]), default=None)
                     if head.makes & LINKS:

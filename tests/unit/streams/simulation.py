@@ -14,6 +14,7 @@ seed reproduces with ``SIM_SEED=<n> pytest tests/unit/streams/test_simulation.py
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,16 +43,20 @@ def partitioner_for(n: int) -> Any:
 
 @dataclass
 class Log:
-    """Topic-partitions as lists of (key, value)."""
+    """Topic-partitions as lists of (key, value), each record readable from its ``visible`` wall-clock ms on."""
 
     n: int
     data: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = field(default_factory=dict)
+    visible: dict[tuple[str, int], list[int]] = field(default_factory=dict)
 
-    def append(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes, visible_ms: int = 0) -> None:
         self.data.setdefault((topic, partition), []).append((key, value))
+        times = self.visible.setdefault((topic, partition), [])
+        times.append(max(visible_ms, times[-1]) if times else visible_ms)  # a partition is read in order
 
-    def end(self, tp: tuple[str, int]) -> int:
-        return len(self.data.get(tp, ()))
+    def end(self, tp: tuple[str, int], now_ms: int) -> int:
+        """The high watermark a fetch at ``now_ms`` sees."""
+        return bisect.bisect_right(self.visible.get(tp, ()), now_ms)
 
 
 class Crash(Exception):
@@ -107,7 +112,7 @@ class SimWorker:
         records: list[Record] = []
         views: dict[tuple[str, int], TpView] = {}
         for tp in fetched:
-            pos, end = self.positions[tp], sim.log.end(tp)
+            pos, end = self.positions[tp], sim.log.end(tp, sim.now)
             take = min(end - pos, rng.choice([1, 2, 5, 20, 200]))
             for off in range(pos, pos + take):
                 key, value = sim.log.data[tp][off]
@@ -166,6 +171,10 @@ class Simulation:
         self.crash_rate = force.get("crash_rate", self.rng.choice([0.0, 0.01, 0.05]))
         self.mis_keyed = force.get("mis_keyed", self.rng.random() < 0.3)
         self.max_rebalances = force.get("rebalances", 4)
+        # a producer's cross-topic reorder: each input record becomes readable up to this long after it was
+        # produced (a partition still in order), drawn apart so that 0 leaves the schedule of a seed as it was
+        self.delays = random.Random(seed ^ 0x5EED)
+        self.reorder_ms = force.get("reorder_ms", self.delays.choice([0, 0, GRACE_MS // 2, GRACE_MS - 1]))
         self.workers: list[SimWorker] = []
         # an event produced under another key than the contract's (a webshop bug) is forwarded to its key's
         # partition; its order is exact within one worker only (README, "Event time"): one worker then
@@ -186,7 +195,8 @@ class Simulation:
                 obj = orjson.loads(line)
                 key = (obj.get("anonymous_id") or obj.get("customer_id") or "x").encode()  # keyed the other way
             assert key is not None
-            self.log.append(topic, part(key.decode()), key, line)
+            delay = self.delays.randint(0, self.reorder_ms) if self.reorder_ms else 0
+            self.log.append(topic, part(key.decode()), key, line, self.now + delay)
         self.produced = min(len(self.lines), self.produced + count)
 
     def maybe_crash(self, rng: random.Random, worker: SimWorker, where: str) -> None:
@@ -270,7 +280,7 @@ class Outcome:
             f"seed {self.seed}: {len(self.missing)} missing, {len(self.extra)} extra, {len(self.conflicting)} "
             f"re-emitted differently (live={s.live}, workers={len(s.workers)}, crashes={s.crashes}, "
             f"rebalances={s.rebalances}, mis_keyed={s.mis_keyed}, events={len(s.lines)}, "
-            f"overtaken={len(s.overtaken)})"
+            f"reorder_ms={s.reorder_ms}, overtaken={len(s.overtaken)})"
         )
         sample = [*self.missing[:3], *self.extra[:3]]
         return head + "".join(f"\n  {c['segment']} {c['change']} {c['occurred_at']} {c['reason']}" for c in sample)

@@ -188,7 +188,7 @@ class Segmenter:
             t = _time_ms(event)
             changes = self._fire(s, t - 1) if s.due_ms is not None and s.due_ms < t else []
             # fetch the anonymous history first, so this event (and the ones after it) are judged with it
-            s.linking = anon
+            s.linking, s.linking_ms = anon, t
             return Outcome(s, changes, [Routed(anon, LINK, {"customer_id": key, "event": _event_body(event)})])
         return self._apply(s, event)
 
@@ -337,7 +337,7 @@ class Segmenter:
             return Outcome(None)
         if len(s.pending) >= self.rules.max_held_events:
             # the history has not come for too long: stop waiting, keep the state bounded
-            held, s.pending, s.linking = s.pending, [], None
+            held, s.pending, s.linking, s.linking_ms = s.pending, [], None, None
             out = Outcome(s)
             for item in [*held, _event_body(event)]:
                 more = self.on_event(s, parse_event_obj(item))
@@ -358,7 +358,7 @@ class Segmenter:
             s.linked_anons.append(anon)
             cap(s.linked_anons, 8)
         if s.linking == anon:
-            s.linking = None
+            s.linking = s.linking_ms = None
         # a merged history can change any family, whatever the event's type
         out = self._apply(s, parse_event_obj(body["event"]), ALL if body.get("state") is not None else None)
         out.state = s  # the merge changed it even if the event was a duplicate

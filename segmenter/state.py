@@ -22,8 +22,8 @@ from typing import Any, Final
 import orjson
 from isal import isal_zlib  # ISA-L's deflate: zlib's raw stream, ~2.5x faster than zlib at level 1, smaller
 
-FORMAT: Final = 3
-"""Bumped when the positional layout changes; bytes of formats 1 and 2 are upgraded on read, others refused."""
+FORMAT: Final = 4
+"""Bumped when the positional layout changes; bytes of formats 1 to 3 are upgraded on read, others refused."""
 DEFLATE_OVER: Final = 512
 """A stored state whose JSON is longer is deflated (ISA-L level 1: ~8 µs per 2 KB; smaller ones gain little)."""
 _DEFLATED: Final = b"Z"  # prefix of a deflated state (a JSON array starts with ``[``)
@@ -94,6 +94,7 @@ _FIELDS = (
     "linked_anons",
     "linked_to",
     "linking",
+    "linking_ms",
     "pending",
     "seen_ids",
     "members",
@@ -154,6 +155,7 @@ class CustomerState:
     linked_anons: list[str]  # anonymous ids merged into this key
     linked_to: str | None  # this anonymous key was merged into that customer
     linking: str | None  # an anonymous id whose history was asked for and has not arrived yet
+    linking_ms: int | None  # event time of the event that asked for it (None: asked before format 4)
     pending: list[dict[str, Any]]  # events held until that history arrives
 
     seen_ids: list[list[Any]]  # [day, event id codes] of the dedup window
@@ -205,6 +207,7 @@ class CustomerState:
         linked_anons: list[str] | None = None,
         linked_to: str | None = None,
         linking: str | None = None,
+        linking_ms: int | None = None,
         pending: list[dict[str, Any]] | None = None,
         seen_ids: list[list[Any]] | None = None,
         members: dict[str, int] | None = None,
@@ -250,6 +253,7 @@ class CustomerState:
         self.linked_anons = [] if linked_anons is None else linked_anons
         self.linked_to = linked_to
         self.linking = linking
+        self.linking_ms = linking_ms
         self.pending = [] if pending is None else pending
         self.seen_ids = [] if seen_ids is None else seen_ids
         self.members = {} if members is None else members
@@ -286,6 +290,8 @@ class CustomerState:
             return _upgrade_v1(dict(zip(_FIELDS_V1, values[1:], strict=True)))
         if isinstance(values, list) and values and values[0] == 2 and len(values) == len(_FIELDS_V2) + 1:
             return cls(**dict(zip(_FIELDS_V2, values[1:], strict=True)))
+        if isinstance(values, list) and values and values[0] == 3 and len(values) == len(_FIELDS_V3) + 1:
+            return cls(**dict(zip(_FIELDS_V3, values[1:], strict=True)))
         if not isinstance(values, list) or not values or values[0] != FORMAT:
             raise ValueError(f"customer state of an unknown format (expected version {FORMAT})")
         if len(values) != len(_FIELDS) + 1:
@@ -356,7 +362,8 @@ _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 _MEMBERS_AT, _CLOCK_AT = 1 + _FIELDS.index("members"), 1 + _FIELDS.index("clock_ms")  # after the version
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"
 assert _FIELDS[-2] == "definitions", "definitions_json reads the last object"
-_FIELDS_V2 = tuple(f for f in _FIELDS if f != "definitions")  # format 2: no definition versions
+_FIELDS_V3 = tuple(f for f in _FIELDS if f != "linking_ms")  # format 3: no linking time
+_FIELDS_V2 = tuple(f for f in _FIELDS_V3 if f != "definitions")  # format 2: no definition versions either
 
 
 _FIELDS_V1 = tuple(

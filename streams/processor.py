@@ -314,6 +314,11 @@ class Processor:
                 if b.get("anonymous_id") is not None and b["anonymous_id"] not in known
             ]
             t = min(times) if times else None
+            if t is not None and s.linking_ms is not None and t < s.linking_ms:
+                # a late event (or one a producer's reorder made late) held behind the history it waits for is
+                # applied after it, no earlier than the event that asked for it; a floor before that would hold
+                # back the partition's inputs before the history's merge, which waits for them: nothing moves
+                t = s.linking_ms
         if t is None:
             holds.pop(key, None)
         else:

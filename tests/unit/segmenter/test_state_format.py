@@ -6,7 +6,9 @@ import orjson
 import pytest
 from journeys import MIN, Journey, cart_add, cart_remove, line, order_placed, page_view, view
 
-from segmenter.state import DEFLATE_OVER, FORMAT, CustomerState
+from segmenter.state import _FIELDS, DEFLATE_OVER, FORMAT, CustomerState
+
+_LINKING_MS_AT = 1 + _FIELDS.index("linking_ms")  # after the version
 
 # what format 1 stored for c1 after the journey below (written by the code before the metric library)
 V1 = (
@@ -28,8 +30,8 @@ EVENTS = [
 
 
 def test_the_format_was_bumped() -> None:
-    assert FORMAT == 3
-    assert CustomerState.from_bytes(V1).to_json().startswith(b"[3,")
+    assert FORMAT == 4
+    assert CustomerState.from_bytes(V1).to_json().startswith(b"[4,")
 
 
 def test_a_large_state_is_stored_deflated_and_every_reader_of_stored_bytes_takes_it() -> None:
@@ -75,7 +77,7 @@ def test_an_upgraded_state_answers_as_one_built_by_today_s_code(later: dict[str,
 
 def test_unknown_formats_are_still_refused() -> None:
     with pytest.raises(ValueError, match="unknown format"):
-        CustomerState.from_bytes(b"[4," + V1[3:])
+        CustomerState.from_bytes(b"[5," + V1[3:])
     with pytest.raises(ValueError, match="unknown format"):
         CustomerState.from_bytes(b"[1,1,2]")
 
@@ -86,15 +88,30 @@ def test_a_format_2_state_loads_with_no_definition_versions() -> None:
     state = fresh.engine.states["c1"]
     values = orjson.loads(state.to_json())
     del values[-2]  # format 2 had no definition versions before due_ms
+    del values[_LINKING_MS_AT]  # nor a linking time
     values[0] = 2
     old = CustomerState.from_bytes(orjson.dumps(values))
     assert old == state and old.definitions == {}
 
 
+def test_a_format_3_state_loads_with_no_linking_time() -> None:
+    # a customer asking for a device's history when format 3 was written: its linking time is not known
+    fresh = Journey()
+    fresh.feed(*EVENTS)
+    state = fresh.engine.states["c1"]
+    state.linking, state.pending = "d1", [{"event_id": "x", "type": "page_view"}]
+    values = orjson.loads(state.to_json())
+    assert values[_LINKING_MS_AT] is None
+    del values[_LINKING_MS_AT]
+    values[0] = 3
+    old = CustomerState.from_bytes(orjson.dumps(values))
+    assert old == state and old.linking == "d1" and old.linking_ms is None
+
+
 def test_the_written_out_constructor_takes_the_fields_in_the_encoding_s_order() -> None:
     # CustomerState lists its fields three times (annotations, _FIELDS, __init__): a field added to one
     # and not the others, or out of order, breaks positional construction or the encoding
-    from segmenter.state import _FIELDS, _values
+    from segmenter.state import _values
 
     fresh = Journey()
     fresh.feed(*EVENTS)

@@ -193,3 +193,48 @@ def test_at_one_instant_a_record_waits_for_a_topic_of_lower_rank_that_may_still_
     seq.feed([_event(PAGES, 1, 0)], _views(True, T + 100), T + 100)
     assert [(r.topic, r.offset) for r in seq.release()] == [(PAGES, 1), (CARTS, 0)]
     assert seq.overtaken == []
+
+
+def test_a_forwarded_event_held_on_one_partition_holds_back_a_visitor_s_later_event_on_another() -> None:
+    # a customer's login read on the wrong partition comes to its own one as an ``event`` message: once
+    # applied there it may link a device, so a visitor's later event anywhere waits for it
+    from segmenter.routing import EVENT, Routed
+
+    seq = Sequencer((PAGES, CARTS, ORDERS), ROUTING, 2, {"c-1": 0, "d-1": 1}.__getitem__, grace_ms=30)
+    seq.assign([0, 1], T)
+    login = orjson.loads(_event(PAGES, 0, 0).value or b"")
+    login["anonymous_id"] = "d-1"
+    visit = orjson.loads(_visitor_view(0).value or b"")
+    visit.update(anonymous_id="d-1", occurred_at="2023-11-14T22:13:21+00:00")  # T + 1 s
+    views = {(t, p): TpView(True, T + 10) for t in (PAGES, CARTS, ORDERS, ROUTING) for p in (0, 1)}
+    seq.feed([Record(PAGES, 1, 0, b"d-1", orjson.dumps(visit))], views, T + 10)
+    seq.add_local(0, Routed("c-1", EVENT, {"event": login}), "m1")
+    views = {tp: TpView(True, T + 50) for tp in views}
+    seq.feed([], views, T + 50)
+    assert [(r.topic, r.partition) for r in seq.release()] == [(ROUTING, 0)]
+    assert [(r.topic, r.partition) for r in seq.release()] == [(PAGES, 1)]  # once the login was applied
+
+
+def test_deadlines_fire_only_before_the_earliest_input_still_to_come_or_held() -> None:
+    from segmenter.routing import MERGE, Routed
+
+    seq = Sequencer((PAGES, CARTS, ORDERS), ROUTING, 1, lambda _k: 0, grace_ms=30, wallclock=False)  # event time
+    seq.assign([0], T)
+    seq.feed([_event(CARTS, 0, 0, "cart_add")], _views(True, T + 10), T + 10)
+    seq.feed([], _views(True, T + 50), T + 50)  # every topic vouched for up to T: an input at T + 1 ms may come
+    assert seq.deadline_bound(0) == T - 1  # the cart add held at T goes before a deadline of its instant
+    assert [r.topic for r in seq.release()] == [CARTS]
+    assert seq.deadline_bound(0) == T  # not T + 1: an event there would come before a deadline there
+    merged = orjson.loads(_event(CARTS, 1, 0, "cart_add").value or b"")
+    seq.add_local(0, Routed("c-1", MERGE, {"anonymous_id": "a-1", "state": None, "event": merged}), "m1")
+    assert seq.deadline_bound(0) == T - 1  # a routed message held at T too
+
+
+def test_an_operator_s_tick_vouches_for_every_input_topic_of_its_partition() -> None:
+    seq = _seq()
+    views = _views(None, None)  # nothing known of the other input topics
+    views[(ROUTING, 0)] = TpView(True, T + 10)
+    seq.feed([_event(CARTS, 0, 0, "cart_add")], views, T + 10)
+    assert seq.release() == []
+    seq.tick(0, T + 1)  # no input of partition 0 before T + 1 ms will come
+    assert [r.topic for r in seq.release()] == [CARTS]

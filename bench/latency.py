@@ -62,6 +62,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     changes_topic = args.changes_topic or f"{run}-changes"
     await loadgen.ensure_topics(args.bootstrap, [*ins.values(), changes_topic], args.partitions)
     proc = None
+    merge: dict[str, Any] = {}
     if not args.no_worker:
         inputs = [ins["shop.page_views"], ins["shop.carts"], ins["shop.orders"]]
         # events stamped "now": the production default (an idle partition follows the wall clock) applies
@@ -206,6 +207,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         await consumer.stop()
         await producer.stop()
         if proc is not None:
+            merge = merge_metrics(int(env["SEGMENTER_WEB_PORT"]))
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(30)
@@ -258,6 +260,7 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             linking_p99_ms=round(pct(zs, 99) * 1000, 1),
             other_p99_ms=round(pct(rest, 99) * 1000, 1) if rest else None,
         )
+    res.update(merge)
     if args.check_replay:
         res.update(against_replay(sent_events, all_changes))
     ys = [latency for t, latency in lat_record if t - t0 >= args.warmup]
@@ -270,6 +273,36 @@ async def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             record_max_ms=round(max(ys) * 1000, 1),
         )
     return res
+
+
+def merge_metrics(port: int) -> dict[str, Any]:
+    """The worker's merge at the end of a run: records it met reordered across topics (``reorders``), the
+    bucket bound (ms) they all fell within (``reorder_max_le_ms``: the grace they needed was shorter), and
+    records that came too late for the grace (``overtaken``)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return {"merge_metrics_error": str(exc)}
+    buckets: list[tuple[float, float]] = []
+    count = overtaken = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "segmenter_merge_reorder_seconds_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name == "segmenter_merge_reorder_seconds_count":
+                count = sample.value
+            elif sample.name == "segmenter_merge_overtaken_records_total":
+                overtaken += sample.value
+    le = min((b for b, n in buckets if n >= count), default=None) if count else 0.0
+    return {
+        "reorders": int(count),
+        "reorder_max_le_ms": None if le is None or le == float("inf") else round(le * 1000, 1),
+        "overtaken": int(overtaken),
+    }
 
 
 def against_replay(events: list[bytes], changes: list[bytes]) -> dict[str, int]:
@@ -390,6 +423,8 @@ def summary(results: list[dict], target_p99_ms: float = 250) -> dict:  # type: i
         "worker_cpu",
         "replay_missing",
         "replay_unexpected",
+        "reorder_max_le_ms",
+        "overtaken",
     ):
         xs = sorted(r[k] for r in results if r.get(k) is not None)
         if xs:

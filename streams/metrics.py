@@ -50,6 +50,12 @@ What the less obvious ones measure:
   partition is this worker's: fetched in the same batch) or ``routed`` (two
   trips through the routing topic; a visitor on another worker's partition, or
   with records of that moment still to come).
+* ``segmenter_merge_reorder_seconds``: per input record that came after its
+  topic-partition had been read to its end without it, though a record at
+  least as late had been read already, how long after: the producers'
+  cross-topic reorder as the merge meets it, which
+  ``SEGMENTER_MERGE_GRACE_SECONDS`` must exceed. Its largest bucket with
+  counts tells how short the grace can be before any record is overtaken.
 * ``segmenter_merge_overtaken_records_total{topic}``: input records that came
   after the merge had taken their topic-partition to hold nothing that early
   (read to its end a grace after a later record was read), though their own
@@ -82,6 +88,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("segmenter.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+# around the merge grace's default (0.15 s) and the values a shop may size it to
+_REORDER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 REFRESH_SECONDS = 5.0
 
 
@@ -165,6 +173,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.reorder = Histogram(
+            "segmenter_merge_reorder_seconds",
+            "Per input record that came after its topic-partition had been read to its end without it, though a "
+            "later record was read: how long after. The merge grace must be longer than these (else: overtaken).",
+            buckets=_REORDER_BUCKETS,
+            registry=r,
+        )
         self.overtaken_logged = float("-inf")  # monotonic time of the last warning (at most one a minute)
         self.overtaken_unlogged = 0
         self.serving_lag_messages = Gauge(
@@ -244,6 +259,10 @@ def observe_processed(worker: Worker, records: Iterable[Record]) -> None:
 def observe_overtaken(worker: Worker, now: float | None = None) -> None:
     """Count the records the merge met too late for their place (and warn, at most once a minute)."""
     seq = worker.sequencer
+    if seq.reorders:
+        reorders, seq.reorders = seq.reorders, []
+        for ms in reorders:
+            worker.metrics.reorder.observe(ms / 1000)
     if not seq.overtaken:
         return
     late, seq.overtaken = seq.overtaken, []

@@ -23,6 +23,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_deadline_queue_size",
     "segmenter_merger_held_records",
     "segmenter_merge_overtaken_records_total",
+    "segmenter_merge_reorder_seconds",
     "segmenter_identity_links_total",
     "segmenter_redis_write_errors_total",
     "segmenter_serving_lag_messages",

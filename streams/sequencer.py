@@ -230,6 +230,9 @@ class Sequencer:
         self._memo: dict[tuple[int, str, bool], int] = {}  # _unread, until something new is read or observed
         # input records that came too late for their place in the merge (the shell counts and logs them)
         self.overtaken: list[Overtaken] = []
+        # per input record that came after its topic-partition was read to the end without it, though a later
+        # record had been read: how long after (ms), the grace it needed (the shell takes them as a histogram)
+        self.reorders: list[int] = []
 
     # ------------------------------------------------------------ assignment
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
@@ -362,11 +365,15 @@ class Sequencer:
                 self._ready.append(rec)
             return
         rec.event, rec.time_ms = event, t
-        vouched = part.vouched.get(rec.topic, NEG)
-        if t < vouched and t >= part.last_t.get(rec.topic, NEG) and len(self.overtaken) < 10_000:
+        if t >= part.last_t.get(rec.topic, NEG):
             # in order on its own topic-partition (an event sent late there is the contract's late event); the
-            # list is bounded for a caller that never takes it
-            self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, vouched - 1))
+            # lists are bounded for a caller that never takes them
+            vouched = part.vouched.get(rec.topic, NEG)
+            if t < vouched and len(self.overtaken) < 10_000:
+                self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, vouched - 1))
+            needed = self._reorder_ms(rec.topic, rec.partition, t)
+            if needed > 0 and len(self.reorders) < 10_000:
+                self.reorders.append(needed)
         key = event.key
         p = rec.partition
         gate, makes = classify(self.partitioner(key), p, event.customer_id, event.anonymous_id, key)
@@ -482,6 +489,20 @@ class Sequencer:
         arrivals = self._arrivals
         i = bisect.bisect_right(arrivals, (wall_ms, POS))  # (entries are in time order, latest < POS)
         return arrivals[i - 1][1] if i else NEG
+
+    def _reorder_ms(self, topic: str, p: int, t: int) -> int:
+        """The grace a record of ``topic``/``p`` at ``t`` needed, just read: how long after a record at least as
+        late had been read a response still read its topic-partition to the end without it (``<= 0``: none).
+
+        Its topic-partition's view is still the previous response's (:meth:`feed` adds records first); a grace
+        up to this long would have taken it to be complete past ``t`` (:meth:`_unread`), so it measures the
+        producers' cross-topic reorder the grace must cover, before any record is overtaken.
+        """
+        v = self.views.get((topic, p))
+        if v is None or not v.caught_up or v.polled_ms is None or self._arrived_by(v.polled_ms) < t:
+            return 0
+        arrivals = self._arrivals
+        return v.polled_ms - arrivals[bisect.bisect_left(arrivals, t, key=lambda a: a[1])][0]
 
     def _unread(self, p: int, part: _Part, topic: str, wall: bool = False) -> int:
         """No record of ``topic``/``p`` earlier than this is still to be read.

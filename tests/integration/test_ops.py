@@ -254,6 +254,9 @@ async def test_a_record_that_comes_after_a_later_one_was_applied_is_counted_and_
     smp = samples(text)
     assert total(smp, "segmenter_merge_overtaken_records_total", topic=settings.topics.carts) == 1, worker.log_tail()
     assert total(smp, "segmenter_merge_overtaken_records_total") == 1
+    # measured as a reorder too: longer than the grace (its topic-partition was read to its end without it)
+    assert total(smp, "segmenter_merge_reorder_seconds_count") == 1
+    assert total(smp, "segmenter_merge_reorder_seconds_bucket", le="0.15") == 0
     warned = [r for r in log_records(tmp_path / "worker.log") if r.get("logger") == "segmenter.metrics"]
     assert len(warned) == 1, warned
     assert warned[0]["level"] == "warning"

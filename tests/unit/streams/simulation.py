@@ -122,6 +122,8 @@ class SimWorker:
         handled = self.path.handle(records, views, self.load_in(0), self.load_in, sim.now)
         sim.overtaken.extend(self.path.sequencer.overtaken)
         self.path.sequencer.overtaken.clear()
+        sim.reorders.extend(self.path.sequencer.reorders)
+        self.path.sequencer.reorders.clear()
         sim.maybe_crash(rng, self, "before publish")
         for res in handled.results:
             for change in res.changes:
@@ -162,6 +164,7 @@ class Simulation:
         self.out: list[dict[str, Any]] = []
         self.dead: list[Any] = []
         self.overtaken: list[Any] = []  # input records the merge met after a later one was applied (never here)
+        self.reorders: list[int] = []  # the grace each reordered input record needed (ms)
         self.lines = lines
         self.produced = 0
         self.crashes = 0
@@ -280,7 +283,8 @@ class Outcome:
             f"seed {self.seed}: {len(self.missing)} missing, {len(self.extra)} extra, {len(self.conflicting)} "
             f"re-emitted differently (live={s.live}, workers={len(s.workers)}, crashes={s.crashes}, "
             f"rebalances={s.rebalances}, mis_keyed={s.mis_keyed}, events={len(s.lines)}, "
-            f"reorder_ms={s.reorder_ms}, overtaken={len(s.overtaken)})"
+            f"reorder_ms={s.reorder_ms}, overtaken={len(s.overtaken)}, "
+            f"longest reorder met={max(s.reorders, default=0)} ms)"
         )
         sample = [*self.missing[:3], *self.extra[:3]]
         return head + "".join(f"\n  {c['segment']} {c['change']} {c['occurred_at']} {c['reason']}" for c in sample)

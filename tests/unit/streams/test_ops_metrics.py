@@ -250,6 +250,23 @@ def test_records_the_merge_met_too_late_are_counted_by_topic_and_warned_of_once_
     assert "shop.orders[1]@9" in warnings[1]
 
 
+def test_the_reorders_the_merge_met_are_a_histogram_against_the_grace() -> None:
+    worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), processor())
+    seq = worker.sequencer
+    seq.reorders = [3, 12, 12, 140]
+    metrics.refresh_state(worker)
+    assert seq.reorders == []  # taken
+    text = worker.metrics.exposition().decode()
+    buckets = {
+        s.labels["le"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "segmenter_merge_reorder_seconds_bucket"
+    }
+    assert (buckets["0.002"], buckets["0.005"], buckets["0.01"], buckets["0.02"]) == (0, 1, 1, 3)
+    assert (buckets["0.1"], buckets["0.15"], buckets["+Inf"]) == (3, 4, 4)
+
+
 def test_serving_writer_lag_health_and_rebuilds_are_its_own_gauges() -> None:
     @dataclass
     class Writer:

@@ -179,6 +179,34 @@ def test_records_read_within_the_grace_are_never_reported() -> None:
     assert seq.overtaken == []
 
 
+def test_the_grace_a_record_needed_is_measured_whether_or_not_it_was_overtaken() -> None:
+    seq = _seq()
+    seq.feed([_event(PAGES, 0, 5)], _views(True, T + 10), T + 10)  # a page view of T + 5 s, read at T + 10
+    seq.feed([], _views(True, T + 22), T + 22)  # the carts topic read to its end 12 ms later, without ...
+    seq.feed([_event(CARTS, 0, 4, "cart_add")], _views(True, T + 30), T + 30)  # ... this earlier cart add
+    assert seq.reorders == [12]  # a grace of 12 ms or less would have taken the carts past it
+    assert seq.overtaken == []  # 30 ms covered it
+    seq.feed([], _views(True, T + 80), T + 80)
+    assert [r.time_ms for r in seq.release()] == [T + 4_000, T + 5_000]  # the merge vouched past T + 5 s
+    # read past the grace: overtaken, and measured the same way
+    seq.feed([_event(ORDERS, 0, 3, "order_cancelled")], _views(True, T + 90), T + 90)
+    assert seq.reorders == [12, 70]
+    assert [o.topic for o in seq.overtaken] == [ORDERS]
+
+
+def test_no_reorder_is_measured_for_records_in_order_a_response_s_own_records_or_late_events() -> None:
+    seq = _seq()
+    # in one response: the cart add earlier than the page view comes with it, nothing was read to the end before
+    seq.feed([_event(PAGES, 0, 5), _event(CARTS, 0, 4, "cart_add")], _views(True, T + 10), T + 10)
+    seq.feed([_event(CARTS, 1, 6, "cart_add")], _views(True, T + 20), T + 20)  # later than all read: in order
+    views = _views(True, T + 30)
+    views[(ORDERS, 0)] = TpView(False, T + 30)  # orders known to be waiting: not taken to be complete
+    seq.feed([], views, T + 30)
+    seq.feed([_event(ORDERS, 0, 5, "order_cancelled")], _views(True, T + 40), T + 40)
+    seq.feed([_event(CARTS, 2, 1, "cart_add")], _views(True, T + 50), T + 50)  # late on its own topic-partition
+    assert seq.reorders == []
+
+
 def test_at_one_instant_a_record_waits_for_a_topic_of_lower_rank_that_may_still_show_that_instant() -> None:
     seq = _seq()
     views = _views(True, T + 10)

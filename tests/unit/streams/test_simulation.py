@@ -19,6 +19,8 @@ def _check(seed: int) -> None:
     # the merge never met an input record after a later one of its partition was applied (every topic is
     # read in order and a response vouches only for what was produced before it: no reorder to outlast)
     assert not out.sim.overtaken, out.describe()
+    # and the reorder it measured stayed within the grace (the producers' reorder here is at most 29 ms)
+    assert max(out.sim.reorders, default=0) < GRACE_MS, out.describe()
 
 
 @settings(max_examples=SEEDS, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -44,5 +46,7 @@ def test_a_reorder_longer_than_the_grace_changes_answers_only_where_it_is_report
         out = simulate(seed, reorder_ms=reorder_ms, crash_rate=0.0)
         differs = bool(out.missing or out.extra or out.conflicting)
         assert out.sim.overtaken or not differs, out.describe()
+        # the reorder measured (before any record is overtaken) shows it as well: longer than the grace
+        assert max(out.sim.reorders, default=0) >= GRACE_MS or not differs, out.describe()
         differing += differs
     assert differing >= 10  # the reorder does change answers here: the check above is not vacuous

@@ -13,7 +13,9 @@ reach the broker a produce round trip after it. This produces the sample
 lines as a shop would (``segmenter produce`` routing, one producer, acks=all),
 reads them back as they become readable, and reports, per record, how long
 after the earliest later-produced record of another topic of its partition it
-was read: the reorder window a merge grace must cover. Needs a broker
+was read. This is read time, so it also counts this reader's own fetch skew (aiokafka fetches a partition
+again only once its records were taken), which the merge does not wait out: the window a merge grace must
+cover is what a running worker measures, ``segmenter_merge_reorder_seconds``. Needs a broker
 (``bash scripts/services.sh start``).
 """
 

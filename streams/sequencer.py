@@ -195,7 +195,7 @@ class Sequencer:
         partitions: int,
         partitioner: Callable[[str], int],
         *,
-        grace_ms: int = 150,
+        grace_ms: int = 50,
         wallclock: bool = True,
     ) -> None:
         self.inputs = tuple(input_topics)

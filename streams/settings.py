@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     tick_interval_seconds: float = Field(5, gt=0)
     # without it, a partition that stops receiving events never fires its deadlines
     idle_wallclock_advance: bool = True
-    # a fetch that found a topic-partition read to its end vouches for event times up to this long before
-    # it (one producer's cross-topic reorder at the live edge, a produce round trip: up to 142 ms measured
-    # by bench/reorder.py; streams/sequencer.py)
-    merge_grace_seconds: float = Field(0.15, gt=0, le=10)
+    # a fetch that found a topic-partition read to its end vouches for what was read this long before it:
+    # the producers' cross-topic reorder as the merge meets it (segmenter_merge_reorder_seconds: 0 ms for
+    # segmenter produce and the bench producers, busy cores or not; streams/sequencer.py, README)
+    merge_grace_seconds: float = Field(0.05, gt=0, le=10)
     # a fetch waits at the broker until this much is there or the wait is over: at low rates fewer, larger
     # batches (the per-batch round trips were most of an idle worker's CPU) for at most the wait in latency
     fetch_min_bytes: int = Field(64 * 1024, ge=1)

@@ -54,8 +54,9 @@ What the less obvious ones measure:
   topic-partition had been read to its end without it, though a record at
   least as late had been read already, how long after: the producers'
   cross-topic reorder as the merge meets it, which
-  ``SEGMENTER_MERGE_GRACE_SECONDS`` must exceed. Its largest bucket with
-  counts tells how short the grace can be before any record is overtaken.
+  ``SEGMENTER_MERGE_GRACE_SECONDS`` (``segmenter_merge_grace_seconds``) must
+  exceed. Its largest bucket with counts tells how short the grace can be
+  before any record is overtaken.
 * ``segmenter_merge_overtaken_records_total{topic}``: input records that came
   after the merge had taken their topic-partition to hold nothing that early
   (read to its end a grace after a later record was read), though their own
@@ -178,6 +179,11 @@ class Metrics:
             "Per input record that came after its topic-partition had been read to its end without it, though a "
             "later record was read: how long after. The merge grace must be longer than these (else: overtaken).",
             buckets=_REORDER_BUCKETS,
+            registry=r,
+        )
+        self.grace = Gauge(
+            "segmenter_merge_grace_seconds",
+            "SEGMENTER_MERGE_GRACE_SECONDS: the cross-topic reorder the event-time merge waits out at the live edge.",
             registry=r,
         )
         self.overtaken_logged = float("-inf")  # monotonic time of the last warning (at most one a minute)
@@ -310,6 +316,7 @@ def refresh_state(worker: Worker) -> None:
     m.customers.set(sum(proc.customers.values()))
     m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
     m.held.set(len(worker.sequencer))
+    m.grace.set(worker.sequencer.grace_ms / 1000)
     observe_overtaken(worker)
     errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
     if errors > m.redis_errors_seen:

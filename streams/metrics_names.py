@@ -24,6 +24,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "segmenter_merger_held_records",
     "segmenter_merge_overtaken_records_total",
     "segmenter_merge_reorder_seconds",
+    "segmenter_merge_grace_seconds",
     "segmenter_identity_links_total",
     "segmenter_redis_write_errors_total",
     "segmenter_serving_lag_messages",

@@ -265,6 +265,7 @@ def test_the_reorders_the_merge_met_are_a_histogram_against_the_grace() -> None:
     }
     assert (buckets["0.002"], buckets["0.005"], buckets["0.01"], buckets["0.02"]) == (0, 1, 1, 3)
     assert (buckets["0.1"], buckets["0.15"], buckets["+Inf"]) == (3, 4, 4)
+    assert worker.metrics.registry.get_sample_value("segmenter_merge_grace_seconds") == seq.grace_ms / 1000
 
 
 def test_serving_writer_lag_health_and_rebuilds_are_its_own_gauges() -> None:

@@ -2,7 +2,7 @@
 
     python bench/core_profile.py                          # 200k events / 20k customers
     python bench/core_profile.py --events 50000 --profile /tmp/core.prof
-    python bench/core_profile.py --batch 50 --fetch-ms 10 --grace-ms 50    # the live edge at 5,000 events/s
+    python bench/core_profile.py --batch 50 --fetch-ms 10 --grace-ms 100   # the live edge at 5,000 events/s
 
 Generates traffic with loadgen (seeded), lays it out as the worker sees it
 (topic, partition by the producer's partitioner, offset), then runs what the
@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--batch", type=int, default=2_000)
     ap.add_argument("--fetch-ms", type=int, default=100, help="wall clock between two fetches")
-    ap.add_argument("--grace-ms", type=int, default=30, help="merge grace (the worker's default: 50)")
+    ap.add_argument("--grace-ms", type=int, default=30, help="merge grace (the worker's default: 100)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cache", type=int, default=20_000, help="decoded states kept (SEGMENTER_STATE_CACHE_SIZE)")
     ap.add_argument("--profile", help="write a cProfile of the run here (stage timings are then skipped)")

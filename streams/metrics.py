@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("segmenter.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-# around the merge grace's default (0.05 s) and the values a shop may size it to
+# around the merge grace's default (0.1 s) and the values a shop may size it to
 _REORDER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 REFRESH_SECONDS = 5.0
 

@@ -195,7 +195,7 @@ class Sequencer:
         partitions: int,
         partitioner: Callable[[str], int],
         *,
-        grace_ms: int = 50,
+        grace_ms: int = 100,
         wallclock: bool = True,
     ) -> None:
         self.inputs = tuple(input_topics)

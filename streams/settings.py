@@ -89,9 +89,9 @@ class Settings(BaseSettings):
     # without it, a partition that stops receiving events never fires its deadlines
     idle_wallclock_advance: bool = True
     # a fetch that found a topic-partition read to its end vouches for what was read this long before it:
-    # the producers' cross-topic reorder as the merge meets it (segmenter_merge_reorder_seconds: 0 ms for
-    # segmenter produce and the bench producers, busy cores or not; streams/sequencer.py, README)
-    merge_grace_seconds: float = Field(0.05, gt=0, le=10)
+    # longer than the producers' cross-topic reorder as the merge meets it (segmenter_merge_reorder_seconds:
+    # 0 ms for aiokafka producers, up to 50-75 ms for a librdkafka one here; streams/sequencer.py, README)
+    merge_grace_seconds: float = Field(0.1, gt=0, le=10)
     # a fetch waits at the broker until this much is there or the wait is over: at low rates fewer, larger
     # batches (the per-batch round trips were most of an idle worker's CPU) for at most the wait in latency
     fetch_min_bytes: int = Field(64 * 1024, ge=1)

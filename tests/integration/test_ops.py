@@ -224,7 +224,7 @@ async def test_lag_metrics_and_readiness_of_a_running_worker(
 async def test_a_record_that_comes_after_a_later_one_was_applied_is_counted_and_named(
     services: tuple[str, str], tmp_path: Path
 ) -> None:
-    # default settings (the 50 ms grace): a producer sends a cart add 10 s older than a page view of the same
+    # default settings (the 100 ms grace): a producer sends a cart add 10 s older than a page view of the same
     # customer only once the view was applied, far longer after it than any grace covers
     port = free_port()
     settings = settings_for(*services, web_port=port)
@@ -256,12 +256,12 @@ async def test_a_record_that_comes_after_a_later_one_was_applied_is_counted_and_
     assert total(smp, "segmenter_merge_overtaken_records_total") == 1
     # measured as a reorder too: longer than the grace (its topic-partition was read to its end without it)
     assert total(smp, "segmenter_merge_reorder_seconds_count") == 1
-    assert total(smp, "segmenter_merge_reorder_seconds_bucket", le="0.05") == 0
+    assert total(smp, "segmenter_merge_reorder_seconds_bucket", le="0.1") == 0
     warned = [r for r in log_records(tmp_path / "worker.log") if r.get("logger") == "segmenter.metrics"]
     assert len(warned) == 1, warned
     assert warned[0]["level"] == "warning"
     assert (warned[0]["topic"], warned[0]["offset"], warned[0]["records"]) == (settings.topics.carts, 0, 1)
-    assert warned[0]["behind_ms"] == 10_000 and warned[0]["grace_seconds"] == 0.05
+    assert warned[0]["behind_ms"] == 10_000 and warned[0]["grace_seconds"] == 0.1
     assert "SEGMENTER_MERGE_GRACE_SECONDS" in warned[0]["msg"]
 
 

@@ -245,7 +245,7 @@ def test_records_the_merge_met_too_late_are_counted_by_topic_and_warned_of_once_
     assert len(warnings) == 2
     assert warnings[0].startswith("2 input record(s) came after the merge had taken their topic-partition")
     assert f"{CARTS}[3]@41 (event time 1000 ms, 250 ms before what it had been vouched complete up to)" in warnings[0]
-    assert "SEGMENTER_MERGE_GRACE_SECONDS (0.05 s)" in warnings[0]
+    assert "SEGMENTER_MERGE_GRACE_SECONDS (0.1 s)" in warnings[0]
     assert warnings[1].startswith("2 input record(s)")  # the one of the quiet minute, and this one
     assert "shop.orders[1]@9" in warnings[1]
 

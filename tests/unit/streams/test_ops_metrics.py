@@ -222,6 +222,12 @@ def test_redis_errors_and_state_gauges_follow_the_worker() -> None:
     assert values["segmenter_merger_held_records"] == 1
 
 
+def by_label(m: Metrics, sample: str, label: str) -> dict[str, float]:
+    """The values of one sample name in the exposition, by one label's value."""
+    families = text_string_to_metric_families(m.exposition().decode())
+    return {s.labels[label]: s.value for f in families for s in f.samples if s.name == sample}
+
+
 def test_records_the_merge_met_too_late_are_counted_by_topic_and_warned_of_once_a_minute(caplog: Any) -> None:
     worker: Any = FakeWorker(Settings(), FakeApp(FakeConsumer({}), FakeAssignor(set())), processor())
     seq = worker.sequencer
@@ -233,13 +239,7 @@ def test_records_the_merge_met_too_late_are_counted_by_topic_and_warned_of_once_
         seq.overtaken = [Overtaken("shop.orders", 1, 9, 3_000, 3_500)]
         metrics.observe_overtaken(worker, now=1_061.0)
     assert seq.overtaken == []  # taken
-    text = worker.metrics.exposition().decode()
-    counts = {
-        s.labels["topic"]: s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "segmenter_merge_overtaken_records_total"
-    }
+    counts = by_label(worker.metrics, "segmenter_merge_overtaken_records_total", "topic")
     assert counts == {CARTS: 3, "shop.orders": 1}
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2
@@ -256,13 +256,7 @@ def test_the_reorders_the_merge_met_are_a_histogram_against_the_grace() -> None:
     seq.reorders = [3, 12, 12, 140]
     metrics.refresh_state(worker)
     assert seq.reorders == []  # taken
-    text = worker.metrics.exposition().decode()
-    buckets = {
-        s.labels["le"]: s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "segmenter_merge_reorder_seconds_bucket"
-    }
+    buckets = by_label(worker.metrics, "segmenter_merge_reorder_seconds_bucket", "le")
     assert (buckets["0.002"], buckets["0.005"], buckets["0.01"], buckets["0.02"]) == (0, 1, 1, 3)
     assert (buckets["0.1"], buckets["0.15"], buckets["+Inf"]) == (3, 4, 4)
     assert worker.metrics.registry.get_sample_value("segmenter_merge_grace_seconds") == seq.grace_ms / 1000

@@ -262,13 +262,17 @@ def observe_processed(worker: Worker, records: Iterable[Record]) -> None:
     refresh_state(worker)
 
 
+def observe_reorders(worker: Worker) -> None:
+    """The grace each reordered record the merge met needed, into the histogram."""
+    seq = worker.sequencer
+    reorders, seq.reorders = seq.reorders, []
+    for ms in reorders:
+        worker.metrics.reorder.observe(ms / 1000)
+
+
 def observe_overtaken(worker: Worker, now: float | None = None) -> None:
     """Count the records the merge met too late for their place (and warn, at most once a minute)."""
     seq = worker.sequencer
-    if seq.reorders:
-        reorders, seq.reorders = seq.reorders, []
-        for ms in reorders:
-            worker.metrics.reorder.observe(ms / 1000)
     if not seq.overtaken:
         return
     late, seq.overtaken = seq.overtaken, []
@@ -284,7 +288,7 @@ def observe_overtaken(worker: Worker, now: float | None = None) -> None:
         "%d input record(s) came after the merge had taken their topic-partition to hold nothing that early, "
         "e.g. %s[%d]@%d (event time %d ms, %d ms before what it had been vouched complete up to): what was "
         "ordered against them may have gone first, unlike replay. The producers' cross-topic reorder is longer "
-        "than SEGMENTER_MERGE_GRACE_SECONDS (%g s): raise it (bench/reorder.py measures a producer's reorder)",
+        "than SEGMENTER_MERGE_GRACE_SECONDS (%g s): raise it above segmenter_merge_reorder_seconds",
         m.overtaken_unlogged,
         first.topic,
         first.partition,
@@ -317,6 +321,7 @@ def refresh_state(worker: Worker) -> None:
     m.deadlines.set(sum(len(i) for i in proc.indexes.values()))
     m.held.set(len(worker.sequencer))
     m.grace.set(worker.sequencer.grace_ms / 1000)
+    observe_reorders(worker)
     observe_overtaken(worker)
     errors = getattr(worker.store, "errors", 0) if worker.store is not None else 0
     if errors > m.redis_errors_seen:

@@ -371,9 +371,10 @@ class Sequencer:
             vouched = part.vouched.get(rec.topic, NEG)
             if t < vouched and len(self.overtaken) < 10_000:
                 self.overtaken.append(Overtaken(rec.topic, rec.partition, rec.offset, t, vouched - 1))
-            needed = self._reorder_ms(rec.topic, rec.partition, t)
-            if needed > 0 and len(self.reorders) < 10_000:
-                self.reorders.append(needed)
+            if t <= self._latest:  # the latest record read so far needed no grace: skip the lookups
+                needed = self._reorder_ms(rec.topic, rec.partition, t)
+                if needed > 0 and len(self.reorders) < 10_000:
+                    self.reorders.append(needed)
         key = event.key
         p = rec.partition
         gate, makes = classify(self.partitioner(key), p, event.customer_id, event.anonymous_id, key)

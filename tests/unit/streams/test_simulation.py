@@ -17,7 +17,7 @@ def _check(seed: int) -> None:
     out = simulate(seed)
     assert not out.missing and not out.extra and not out.conflicting, out.describe()
     # the merge never met an input record after a later one of its partition was applied (every topic is
-    # read in order and a response vouches only for what was produced before it: no reorder to outlast)
+    # read in order and the producers' reorder, drawn below the grace, is waited out)
     assert not out.sim.overtaken, out.describe()
     # and the reorder it measured stayed within the grace (the producers' reorder here is at most 29 ms)
     assert max(out.sim.reorders, default=0) < GRACE_MS, out.describe()

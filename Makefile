@@ -22,7 +22,7 @@ venv: $(STAMP)
 
 # The compiled core (mypyc, in place: the extension modules beside their sources win on import; README,
 # "Benchmarks"). Rebuilt when a source of the core changed; `make core-clean` goes back to pure Python.
-CORE_SOURCES := $(shell find segmenter schemas -name '*.py') scripts/build_core.py
+CORE_SOURCES := $(shell find segmenter schemas -name '*.py') streams/sequencer.py streams/processor.py streams/batch.py scripts/build_core.py
 CORE_STAMP := build/core/.stamp
 
 $(CORE_STAMP): $(CORE_SOURCES) | $(STAMP)
@@ -33,7 +33,7 @@ core: $(CORE_STAMP)
 
 core-clean:
 	rm -rf build/core build/lib.* $(CORE_STAMP)
-	find segmenter -name '*.so' -delete
+	find segmenter streams -name '*.so' -delete
 
 # SEGMENTER_REQUIRE_SERVICES=1: a test that cannot get Kafka/Redis fails, never skips.
 # Exit code 5 (nothing collected) is a failure too: a broken collection must not look green.

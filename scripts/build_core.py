@@ -31,6 +31,10 @@ COMPILED = [
     "segmenter/metrics/registry.py",
     "segmenter/definitions/runtime.py",
     "segmenter/definitions/expr.py",
+    # the worker's batch path (pure: no Kafka, Faust or Redis import): the merge and the processor
+    "streams/sequencer.py",
+    "streams/processor.py",
+    "streams/batch.py",
 ]
 
 
@@ -47,8 +51,9 @@ def main() -> None:
     )
     # built from the sources as they are now (setuptools copies an unchanged build with its old time);
     # tests/conftest.py refuses a compiled core older than a source
-    for so in Path("segmenter").glob("**/*.so"):
-        os.utime(so)
+    for package in ("segmenter", "streams"):
+        for so in Path(package).glob("**/*.so"):
+            os.utime(so)
 
 
 if __name__ == "__main__":

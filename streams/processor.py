@@ -195,6 +195,7 @@ class Processor:
     ) -> None:
         self.segmenter = segmenter
         self.cache_size = 20_000
+        self.careful_passes = 0  # batches undone and applied again record by record
         self._cache: dict[str, CustomerState | None] = {}
         self._partitioner = partitioner
         self._partition_of: dict[str, int] = {}
@@ -375,6 +376,7 @@ class Processor:
             # a record failed after the core had read a state, or the batch's outputs do not all encode:
             # the batch is undone and applied again record by record, each failing record undone alone
             self.customers, self.fired, self.holds = customers, fired, holds
+            self.careful_passes += 1
             res = self._pass(records, load, load_in, deadlines, careful=True)
             assert res is not None
         return res
@@ -403,7 +405,7 @@ class Processor:
         cache = self._cache
         now_wall = time.time()
         current = [records[0].partition if records else 0]  # the partition of the record being applied
-        mid = ["", 0]  # the id the next routed message derives from, and its index
+        mid: list[Any] = ["", 0]  # the id the next routed message derives from, and its index
         overdue: set[int] = set()  # partitions with a deadline scheduled at or before what they fired up to
         # the keys the record being applied read (with their partition) and changed; the keys the whole
         # pass read; (careful) each changed key's state as encoded after the batch's last good record
@@ -549,6 +551,7 @@ class Processor:
         del res.e2e_latency_s[mark.latency :]
         del res.ingest_ts_ms[mark.ingest :]
         for key, p in list(touched.items()):
+            state: CustomerState | None
             if key in good:
                 self._cache[key] = state = CustomerState.from_bytes(good[key])
                 res.states.setdefault(p, {})[key] = state
@@ -565,7 +568,7 @@ class Processor:
                 self.holds.get(p, {}).pop(key, None)
 
     def _event(self, rec: Record, state_of: Any, absorb: Any, res: BatchResult, now_wall: float) -> None:
-        event: InputEvent = rec.event if rec.event is not None else parse_event(rec.value or b"")  # type: ignore[assignment]
+        event: InputEvent = rec.event if rec.event is not None else parse_event(rec.value or b"")
         # a device with a wrong clock must not move event time (the sequencer passed it through as invalid)
         check_not_ahead(event, int(now_wall * 1000), self.max_ahead_ms)
         res.events_by_type[event.type] = res.events_by_type.get(event.type, 0) + 1

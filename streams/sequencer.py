@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from schemas.events import check_not_ahead, event_time_ms, parse_event
+from schemas.events import InputEvent, check_not_ahead, event_time_ms, parse_event
 from segmenter.routing import APPLY, CREDIT, EVENT, LINK, MERGE, UNCREDIT, Routed
 from segmenter.state import CustomerState
 
@@ -76,7 +76,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
-    event: object | None = None
+    event: InputEvent | None = None
     time_ms: int | None = None
     routed: Routed | None = None
     mid: str | None = None
@@ -438,10 +438,20 @@ class Sequencer:
         self._ready.append(rec)
         source, link, apply = body.get("source"), body.get("link"), body.get("apply")
         wall_link, wall_apply = body.get("wlink", link), body.get("wapply", apply)
-        values = (link, apply, wall_link, wall_apply)
-        if isinstance(source, int) and all(isinstance(v, int) for v in values):
+        if (
+            isinstance(source, int)
+            and isinstance(link, int)
+            and isinstance(apply, int)
+            and isinstance(wall_link, int)
+            and isinstance(wall_apply, int)
+        ):
             old = part.markers.get(source, _UNKNOWN)
-            part.markers[source] = tuple(max(o, v) for o, v in zip(old, values, strict=True))  # type: ignore[assignment]
+            part.markers[source] = (
+                max(old[0], link),
+                max(old[1], apply),
+                max(old[2], wall_link),
+                max(old[3], wall_apply),
+            )
             # what another worker read had been produced by then: later records come after it (as for our own)
             seen = min(link, apply) - 1
             if NEG < seen < POS and seen > self._latest:

@@ -373,20 +373,19 @@ def _engine_init(self: Engine, segmenter: Segmenter) -> None:
 
 
 def test_bytes_that_are_not_an_event_keep_the_batch_on_the_fast_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a failure before the core read any state needs no undo: no record-by-record encoding for it
-    calls: list[int] = []
-    real = processor_module.encode_outputs
-    monkeypatch.setattr(processor_module, "encode_outputs", lambda *a: calls.append(1) or real(*a))
+    # a failure before the core read any state needs no undo: no record-by-record pass for it
     proc = Processor(Segmenter(), lambda key: 0, input_topics=(PAGES,), routing_topic="r", ticks_topic="t")
     bad = [Record(PAGES, 0, 2, None, b"{not json"), Record(PAGES, 0, 3, None, PILLS["year-10000-utc"])]
     res = proc.process([_view(1, 0), *bad, _view(4, 1, type="cart_add")], Table().load)
     assert [json.loads(d)["stage"] for _, d in res.dead_letters] == ["decode", "decode"]
-    assert calls == []
+    assert proc.careful_passes == 0
     assert {c.trigger_event_id for c in res.changes} == {"e1", "e4"}
     # a record the core fails on sends the batch through the careful pass, record by record
     monkeypatch.setattr(proc, "segmenter", _Raising())
-    proc.process([_view(5, 2), _view(6, 3, event_id="bad")], Table().load)
-    assert len(calls) == 1  # the good record before it, encoded on its own
+    res = proc.process([_view(5, 2), _view(6, 3, event_id="bad")], Table().load)
+    assert proc.careful_passes == 1
+    assert {c.trigger_event_id for c in res.changes} == {"e5"}  # the good record before it kept
+    assert [json.loads(d)["stage"] for _, d in res.dead_letters] == ["process"]
 
 
 @pytest.mark.parametrize("core", [_Raising, _UnencodableState], ids=["core", "state"])

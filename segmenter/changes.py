@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import date, timedelta
 from operator import attrgetter
 from typing import Any, Final
 
@@ -16,9 +16,29 @@ BACKFILL: Final = "backfill"
 """``origin`` of a change made by judging restored states under new definitions (not by an event or time)."""
 
 
+_DAY_MS: Final = 86_400_000
+_EPOCH_DAY: Final = date(1970, 1, 1)
+_DAYS: dict[int, str] = {}  # day -> "YYYY-MM-DDT": a stream's changes fall on few days
+_TWO: Final = [f"{i:02d}" for i in range(100)]
+_FRACTION: Final = ["", *(f".{i:03d}" for i in range(1, 1000))]  # milliseconds written only when not 0
+
+
 def format_ms(ms: int) -> str:
-    """Epoch milliseconds as RFC 3339 in UTC, e.g. ``2019-10-01T00:00:00+00:00``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    """Epoch milliseconds as RFC 3339 in UTC, e.g. ``2019-10-01T00:00:00+00:00``.
+
+    What ``datetime.isoformat`` writes for the instant (milliseconds only when not 0), in integers: exact
+    where the float seconds of ``datetime.fromtimestamp`` are not (a millisecond off from the year ~2240).
+    """
+    day, rem = divmod(ms, _DAY_MS)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        if len(_DAYS) >= 4096:
+            _DAYS.clear()
+        prefix = _DAYS[day] = (_EPOCH_DAY + timedelta(days=day)).isoformat() + "T"
+    sec, milli = divmod(rem, 1000)
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    return prefix + _TWO[hour] + ":" + _TWO[minute] + ":" + _TWO[sec] + _FRACTION[milli] + "+00:00"
 
 
 def change_id(

@@ -219,3 +219,14 @@ async def test_a_finish_begun_while_waiting_stays_pending() -> None:
     second.set()
     await c.flush()
     assert c.storing is None and c.unstored == {}
+
+
+def test_a_key_changed_in_several_rounds_of_a_fetch_is_written_once_as_the_last_round_left_it() -> None:
+    from streams.app import state_writes
+    from streams.processor import BatchResult
+
+    first = BatchResult(state_values={0: {"c-1": b"round-1", "v-1": b"visitor"}, 1: {"c-2": b"other"}})
+    second = BatchResult(state_values={0: {"c-1": b"round-2"}})
+    third = BatchResult(state_values={1: {"c-3": b"new"}})
+    writes = state_writes([first, second, third])
+    assert writes == [(0, [(b"c-1", b"round-2"), (b"v-1", b"visitor")]), (1, [(b"c-2", b"other"), (b"c-3", b"new")])]

@@ -27,14 +27,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from segmenter.state import CustomerState
 from streams.faustx.changes import ChangeRecord, ChangesConsumer, KafkaError, changelog_snapshot
 from streams.settings import Settings
-from streams.store import InvalidChange, RedisStore, StoreUnavailable, prepare
+from streams.store import InvalidChange, Prepared, RedisStore, StoreUnavailable, prepare
 from streams.topics import changelog_topic
 
 log = logging.getLogger("segmenter.serving")
@@ -181,10 +181,9 @@ class ServingWriter:
                 delay = min(delay * 2, 5.0)
 
 
-def _decode(record: ChangeRecord) -> dict[str, Any] | None:
+def _decode(record: ChangeRecord) -> Prepared | None:
     try:
-        change = orjson.loads(record.value or b"")
-        prepare(change)
+        prepared = prepare(orjson.loads(record.value or b""))
     except (orjson.JSONDecodeError, InvalidChange, AttributeError, TypeError) as exc:
         log.error(
             "serving writer: not a segment change, skipped: %s",
@@ -192,7 +191,7 @@ def _decode(record: ChangeRecord) -> dict[str, Any] | None:
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
         return None
-    return change  # type: ignore[no-any-return]
+    return prepared  # what the store writes: prepared once
 
 
 # ------------------------------------------------------------ the table's memberships

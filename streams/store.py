@@ -39,8 +39,6 @@ BATCH_SIZE = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KINDS = ("entered", "exited", "detected")
 
-ChangeLike = Mapping[str, Any] | BaseModel
-
 
 class InvalidChange(ValueError):
     """A record that is not a segment change (no key, unknown kind, naive time...)."""
@@ -73,6 +71,9 @@ class Prepared:
     moment: bytes  # JSON {segment, occurred_at, reason, change_id, evidence}
 
 
+ChangeLike = Mapping[str, Any] | BaseModel | Prepared  # Prepared: checked already (the serving writer)
+
+
 def _time_ms(value: Any) -> tuple[int, str]:
     if isinstance(value, datetime):
         dt = value
@@ -91,6 +92,8 @@ def _time_ms(value: Any) -> tuple[int, str]:
 
 def prepare(change: ChangeLike) -> Prepared:
     """Validate just enough of a change to store it; raises :class:`InvalidChange`."""
+    if isinstance(change, Prepared):
+        return change
     data: Mapping[str, Any] = change.model_dump(mode="json") if isinstance(change, BaseModel) else change
     key = data.get("customer_id") or data.get("anonymous_id")
     if not key:

@@ -3,8 +3,6 @@ the generation marker is gone."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -12,6 +10,7 @@ from streams import serving
 from streams.faustx.changes import ChangeRecord
 from streams.serving import ServingWriter, TableMembers
 from streams.settings import Settings
+from streams.store import Prepared
 
 
 def _record(offset: int, change_id: str = "c") -> ChangeRecord:
@@ -41,11 +40,11 @@ class FakeStore:
     def __init__(self, failures: int = 0, marker: str | None = None) -> None:
         self.failures = failures
         self.marker = marker
-        self.applied: list[dict[str, Any]] = []
+        self.applied: list[Prepared] = []
         self.restored: list[tuple[str, str, int]] = []
         self.log: list[str] = []
 
-    async def apply_many(self, changes: list[dict[str, Any]]) -> int:
+    async def apply_many(self, changes: list[Prepared]) -> int:
         if self.failures:
             self.failures -= 1
             raise RedisConnectionError("Redis is stopped")
@@ -96,7 +95,7 @@ async def test_a_record_that_is_not_a_change_is_skipped_and_committed() -> None:
     store, consumer = FakeStore(), FakeConsumer()
     writer = _writer(store, consumer)
     await writer.apply([ChangeRecord("segments.changes", 0, 1, b"not json", None), _record(2)])
-    assert [c["change_id"] for c in store.applied] == ["c"] and consumer.commits == [[1, 2]]
+    assert [c.change_id for c in store.applied] == ["c"] and consumer.commits == [[1, 2]]
 
 
 async def test_marker_gone_after_the_group_committed_means_a_rebuild_from_the_table(

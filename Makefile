@@ -22,7 +22,7 @@ venv: $(STAMP)
 
 # The compiled core (mypyc, in place: the extension modules beside their sources win on import; README,
 # "Benchmarks"). Rebuilt when a source of the core changed; `make core-clean` goes back to pure Python.
-CORE_SOURCES := $(shell find segmenter schemas -name '*.py') streams/sequencer.py streams/processor.py streams/batch.py scripts/build_core.py
+CORE_SOURCES := $(shell find segmenter schemas -name '*.py') streams/sequencer.py streams/processor.py streams/batch.py streams/murmur.py scripts/build_core.py
 CORE_STAMP := build/core/.stamp
 
 $(CORE_STAMP): $(CORE_SOURCES) | $(STAMP)

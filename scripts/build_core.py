@@ -35,6 +35,7 @@ COMPILED = [
     "streams/sequencer.py",
     "streams/processor.py",
     "streams/batch.py",
+    "streams/murmur.py",
 ]
 
 

@@ -240,9 +240,12 @@ def observe_batch(worker: Worker, res: BatchResult) -> None:
         m.dlq.labels(reason).inc(n)
     for path, n in res.links.items():
         m.links.labels(path).inc(n)
+    counts: dict[tuple[str, str], int] = {}  # one labelled increment per kind, not per change
     for c in res.changes:
-        segment = "category_fan" if c.segment.startswith("category_fan:") else c.segment
-        m.changes.labels(segment, c.change).inc()
+        label = ("category_fan" if c.segment.startswith("category_fan:") else c.segment, c.change)
+        counts[label] = counts.get(label, 0) + 1
+    for (segment, change), n in counts.items():
+        m.changes.labels(segment, change).inc(n)
     for lat in res.e2e_latency_s:
         m.e2e.observe(max(lat, 0.0))
     for ts_ms in res.ingest_ts_ms:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
-from aiokafka.partitioner import murmur2
+from streams.murmur import murmur2
 
 
 class Outbox:
@@ -101,7 +101,7 @@ def default_partition(key: bytes, n: int) -> int:
 
 
 def key_partitioner(n: int) -> Callable[[bytes], int]:
-    """:func:`default_partition` over ``n`` partitions, remembering the last 2**17 keys (murmur2 is Python)."""
+    """:func:`default_partition` over ``n`` partitions, remembering the last 2**17 keys."""
 
     @lru_cache(maxsize=2**17)
     def partition(key: bytes) -> int:

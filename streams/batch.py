@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from segmenter.routing import LINK
+from segmenter.state import CustomerState
 from streams.processor import BatchResult, Processor
 from streams.sequencer import Frontier, Record, Sequencer, TpView, marker
 
@@ -29,6 +30,43 @@ class Handled:
     results: list[BatchResult] = field(default_factory=list)
     released: list[Record] = field(default_factory=list)
     markers: list[tuple[int, bytes]] = field(default_factory=list)  # (routing partition, marker value)
+
+
+class _ThroughRounds:
+    """A loader that reads what the earlier rounds of this fetch left first.
+
+    The loaders here are small classes, not closures: compiled closures that refer to each other form a
+    reference cycle with their scope, which kept each fetch's encoded states alive until the cyclic collector ran.
+    """
+
+    def __init__(self, rounds: dict[str, bytes], inner: Loader) -> None:
+        self.rounds = rounds
+        self.inner = inner
+
+    def __call__(self, key: str) -> bytes | None:
+        return self.rounds.get(key) or self.inner(key)  # (state bytes are never empty)
+
+
+class _RoundsIn:
+    """``load_in(partition)`` through the rounds of this fetch."""
+
+    def __init__(self, rounds: dict[str, bytes], load_in: Callable[[int], Loader]) -> None:
+        self.rounds = rounds
+        self.load_in = load_in
+
+    def __call__(self, partition: int) -> Loader:
+        return _ThroughRounds(self.rounds, self.load_in(partition))
+
+
+class _Peek:
+    """The sequencer's look at a key's current state."""
+
+    def __init__(self, proc: Processor, load_in: _RoundsIn) -> None:
+        self.proc = proc
+        self.load_in = load_in
+
+    def __call__(self, key: str, partition: int) -> CustomerState | None:
+        return self.proc.peek(key, self.load_in(partition))
 
 
 class BatchPath:
@@ -75,18 +113,11 @@ class BatchPath:
         # a round that undoes a failed record reloads its keys: as the earlier rounds of this fetch left
         # them (stored only after the last round), not as the store has them
         rounds: dict[str, bytes] = {}
-
-        def through_rounds(inner: Loader) -> Loader:
-            return lambda key: rounds.get(key) or inner(key)  # (state bytes are never empty)
-
-        load_now = through_rounds(load)
-
-        def load_in_now(p: int) -> Loader:
-            return through_rounds(load_in(p))
-
+        load_now = _ThroughRounds(rounds, load)
+        load_in_now = _RoundsIn(rounds, load_in)
         # a held event's effect depends on its key's state: looked up lazily (cache, then store), as loading
         # every key of a fetch up front would cost what the cache saves
-        seq.peek = lambda key, p: proc.peek(key, load_in_now(p))
+        seq.peek = _Peek(proc, load_in_now)
         seq.feed(records, views, now_ms)
         out = Handled()
         owned = seq.parts

@@ -181,6 +181,79 @@ def _count(counts: dict[str, int], label: str) -> None:
     counts[label] = counts.get(label, 0) + 1
 
 
+class _Pass:
+    """What the helpers of one :meth:`Processor._pass` share.
+
+    A class, not closures: compiled closures that call each other share their scope's environment and form a
+    reference cycle with it, so each round's outputs stayed alive until the cyclic collector came by.
+    """
+
+    def __init__(
+        self,
+        proc: Processor,
+        res: BatchResult,
+        cache: dict[str, CustomerState | None],
+        load: Callable[[str], bytes | None],
+        load_in: Callable[[int], Callable[[str], bytes | None]] | None,
+        current: int,
+    ) -> None:
+        self.proc = proc
+        self.res = res
+        self.cache = cache
+        self.load = load
+        self.load_in = load_in
+        self.current = current  # the partition of the record being applied
+        self.mid = ""  # the id the next routed message derives from, and its index
+        self.mid_n = 0
+        self.overdue: set[int] = set()  # partitions with a deadline scheduled at or before what they fired up to
+        self.touched: dict[str, int] = {}
+        self.read_in_batch: dict[str, int] = {}
+        self.changed: dict[tuple[int, str], None] = {}
+        self.good: dict[str, bytes] = {}
+
+    def reader(self, partition: int) -> Callable[[str], bytes | None]:
+        return self.load if self.load_in is None else self.load_in(partition)
+
+    def state_of(self, key: str, partition: int | None = None) -> CustomerState | None:
+        part = self.touched[key] = self.current if partition is None else partition
+        cache = self.cache
+        if key not in cache:
+            raw = self.reader(part)(key)
+            cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
+        return cache[key]
+
+    def absorb(self, p: int, key: str, out: Outcome) -> None:
+        proc, res = self.proc, self.res
+        if out.state is not None:
+            if self.cache.get(key) is None and p in proc.customers:
+                proc.customers[p] += 1
+            self.cache[key] = out.state
+            res.states.setdefault(p, {})[key] = out.state
+            proc.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
+            self.changed[(p, key)] = None
+            if out.state.linking is not None or key in proc.holds.get(p, ()):
+                proc.note_hold(p, key, out.state)
+            due = out.state.due_ms
+            if due is not None and due <= proc.fired.get(p, -(2**62)):
+                # a customer whose deadlines waited for a visitor's history (or a late event): fire them now
+                self.overdue.add(p)
+        res.changes.extend(out.changes)
+        for msg in out.routed:
+            res.routed.append(msg)
+            res.routed_ids.append(f"{self.mid}/{self.mid_n}")
+            self.mid_n += 1
+
+    def give_up(self) -> None:
+        """The fast pass is undone: every key it read goes back to its stored state, deadlines too."""
+        self.read_in_batch.update(self.touched)
+        for key, part in self.read_in_batch.items():
+            self.cache.pop(key, None)
+            stored = self.state_of(key, part)
+            index = self.proc.indexes.get(part)
+            if index is not None:
+                index.schedule(key, stored.due_ms if stored is not None else None)
+
+
 class Processor:
     """Per-worker processing: the core and the deadline indexes of owned partitions."""
 
@@ -240,7 +313,7 @@ class Processor:
             self.customers[p] += 1
             value = json_of(value)  # a deflated state's bytes say nothing until inflated
             if b'"event_id"' in value:  # events held in the state (rare): they may link a device
-                self._note_hold(p, k, CustomerState.from_bytes(value))
+                self.note_hold(p, k, CustomerState.from_bytes(value))
             due = due_of(value)
             if due is not None:
                 self.indexes[p].schedule(k, due)
@@ -304,7 +377,7 @@ class Processor:
             self.holds.pop(p, None)
         self._cache.clear()
 
-    def _note_hold(self, p: int, key: str, s: CustomerState) -> None:
+    def note_hold(self, p: int, key: str, s: CustomerState) -> None:
         holds = self.holds.setdefault(p, {})
         t = None
         if s.linking is not None and s.pending:
@@ -402,62 +475,18 @@ class Processor:
         keys go back to their states after the batch's last good record.
         """
         res = BatchResult()
-        cache = self._cache
         now_wall = time.time()
-        current = [records[0].partition if records else 0]  # the partition of the record being applied
-        mid: list[Any] = ["", 0]  # the id the next routed message derives from, and its index
-        overdue: set[int] = set()  # partitions with a deadline scheduled at or before what they fired up to
+        ps = _Pass(self, res, self._cache, load, load_in, records[0].partition if records else 0)
+        state_of, absorb = ps.state_of, ps.absorb
         # the keys the record being applied read (with their partition) and changed; the keys the whole
         # pass read; (careful) each changed key's state as encoded after the batch's last good record
-        touched: dict[str, int] = {}
-        read_in_batch: dict[str, int] = {}
-        changed: dict[tuple[int, str], None] = {}
-        good: dict[str, bytes] = {}
-
-        def reader(partition: int) -> Callable[[str], bytes | None]:
-            return load if load_in is None else load_in(partition)
-
-        def state_of(key: str, partition: int | None = None) -> CustomerState | None:
-            touched[key] = current[0] if partition is None else partition
-            if key not in cache:
-                raw = reader(touched[key])(key)
-                cache[key] = CustomerState.from_bytes(raw) if raw is not None else None
-            return cache[key]
-
-        def absorb(p: int, key: str, out: Outcome) -> None:
-            if out.state is not None:
-                if cache.get(key) is None and p in self.customers:
-                    self.customers[p] += 1
-                cache[key] = out.state
-                res.states.setdefault(p, {})[key] = out.state
-                self.indexes.setdefault(p, DeadlineIndex()).schedule(key, out.state.due_ms)
-                changed[(p, key)] = None
-                if out.state.linking is not None or key in self.holds.get(p, ()):
-                    self._note_hold(p, key, out.state)
-                due = out.state.due_ms
-                if due is not None and due <= self.fired.get(p, -(2**62)):
-                    # a customer whose deadlines waited for a visitor's history (or a late event): fire them now
-                    overdue.add(p)
-            res.changes.extend(out.changes)
-            for msg in out.routed:
-                res.routed.append(msg)
-                res.routed_ids.append(f"{mid[0]}/{mid[1]}")
-                mid[1] += 1
-
-        def give_up() -> None:
-            # the fast pass is undone: every key it read goes back to its stored state, deadlines too
-            read_in_batch.update(touched)
-            for key, part in read_in_batch.items():
-                cache.pop(key, None)
-                stored = state_of(key, part)
-                index = self.indexes.get(part)
-                if index is not None:
-                    index.schedule(key, stored.due_ms if stored is not None else None)
+        touched, read_in_batch, changed, good = ps.touched, ps.read_in_batch, ps.changed, ps.good
+        overdue = ps.overdue
 
         for rec in records:
             if rec.duplicate:
                 continue
-            p = current[0] = rec.partition
+            p = ps.current = rec.partition
             mark = _Mark.of(res) if careful else _NO_MARK
             if touched:
                 read_in_batch.update(touched)
@@ -466,10 +495,10 @@ class Processor:
             try:
                 if rec.topic == self.routing_topic:
                     msg = rec.routed if rec.routed is not None else Routed.from_json(rec.value or b"")
-                    mid[0], mid[1] = rec.mid or f"r.{p}.{rec.offset}", 0
+                    ps.mid, ps.mid_n = rec.mid or f"r.{p}.{rec.offset}", 0
                     absorb(p, msg.key, self.segmenter.on_routed(state_of(msg.key), msg))
                 elif rec.topic in self.input_topics:
-                    mid[0], mid[1] = f"{self._rank[rec.topic]}.{p}.{rec.offset}", 0
+                    ps.mid, ps.mid_n = f"{self._rank[rec.topic]}.{p}.{rec.offset}", 0
                     self._event(rec, state_of, absorb, res, now_wall)
                 elif rec.topic == self.ticks_topic:
                     continue  # the sequencer took what a tick says
@@ -487,7 +516,7 @@ class Processor:
                 _count(res.dead_letters_by_reason, "processing_error")
             except Exception as exc:  # noqa: BLE001  one record's failure: dead-lettered and logged below
                 if touched and not careful:
-                    give_up()
+                    ps.give_up()
                     return None
                 if touched:
                     self._undo(res, mark, touched, changed, good, state_of)
@@ -496,11 +525,10 @@ class Processor:
             read_in_batch.update(touched)
             touched.clear()
         while overdue:
-            p = overdue.pop()
-            current[0] = p
+            p = ps.current = overdue.pop()
             self._fire(p, self.fired[p], state_of, absorb, res, now_wall, again=True)
         for p, until in (deadlines or {}).items():
-            current[0] = p
+            ps.current = p
             self._fire(p, until, state_of, absorb, res, now_wall)
         if careful:
             _encode_batch(res)  # each record's outputs encoded already: these do too
@@ -508,7 +536,7 @@ class Processor:
         try:
             _encode_batch(res)
         except Exception:  # noqa: BLE001  found again, record by record, by the careful pass
-            give_up()
+            ps.give_up()
             return None
         return res
 
@@ -563,7 +591,7 @@ class Processor:
             if index is not None:
                 index.schedule(key, state.due_ms if state is not None else None)
             if state is not None:
-                self._note_hold(p, key, state)
+                self.note_hold(p, key, state)
             else:
                 self.holds.get(p, {}).pop(key, None)
 

@@ -99,7 +99,7 @@ _partial: Final = partial  # a C static for the compiled core, not a globals loo
 
 # schemas' ``event_time_ms`` and ``key`` over again: compiled here, they cost no interpreted frame per event
 def _time_ms(event: InputEvent) -> int:
-    return event.time_ms  # type: ignore[no-any-return]  # set by the validator (or _once)
+    return event.time_ms  # set by the validator (or _once)
 
 
 def _key(event: InputEvent) -> str:

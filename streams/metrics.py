@@ -71,6 +71,7 @@ Gauges are refreshed every ``REFRESH_SECONDS`` by a timer and on each scrape.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import time
@@ -246,12 +247,30 @@ def observe_batch(worker: Worker, res: BatchResult) -> None:
         counts[label] = counts.get(label, 0) + 1
     for (segment, change), n in counts.items():
         m.changes.labels(segment, change).inc(n)
-    for lat in res.e2e_latency_s:
-        m.e2e.observe(max(lat, 0.0))
-    for ts_ms in res.ingest_ts_ms:
-        m.ingest.observe(max(now - ts_ms / 1000, 0.0))
+    observe_many(m.e2e, [max(lat, 0.0) for lat in res.e2e_latency_s])
+    observe_many(m.ingest, [max(now - ts_ms / 1000, 0.0) for ts_ms in res.ingest_ts_ms])
     for late in res.timer_lateness_s:
         m.timer_lateness.observe(late)
+
+
+def observe_many(hist: Histogram, values: list[float]) -> None:
+    """``hist.observe(v)`` for each of ``values``, a bucket's lock taken once instead of once per value.
+
+    Two observations per change (its latency from event time and from ingest) cost a lock and a scan of
+    the buckets each: ~1.1 µs apiece. Uses the client's own fields (``tests/unit/streams/test_ops_metrics.py``
+    compares the exposition with ``observe``'s, so an upgrade that renames them fails there).
+    """
+    if not values:
+        return
+    bounds: list[float] = hist._upper_bounds  # noqa: SLF001  (+Inf last: every value has a bucket)
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect.bisect_left(bounds, v)] += 1  # the first bound >= v, as observe picks
+    buckets = hist._buckets  # noqa: SLF001
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    hist._sum.inc(sum(values))  # noqa: SLF001
 
 
 def observe_processed(worker: Worker, records: Iterable[Record]) -> None:

@@ -325,3 +325,34 @@ def test_a_rebuild_reads_deflated_states_as_plain_ones() -> None:
         assert proc.rebuild_indexes([(0, b"c1", value)], {0}) == 1
         assert proc.link_floor(0) == 1_700_000_000_000
         assert proc.indexes[0].due_of("c1") == 1_700_000_123_000
+
+
+def test_observe_many_exposes_what_observe_would() -> None:
+    import random
+
+    import pytest
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from streams.metrics import observe_many
+
+    buckets = (0.005, 0.01, 0.1, 1.0, 10.0)
+    values = [0.0, 0.005, 0.0051, 0.01, 1.0, 10.0, 10.5, 1e9] + [random.uniform(0, 20) for _ in range(500)]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h_one = Histogram("lat", "latency", buckets=buckets, registry=one)
+    h_many = Histogram("lat", "latency", buckets=buckets, registry=many)
+    for v in values:
+        h_one.observe(v)
+    observe_many(h_many, values[:100])
+    observe_many(h_many, [])
+    observe_many(h_many, values[100:])
+
+    def lines(registry: CollectorRegistry) -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines() if ln.startswith("lat_"))}
+
+    got, want = lines(many), lines(one)
+    assert {k: v for k, v in got.items() if "_bucket" in k or "_count" in k} == {
+        k: v for k, v in want.items() if "_bucket" in k or "_count" in k
+    }
+    assert got["lat_sum"] == pytest.approx(want["lat_sum"])  # (added in another order)
+    assert len([k for k in got if "_bucket" in k]) == len(buckets) + 1

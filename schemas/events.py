@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import (
     AwareDatetime,
@@ -53,7 +53,15 @@ class _once(Generic[_T]):
     def __init__(self, fn: Callable[[Any], _T]) -> None:
         self.fn, self.name = fn, fn.__name__
 
-    def __get__(self, obj: Any, cls: Any = None) -> _T:
+    @overload
+    def __get__(self, obj: None, cls: Any = None) -> _once[_T]: ...
+
+    @overload
+    def __get__(self, obj: object, cls: Any = None) -> _T: ...
+
+    def __get__(self, obj: object | None, cls: Any = None) -> _T | _once[_T]:
+        if obj is None:
+            return self  # on the class (introspection, docs): the descriptor itself
         value: _T = self.fn(obj)
         obj.__dict__[self.name] = value
         return value

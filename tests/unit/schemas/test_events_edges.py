@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from schemas import InvalidEvent, parse_event, parse_event_obj
-from schemas.events import EVENT_TYPES, OrderPlaced, event_time_ms
+from schemas.events import EVENT_TYPES, OrderPlaced, PageView, event_time_ms
 from schemas.jsonschema import export_all
 
 VIEW: dict[str, Any] = {
@@ -144,3 +144,16 @@ def test_json_schema_accepts_valid_and_rejects_invalid_events() -> None:
         jsonschema.validate({**CART, "unit_price": "-1.00"}, union)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**CART, "unit_price": -1}, union)
+
+
+def test_time_and_key_are_set_by_the_validator_and_stay_descriptors_on_the_class() -> None:
+    event = parse_event(
+        b'{"type":"page_view","page_type":"home","event_id":"e1","occurred_at":"1970-01-01T00:00:01.5Z",'
+        b'"anonymous_id":"v1"}'
+    )
+    assert (event.key, event.time_ms) == ("v1", 1500)
+    assert event.__dict__["key"] == "v1" and event.__dict__["time_ms"] == 1500  # read without a call
+    for name in ("key", "time_ms"):
+        assert getattr(PageView, name).name == name  # the class's attribute is the descriptor itself
+    built = PageView.model_construct(**{**event.model_dump(), "customer_id": "c1"})  # no validator ran
+    assert (built.key, built.time_ms) == ("c1", 1500)

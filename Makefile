@@ -33,7 +33,7 @@ core: $(CORE_STAMP)
 
 core-clean:
 	rm -rf build/core build/lib.* $(CORE_STAMP)
-	find segmenter streams -name '*.so' -delete
+	find schemas segmenter streams -name '*.so' -delete
 
 # SEGMENTER_REQUIRE_SERVICES=1: a test that cannot get Kafka/Redis fails, never skips.
 # Exit code 5 (nothing collected) is a failure too: a broken collection must not look green.

@@ -286,6 +286,9 @@ def parse_event(data: bytes | str) -> InputEvent:
     size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
     if size > MAX_MESSAGE_BYTES:
         raise InvalidEvent(f"message: {size:,} bytes, more than the limit of {MAX_MESSAGE_BYTES:,} (1 MiB)")
+    event = _fast(data)
+    if event is not None:
+        return event  # type: ignore[return-value]
     try:
         return _ADAPTER.validate_json(data)
     except ValidationError as exc:
@@ -294,6 +297,9 @@ def parse_event(data: bytes | str) -> InputEvent:
 
 def parse_event_obj(obj: Any) -> InputEvent:
     """Validate an already-decoded JSON object as an input event."""
+    event = _fast_obj(obj)
+    if event is not None:
+        return event  # type: ignore[return-value]
     try:
         return _ADAPTER.validate_python(obj)
     except ValidationError as exc:
@@ -322,3 +328,8 @@ def _fmt(ms: int) -> str:
 def event_time_ms(event: InputEvent) -> int:
     """Event time as integer milliseconds since the Unix epoch."""
     return event.time_ms  # set by the validator (or _once)
+
+
+# the plain events without pydantic's validator (the same instances; it still decides every other input)
+from schemas.fast import fast_event as _fast  # noqa: E402
+from schemas.fast import fast_event_obj as _fast_obj  # noqa: E402

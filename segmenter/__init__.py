@@ -18,10 +18,10 @@ def _check_compiled() -> None:
     if not libs:
         return
     built = min(lib.stat().st_mtime for lib in libs)
-    # streams' batch path is compiled in the same build (its modules link against this library)
+    # streams' batch path and schemas' fast events are compiled in the same build (they link against this library)
     stale = [
         str(py.relative_to(here.parent))
-        for package in (here, here.parent / "streams")
+        for package in (here.parent / "schemas", here, here.parent / "streams")
         for so in package.glob("**/*.so")
         if (py := so.with_name(so.name.split(".")[0] + ".py")).exists() and py.stat().st_mtime > built
     ]

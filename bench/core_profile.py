@@ -59,6 +59,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=2_000)
     ap.add_argument("--fetch-ms", type=int, default=100, help="wall clock between two fetches")
     ap.add_argument("--grace-ms", type=int, default=30, help="merge grace (the worker's default: 100)")
+    ap.add_argument(
+        "--backlog",
+        action="store_true",
+        help="a catch-up, as bench/run.py's worker reads its topics: no fetch reaches the inputs' end until the last",
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cache", type=int, default=20_000, help="decoded states kept (SEGMENTER_STATE_CACHE_SIZE)")
     ap.add_argument("--profile", help="write a cProfile of the run here (stage timings are then skipped)")
@@ -99,8 +104,10 @@ def main() -> int:
         # then empty fetches until the last records' grace is over
         for i in range(0, len(recs) + args.batch * (args.grace_ms // args.fetch_ms + 2), args.batch):
             now[0] += args.fetch_ms
-            for v in views.values():
+            for (topic, _), v in views.items():
                 v.polled_ms = now[0]
+                # (the routing and ticks topics are read to their end at once, in a catch-up too)
+                v.caught_up = not args.backlog or topic not in INPUTS or i + args.batch >= len(recs)
             t0 = clock()
             batch = [Record(topic, p, off, k, v, 0) for topic, p, off, k, v in recs[i : i + args.batch]]
             handled = path.handle(batch, views, load, lambda _p: load, now[0])

@@ -274,3 +274,17 @@ def test_every_field_at_its_edges() -> None:
                     taken += _check(json.dumps({k: v for k, v in {**doc, name: value}.items() if k != other}).encode())
             taken += _check(orjson.dumps({k: v for k, v in doc.items() if k != name}))
     assert taken > 200  # (both answers are compared: this only shows the fast path is exercised)
+
+
+def test_a_key_given_twice_counts_once_the_last_time() -> None:
+    # both JSON parsers keep the last value of a repeated key: the fast path agrees with pydantic either way
+    head = b'{"type":"page_view","event_id":"e","occurred_at":"2024-01-01T10:00:00Z",'
+    for tail in [
+        b'"customer_id":null,"customer_id":"c","page_type":"home"}',
+        b'"customer_id":"c","customer_id":null,"anonymous_id":"a","page_type":"home"}',
+        b'"customer_id":"c","page_type":"home","page_type":"nope"}',
+        b'"customer_id":"c","page_type":"nope","page_type":"home","type":"cart_add","product_id":"p"}',
+        b'"customer_id":"c","page_type":"home","price":1,"price":"2"}',
+    ]:
+        _check(head + tail)
+    assert fast_event(head + b'"customer_id":null,"customer_id":"c","page_type":"home"}') is not None

@@ -16,7 +16,6 @@ cheap; the ``O_*``, ``V_*`` … constants name their positions.
 from __future__ import annotations
 
 import zlib
-from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -260,20 +259,71 @@ class CustomerState:
         self.definitions = {} if definitions is None else definitions
         self.due_ms = due_ms
 
+    def values(self) -> tuple[Any, ...]:
+        """Every field, in :data:`_FIELDS`' order (the stored format's): attribute reads of the compiled class,
+        ~8x faster than ``attrgetter`` on it."""
+        return (
+            self.key,
+            self.customer_id,
+            self.anonymous_id,
+            self.first_seen_ms,
+            self.last_event_ms,
+            self.clock_ms,
+            self.page_views,
+            self.product_views,
+            self.sessions,
+            self.session_id,
+            self.session_start_ms,
+            self.session_last_ms,
+            self.session_first_page,
+            self.session_first_product,
+            self.session_products,
+            self.session_browse_pages,
+            self.last_page_type,
+            self.first_views,
+            self.seen_products,
+            self.recent_views,
+            self.fan_views,
+            self.fan_units,
+            self.cart,
+            self.cart_active_ms,
+            self.cart_events,
+            self.cart_adds_total,
+            self.abandoned,
+            self.orders_total,
+            self.orders,
+            self.order_window,
+            self.returns,
+            self.ordered_categories,
+            self.referred_by,
+            self.first_touch_ms,
+            self.first_order_ms,
+            self.credited,
+            self.linked_anons,
+            self.linked_to,
+            self.linking,
+            self.linking_ms,
+            self.pending,
+            self.seen_ids,
+            self.members,
+            self.definitions,
+            self.due_ms,
+        )
+
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if other.__class__ is not self.__class__ or not isinstance(other, CustomerState):
             return NotImplemented
-        return _values(self) == _values(other)
+        return self.values() == other.values()
 
     def __repr__(self) -> str:
         return f"{self.__class__.__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS) + ")"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, _values(self))
+        return (self.__class__, self.values())
 
     def to_json(self) -> bytes:
         """Positional JSON array: compact, deterministic, versioned."""
-        return orjson.dumps((FORMAT, *_values(self)))
+        return orjson.dumps((FORMAT, *self.values()))
 
     def to_bytes(self) -> bytes:
         """The stored form: :meth:`to_json`, deflated behind ``Z`` when over :data:`DEFLATE_OVER` bytes."""
@@ -357,7 +407,6 @@ def _inflated(data: bytes) -> bytes:
         raise ValueError(f"customer state: corrupt deflated bytes ({e})") from None
 
 
-_values = attrgetter(*_FIELDS)  # all fields as a tuple, in C (a generator of getattr: 3x the cost)
 _PREFIX = orjson.dumps([FORMAT])[:-1] + b","
 _MEMBERS_AT, _CLOCK_AT = 1 + _FIELDS.index("members"), 1 + _FIELDS.index("clock_ms")  # after the version
 assert _FIELDS[-1] == "due_ms", "due_ms_of reads the last field"

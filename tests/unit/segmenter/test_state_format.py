@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import orjson
 import pytest
 from journeys import MIN, Journey, cart_add, cart_remove, line, order_placed, page_view, view
@@ -108,15 +111,37 @@ def test_a_format_3_state_loads_with_no_linking_time() -> None:
     assert old == state and old.linking == "d1" and old.linking_ms is None
 
 
-def test_the_written_out_constructor_takes_the_fields_in_the_encoding_s_order() -> None:
-    # CustomerState lists its fields three times (annotations, _FIELDS, __init__): a field added to one
-    # and not the others, or out of order, breaks positional construction or the encoding
-    from segmenter.state import _values
+def _annotations() -> dict[str, str]:
+    # from the source: the compiled class keeps no __annotations__
+    tree = ast.parse((Path(__file__).parents[3] / "segmenter" / "state.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CustomerState")
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}  # type: ignore[union-attr]
 
+
+def _mark(i: int, name: str) -> object:
+    # a value of the field's type that no other field has
+    annotation = _ANNOTATIONS[name]
+    if annotation.startswith("dict"):
+        return {name: i}
+    if annotation.startswith("list"):
+        return [i]
+    return f"<{name}>" if annotation.startswith("str") else 1000 + i
+
+
+_ANNOTATIONS = _annotations()
+
+
+def test_the_written_out_constructor_takes_the_fields_in_the_encoding_s_order() -> None:
+    # CustomerState lists its fields four times (annotations, _FIELDS, __init__, values()): a field added to
+    # one and not the others, or out of order, breaks positional construction or the encoding
     fresh = Journey()
     fresh.feed(*EVENTS)
     s = fresh.engine.states["c1"]
-    values = _values(s)
+    values = s.values()
+    assert values == tuple(getattr(s, name) for name in _FIELDS)
+    # every field told apart by its value: values() in another order than _FIELDS' fails
+    marks = tuple(_mark(i, name) for i, name in enumerate(_FIELDS))
+    assert CustomerState(*marks).values() == marks
     assert len(values) == len(_FIELDS)
     assert CustomerState(*values) == s
     assert CustomerState(**dict(zip(_FIELDS, values, strict=True))) == s

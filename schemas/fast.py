@@ -53,6 +53,7 @@ _KINDS: Final[dict[str, int]] = {
 }
 _PAGES: Final = frozenset(("home", "category", "product", "search", "cart", "checkout", "other"))
 _MISSING: Final = object()
+_SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # microseconds per unit of a k-digit fraction
 _TZ: dict[int, Any] = {}  # offset minutes -> pydantic's TzInfo (what its parser gives)
 
 
@@ -79,11 +80,11 @@ _SPECS: Final[dict[str, _Spec]] = {
 }
 
 
-def _digits(s: str, i: int, n: int) -> int:
-    # n ASCII digits at s[i:] as an int, -1 when any is not one (str.isdigit would take other scripts' digits)
+def _digits(b: bytes, i: int, n: int) -> int:
+    # n ASCII digits at b[i:] as an int, -1 when any is not one
     v = 0
     for j in range(i, i + n):
-        c = ord(s[j]) - 48
+        c = b[j] - 48
         if c < 0 or c > 9:
             return -1
         v = v * 10 + c
@@ -103,32 +104,35 @@ def _days(year: int, month: int, day: int) -> int:
 def parse_time(s: str) -> tuple[datetime, int] | None:
     """``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)`` as pydantic parses it, and its UTC instant in ms since the epoch;
     ``None`` for any other text."""
-    n = len(s)
-    if n < 20 or s[4] != "-" or s[7] != "-" or s[10] != "T" or s[13] != ":" or s[16] != ":":
+    if not s.isascii():
+        return None  # (other scripts' digits, for one)
+    b = s.encode("ascii")  # indexing bytes gives ints: no 1-character strings
+    n = len(b)
+    if n < 20 or b[4] != 45 or b[7] != 45 or b[10] != 84 or b[13] != 58 or b[16] != 58:  # - - T : :
         return None
-    year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
-    hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
-    if min(year, month, day, hour, minute, second) < 0 or hour > 23 or minute > 59 or second > 59:
+    year, month, day = _digits(b, 0, 4), _digits(b, 5, 2), _digits(b, 8, 2)
+    hour, minute, second = _digits(b, 11, 2), _digits(b, 14, 2), _digits(b, 17, 2)
+    if year < 0 or month < 0 or day < 0 or not 0 <= hour <= 23 or not 0 <= minute <= 59 or not 0 <= second <= 59:
         return None
     i = 19
     micro = 0
-    if s[i] == ".":
+    if b[i] == 46:  # .
         j = i + 1
-        while j < n and j - i <= 6 and "0" <= s[j] <= "9":
+        while j < n and j - i <= 6 and 48 <= b[j] <= 57:
             j += 1
         k = j - i - 1  # fraction digits
-        if k == 0 or (j < n and "0" <= s[j] <= "9"):
+        if k == 0 or (j < n and 48 <= b[j] <= 57):
             return None  # none, or more than 6 (pydantic truncates them): let it decide
-        micro = _digits(s, i + 1, k) * 10 ** (6 - k)
+        micro = _digits(b, i + 1, k) * _SCALE[k]
         i = j
-    if i == n - 1 and s[i] == "Z":
+    if i == n - 1 and b[i] == 90:  # Z
         offset = 0
-    elif i == n - 6 and (s[i] == "+" or s[i] == "-") and s[i + 3] == ":":
-        oh, om = _digits(s, i + 1, 2), _digits(s, i + 4, 2)
+    elif i == n - 6 and (b[i] == 43 or b[i] == 45) and b[i + 3] == 58:  # + or -, :
+        oh, om = _digits(b, i + 1, 2), _digits(b, i + 4, 2)
         if oh < 0 or om < 0 or oh > 23 or om > 59:
             return None
         offset = oh * 60 + om
-        if s[i] == "-":
+        if b[i] == 45:
             offset = -offset
     else:
         return None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import zlib
 from pathlib import Path
 
 import orjson
 import pytest
+import zstandard
 from journeys import MIN, Journey, cart_add, cart_remove, line, order_placed, page_view, view
 
-from segmenter.state import _FIELDS, DEFLATE_OVER, FORMAT, CustomerState
+from segmenter.state import _FIELDS, DEFLATE_OVER, FORMAT, STATE_DICT_IDS, CustomerState
 
 _LINKING_MS_AT = 1 + _FIELDS.index("linking_ms")  # after the version
 
@@ -37,21 +40,55 @@ def test_the_format_was_bumped() -> None:
     assert CustomerState.from_bytes(V1).to_json().startswith(b"[4,")
 
 
-def test_a_large_state_is_stored_deflated_and_every_reader_of_stored_bytes_takes_it() -> None:
+def _large_state() -> CustomerState:
     fresh = Journey()
     fresh.feed(*EVENTS, *(view(10 * MIN + i, f"p{i}", "shoes", session="s2") for i in range(40)))
-    state = fresh.engine.states["c1"]
+    return fresh.engine.states["c1"]
+
+
+def test_a_large_state_is_stored_compressed_and_every_reader_of_stored_bytes_takes_it() -> None:
+    state = _large_state()
     plain, stored = state.to_json(), state.to_bytes()
-    assert len(plain) > DEFLATE_OVER and stored.startswith(b"Z") and len(stored) < len(plain) / 2
+    assert len(plain) > DEFLATE_OVER and stored.startswith(b"D") and len(stored) < len(plain) / 2
     assert CustomerState.from_bytes(stored) == state == CustomerState.from_bytes(plain)
+    assert CustomerState.json_of(stored) == plain
     assert CustomerState.due_ms_of(stored) == state.due_ms is not None
     assert CustomerState.definitions_json(stored) == CustomerState.definitions_json(plain) is not None
     assert CustomerState.members_of(stored) == (state.members, state.clock_ms)
-    with pytest.raises(ValueError, match="corrupt"):
-        CustomerState.from_bytes(stored[:-5])
-    # a small one stays plain JSON (deflating a few hundred bytes gains little for its CPU)
+    for corrupt in (stored[:-5], stored[:3], b"D", stored[:1] + b"\x28\xb5\x2f\xfd" + bytes(20)):
+        with pytest.raises(ValueError, match="corrupt"):
+            CustomerState.from_bytes(corrupt)
+    # a small one stays plain JSON (compressing a few hundred bytes gains little for its CPU)
     small = CustomerState("c2", customer_id="c2")
     assert small.to_bytes() == small.to_json()
+
+
+def test_a_state_deflated_by_an_earlier_version_still_loads() -> None:
+    # before the dictionary, states over 512 B were stored as a raw deflate stream behind a Z (ISA-L level 1)
+    state = _large_state()
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15)
+    deflated = b"Z" + packer.compress(state.to_json()) + packer.flush()
+    assert CustomerState.from_bytes(deflated) == state
+    assert CustomerState.due_ms_of(deflated) == state.due_ms
+    assert CustomerState.members_of(deflated) == (state.members, state.clock_ms)
+    with pytest.raises(ValueError, match="corrupt deflated"):
+        CustomerState.from_bytes(deflated[:-5])
+
+
+def test_a_state_compressed_with_a_dictionary_this_version_lacks_is_refused_by_name() -> None:
+    other = zstandard.train_dictionary(
+        4096, [_large_state().to_json() + bytes([i]) * i for i in range(200)], dict_id=40000
+    )
+    frame = zstandard.ZstdCompressor(level=1, dict_data=other).compress(_large_state().to_json())
+    with pytest.raises(ValueError, match="dictionary 40000, which this version does not ship"):
+        CustomerState.from_bytes(b"D" + frame)
+
+
+def test_the_shipped_dictionaries_never_change() -> None:
+    # a stored state names its dictionary: one retrained in place would make every state stored with it unreadable
+    assert STATE_DICT_IDS == (1397161985,)
+    data = (Path(__file__).parents[3] / "segmenter" / "state-1397161985.zdict").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == "0788a95ff0e2f18fff7d20d8e6fccbe1282517abce61e05a264c1ceb2cb4daa9"
 
 
 def test_a_format_1_state_loads_as_the_same_customer() -> None:

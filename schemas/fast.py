@@ -52,7 +52,7 @@ _KINDS: Final[dict[str, int]] = {
     "page_type": PAGE,
 }
 _PAGES: Final = frozenset(("home", "category", "product", "search", "cart", "checkout", "other"))
-_MISSING: Final = object()
+_new: Final = object.__new__  # what a model's __new__ is (BaseModel defines none)
 _SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # microseconds per unit of a k-digit fraction
 _TZ: dict[int, Any] = {}  # offset minutes -> pydantic's TzInfo (what its parser gives)
 
@@ -167,15 +167,15 @@ def fast_event_obj(obj: object) -> _Event | None:
     if spec is None:
         return None
     values = spec.template.copy()  # (missing optional fields: their defaults, in the model's order)
-    given: set[str] = set()
+    extras = 0
     kinds = spec.kinds
     required = 0
     ms = 0
     for name, v in obj.items():
         k = kinds.get(name, -1)
         if k < 0:
-            continue  # not a field of this type: ignored, as the models ignore extras
-        given.add(name)
+            extras += 1  # not a field of this type: ignored, as the models ignore extras
+            continue
         if k & REQUIRED:
             required += 1
             k &= ~REQUIRED
@@ -218,7 +218,9 @@ def fast_event_obj(obj: object) -> _Event | None:
         return None
     values["time_ms"] = ms  # as the model's validator sets them
     values["key"] = key
-    event: _Event = spec.cls.__new__(spec.cls)
+    # the fields given (model_fields_set): every key, unless some were not fields (a set from a dict is presized)
+    given = set(obj) if not extras else {name for name in obj if name in kinds}
+    event: _Event = _new(spec.cls)  # (cls.__new__ is looked up through pydantic's metaclass __getattr__: slow)
     object.__setattr__(event, "__dict__", values)
     object.__setattr__(event, "__pydantic_fields_set__", given)
     object.__setattr__(event, "__pydantic_extra__", None)

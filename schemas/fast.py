@@ -226,25 +226,3 @@ def fast_event_obj(obj: object) -> _Event | None:
     object.__setattr__(event, "__pydantic_extra__", None)
     object.__setattr__(event, "__pydantic_private__", None)
     return event
-
-
-_BODY_FIELDS: Final[dict[type, tuple[str, ...]]] = {spec.cls: tuple(spec.kinds) for spec in _SPECS.values()}
-
-
-def json_body(event: _Event) -> dict[str, Any]:
-    """``event.model_dump(mode="json", exclude_none=True)``, the same dict, without pydantic's serializer where it
-    can tell (the types :func:`fast_event` builds; a time pydantic writes as ``isoformat`` with ``Z`` for UTC)."""
-    names = _BODY_FIELDS.get(type(event))
-    at = event.occurred_at
-    offset = at.utcoffset()
-    if names is None or offset is None or offset.seconds % 60 or offset.microseconds:
-        return event.model_dump(mode="json", exclude_none=True)
-    values = event.__dict__
-    out: dict[str, Any] = {}
-    for name in names:
-        v = values[name]
-        if v is not None:
-            out[name] = v
-    text = at.isoformat()
-    out["occurred_at"] = text[:-6] + "Z" if text.endswith("+00:00") else text
-    return out

@@ -22,7 +22,6 @@ import orjson
 from mypy_extensions import mypyc_attr
 
 from schemas.events import InputEvent, parse_event_obj
-from schemas.fast import json_body
 from segmenter.apply import Moment, abandon, abandon_due, fold, merge
 from segmenter.catalogue import catalogue
 from segmenter.changes import BACKFILL, DETECTED, ENTERED, EXITED, Change
@@ -145,7 +144,7 @@ class Outcome:
 
 
 def _event_body(event: InputEvent) -> dict[str, Any]:
-    return json_body(event)  # (model_dump(mode="json", exclude_none=True), without the serializer where it can)
+    return event.model_dump(mode="json", exclude_none=True)
 
 
 # compiled (scripts/build_core.py), still open to subclasses: tests wrap the core in failing or recording ones

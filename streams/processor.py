@@ -38,7 +38,6 @@ import orjson
 
 from schemas.dead_letter import DeadLetter
 from schemas.events import InputEvent, InvalidEvent, check_not_ahead, event_time_ms, parse_event, parse_event_obj
-from schemas.fast import json_body
 from segmenter.changes import Change
 from segmenter.clock import DeadlineIndex
 from segmenter.engine import Outcome, Segmenter
@@ -611,7 +610,7 @@ class Processor:
             absorb(
                 p,
                 key,
-                Outcome(None, routed=[Routed(key, EVENT, {"event": json_body(event)})]),
+                Outcome(None, routed=[Routed(key, EVENT, {"event": event.model_dump(mode="json", exclude_none=True)})]),
             )
             return
         before = len(res.changes)

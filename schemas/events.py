@@ -31,6 +31,8 @@ MAX_TIME_MS = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # exclusive: l
 MAX_QUANTITY = 1_000_000
 MAX_MONEY = 1e12
 MAX_LINES = 1_000
+MAX_ID_LENGTH = 256  # characters of an id (customer, product, order, session, category)
+MAX_EVENT_ID_LENGTH = 128
 MAX_MESSAGE_BYTES = 1 << 20
 
 
@@ -85,7 +87,7 @@ Money = Annotated[
 ]
 """A non-negative amount up to 10^12: a JSON number or a decimal string such as ``"12.50"``."""
 
-Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 """Ids, ``product_id``, ``category``, ``order_id``, ``session_id``: 1-256 characters."""
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 """A JSON integer 1-1,000,000 (no boolean, no string, no float)."""
@@ -97,7 +99,7 @@ class _Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False, ignored_types=(_once,))
 
-    event_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    event_id: Annotated[StrictStr, Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
     occurred_at: Timestamp
     customer_id: Id | None = None
     anonymous_id: Id | None = None

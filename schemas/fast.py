@@ -10,12 +10,14 @@ the two on generated documents. Orders and returns (their lines) always go to py
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import orjson
 from pydantic_core import TzInfo
 
 from schemas.events import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_ID_LENGTH,
     MAX_MONEY,
     MAX_QUANTITY,
     MAX_TIME_MS,
@@ -24,14 +26,15 @@ from schemas.events import (
     CartRemove,
     CheckoutStarted,
     OrderCancelled,
+    PageType,
     PageView,
     _Event,
 )
 
-# how each field is checked (the models' annotations): a field not listed here makes a model ineligible
-EVENT_ID: Final = 0  # StrictStr, 1-128 characters
+# how each field is checked (the models' annotations): a model with a field not listed here fails the import
+EVENT_ID: Final = 0  # StrictStr, 1-MAX_EVENT_ID_LENGTH characters
 TIME: Final = 1  # Timestamp
-ID: Final = 2  # Id: StrictStr, 1-256 characters
+ID: Final = 2  # Id: StrictStr, 1-MAX_ID_LENGTH characters
 TEXT: Final = 3  # StrictStr
 MONEY: Final = 4  # a JSON number 0-10^12 (a decimal string goes to pydantic)
 QUANTITY: Final = 5  # StrictInt 1-1,000,000
@@ -51,7 +54,7 @@ _KINDS: Final[dict[str, int]] = {
     "type": TYPE,
     "page_type": PAGE,
 }
-_PAGES: Final = frozenset(("home", "category", "product", "search", "cart", "checkout", "other"))
+_PAGES: Final = frozenset(get_args(PageType))
 _new: Final = object.__new__  # what a model's __new__ is (BaseModel defines none)
 _SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # microseconds per unit of a k-digit fraction
 _TZ: dict[int, Any] = {}  # offset minutes -> pydantic's TzInfo (what its parser gives)
@@ -66,9 +69,10 @@ class _Spec:
         self.template: dict[str, Any] = {}
         self.n_required = 0
         for name, info in cls.model_fields.items():
-            self.kinds[name] = _KINDS[name] | (REQUIRED if info.is_required() else 0)
-            self.template[name] = None if info.is_required() else info.default
-            self.n_required += info.is_required()
+            required = info.is_required()
+            self.kinds[name] = _KINDS[name] | (REQUIRED if required else 0)
+            self.template[name] = None if required else info.default
+            self.n_required += required
 
 
 _SPECS: Final[dict[str, _Spec]] = {
@@ -185,7 +189,7 @@ def fast_event_obj(obj: object) -> _Event | None:
             if k == QUANTITY:
                 return None
         elif k in (ID, EVENT_ID):
-            if not isinstance(v, str) or not v or len(v) > (128 if k == EVENT_ID else 256):
+            if not isinstance(v, str) or not v or len(v) > (MAX_EVENT_ID_LENGTH if k == EVENT_ID else MAX_ID_LENGTH):
                 return None
         elif k in (TEXT, TYPE):
             if not isinstance(v, str):

@@ -3,6 +3,7 @@
     python bench/core_profile.py                          # 200k events / 20k customers
     python bench/core_profile.py --events 50000 --profile /tmp/core.prof
     python bench/core_profile.py --batch 50 --fetch-ms 10 --grace-ms 100   # the live edge at 5,000 events/s
+    python bench/core_profile.py --backlog --segments examples/catalogue     # with operator-defined segments
 
 Generates traffic with loadgen (seeded), lays it out as the worker sees it
 (topic, partition by the producer's partitioner, offset), then runs what the
@@ -66,6 +67,7 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cache", type=int, default=20_000, help="decoded states kept (SEGMENTER_STATE_CACHE_SIZE)")
+    ap.add_argument("--segments", help="a directory of segment definitions run beside the catalogue")
     ap.add_argument("--profile", help="write a cProfile of the run here (stage timings are then skipped)")
     args = ap.parse_args()
 
@@ -80,7 +82,14 @@ def main() -> int:
     partition = partitioner_for(args.partitions)
     recs = layout(args, partition)
     tune_gc()  # as the worker does
-    proc = Processor(Segmenter(Rules()), partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
+    definitions = None
+    if args.segments:
+        from segmenter.definitions.loader import load_dir
+        from segmenter.definitions.runtime import Definitions
+
+        definitions = Definitions(load_dir(Path(args.segments)))
+    seg = Segmenter(Rules(), definitions)
+    proc = Processor(seg, partition, input_topics=INPUTS, routing_topic=ROUTING, ticks_topic=TICKS)
     proc.cache_size = args.cache
     seq = Sequencer(INPUTS, ROUTING, args.partitions, proc.partitioner, grace_ms=args.grace_ms)
     path = BatchPath(seq, proc)

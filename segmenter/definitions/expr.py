@@ -94,6 +94,7 @@ OCCURRENCE_TYPES = ("cart_abandoned",)
 CLOSED_VALUES: dict[str, tuple[str, ...]] = {"type": EVENT_TYPES + OCCURRENCE_TYPES, "page_type": PAGE_TYPES}
 
 CLOCK_SLOPE = 1 / DAY  # a clock metric (in days) grows by 1/DAY per millisecond
+EXACT_SLOPE = Fraction(1, DAY)  # the same, exact
 
 # rules.<name>: the thresholds that are numbers (counts, days, minutes, shares, money), as a definition reads them
 RULE_NUMBERS = tuple(name for name, f in Rules.model_fields.items() if f.annotation in (int, float))
@@ -455,7 +456,7 @@ class _Checker:
 # -------------------------------------------------------------------------------------- evaluation
 
 Number = int | float | Fraction
-Affine = tuple[Number, float]  # value at t0 (exact where its parts are), slope per millisecond
+Affine = tuple[Number, Number]  # value at t0 and slope per millisecond (exact where the parts are)
 
 
 class _Values(dict[str, Value]):
@@ -575,10 +576,10 @@ def _number(node: Node) -> NumFn:
     raise TypeError(f"not a number node: {node!r}")
 
 
-def _affine(node: Node) -> AffineFn:
+def _affine(node: Node, exact: bool = False) -> AffineFn:
     """A number's value at the evaluation instant and its slope in time (``None``: not defined)."""
     if isinstance(node, Arith):
-        left, right, opname = _affine(node.left), _affine(node.right), node.op
+        left, right, opname = _affine(node.left, exact), _affine(node.right, exact), node.op
 
         def arith(env: Env) -> Affine | None:
             a, b = left(env), right(env)
@@ -592,18 +593,20 @@ def _affine(node: Node) -> AffineFn:
                 return (a[0] * b[0], a[1] * b[0] + b[1] * a[0])
             if b[0] == 0:
                 return None
-            return (a[0] / b[0], a[1] / b[0])
+            return (a[0] / b[0], a[1] / b[0] if a[1] else a[1])  # a still slope stays 0: exact
 
         return arith
     if isinstance(node, Neg):
-        operand = _affine(node.operand)
+        operand = _affine(node.operand, exact)
 
         def neg(env: Env) -> Affine | None:
             a = operand(env)
             return None if a is None else (-a[0], -a[1])
 
         return neg
-    value, slope = _number(node), CLOCK_SLOPE if isinstance(node, MetricRef) and node.timed else 0.0
+    moves = isinstance(node, MetricRef) and node.timed
+    value = _number(node)
+    slope: Number = (EXACT_SLOPE if exact else CLOCK_SLOPE) if moves else (0 if exact else 0.0)
 
     def leaf(env: Env) -> Affine | None:
         v = value(env)
@@ -766,7 +769,7 @@ def _generated(node: Node, margins: dict[str, Fraction]) -> HoldsFn:
     return space["holds"]  # type: ignore[no-any-return]
 
 
-def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
+def _crossings(node: Node, margins: dict[str, Fraction], exact: bool = True) -> CrossFn:
     """Appends the instants after ``t0`` at which a comparison time alone moves can change the condition.
 
     A part no clock moves keeps its value just after ``t0`` (judged on ``after``, the values at ``t0 + 1``:
@@ -776,7 +779,7 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
     """
     if isinstance(node, BoolOp):
         fixed = tuple(_generated(x, margins) for x in node.items if not _clocked(x))
-        moving = tuple(_crossings(x, margins) for x in node.items if _clocked(x))
+        moving = tuple(_crossings(x, margins, exact) for x in node.items if _clocked(x))
         pinned = node.op == "or"  # the value of a fixed part that pins the whole
 
         def either(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
@@ -788,18 +791,20 @@ def _crossings(node: Node, margins: dict[str, Fraction]) -> CrossFn:
 
         return either
     if isinstance(node, Not):
-        operand = _crossings(node.operand, margins)
+        operand = _crossings(node.operand, margins, exact)
         return lambda env, after, member, positive, t0, out: operand(env, after, member, not positive, t0, out)
     assert isinstance(node, Cmp)
     if not node.margins and all(isinstance(x, MetricRef) or not timed(x) for x in (node.left, node.right)):
-        return _crossing_of_values(node)
-    return _crossing_of_affine(node, margins)
+        return _crossing_of_values(node, exact)
+    return _crossing_of_affine(node, margins, exact)
 
 
-def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction]) -> CrossFn:
-    """A comparison time moves, any shape: both sides as value and slope, at each corner of a member's margins."""
-    left, right = _affine(node.left), _affine(node.right)
+def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction], exact: bool = True) -> CrossFn:
+    """A comparison time moves, any shape: both sides as value and slope, at each corner of a member's margins;
+    with exact figures at the instant it changes (see :func:`_crossing_of_values`)."""
+    left, right = _affine(node.left, exact), _affine(node.right, exact)
     shifts = _vertices(node, margins) if node.margins else [{}]
+    op = node.op
 
     def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
         for shift in shifts if member else ({},):
@@ -811,6 +816,11 @@ def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction]) -> CrossFn:
             d0, k = a[0] - b[0], a[1] - b[1]
             if k == 0:
                 continue
+            if exact and not isinstance(d0, float) and not isinstance(k, float):
+                at = flip(op, k > 0, t0 - Fraction(d0) / Fraction(k))
+                if at > t0:
+                    out.append(at)
+                continue
             zero = t0 - d0 / k  # where the difference is 0
             if math.isfinite(zero) and zero > t0 - 1:
                 out.append(max(t0 + 1, math.floor(zero) - 1))
@@ -818,19 +828,38 @@ def _crossing_of_affine(node: Cmp, margins: dict[str, Fraction]) -> CrossFn:
     return crossing
 
 
-def _crossing_of_values(node: Cmp) -> CrossFn:
+def flip(op: str, rising: bool, zero: int | Fraction) -> int:
+    """The first millisecond at which ``d op 0`` takes its other value, where ``d`` is exact, linear in time,
+    rising (or falling) and 0 at instant ``zero``: ``zero`` itself where equality gives the new value already
+    (``>=`` rising, ``>`` falling, ...), else the millisecond after it."""
+    at_zero = (op in (">=", "<")) == rising
+    return math.ceil(zero) if at_zero else math.floor(zero) + 1
+
+
+def _crossing_of_values(node: Cmp, exact: bool = True) -> CrossFn:
     """The common shape of a comparison time moves: each side a clock metric itself or a figure time does not
-    move. Its slope is known here; only the values are read (the same arithmetic as the general way)."""
+    move. Its slope is known here (one side moves, a day per day); only the values are read.
+
+    With exact figures (days, counts, decimals as written) the instant the comparison changes is computed
+    exactly, so a deadline there finds the change; a float figure (money) keeps the general way's slightly
+    early instant (``exact=False``: always, the reference the tests compare with).
+    """
     k = (CLOCK_SLOPE if timed(node.left) else 0.0) - (CLOCK_SLOPE if timed(node.right) else 0.0)
     if k == 0:  # both sides move alike: time alone never changes it
         return lambda env, after, member, positive, t0, out: None
-    sides = _sides(node)
+    sides, op, rising = _sides(node), node.op, k > 0
+    day = DAY if rising else -DAY  # the difference moves by 1/day per millisecond
 
     def crossing(env: Env, after: Env, member: bool, positive: bool, t0: int, out: list[int]) -> None:
         both = sides(env)
         if both is None:
             return
         a, b = both
+        if exact and not isinstance(a, float) and not isinstance(b, float):
+            at = flip(op, rising, t0 - (a - b) * day)
+            if at > t0:
+                out.append(at)
+            return
         zero = t0 - (a - b) / k  # where the difference is 0
         if math.isfinite(zero) and zero > t0 - 1:
             out.append(max(t0 + 1, math.floor(zero) - 1))
@@ -838,14 +867,38 @@ def _crossing_of_values(node: Cmp) -> CrossFn:
     return crossing
 
 
+def monotone(node: Node, metric: str) -> int | None:
+    """How the condition's truth goes with ``metric`` alone (everything else held): ``1`` never less true
+    as it grows, ``-1`` never more true, ``0`` either (or unknown: inside arithmetic), ``None`` not read."""
+    if isinstance(node, BoolOp):
+        seen = {m for m in (monotone(x, metric) for x in node.items) if m is not None}
+        return None if not seen else seen.pop() if len(seen) == 1 else 0
+    if isinstance(node, Not):
+        m = monotone(node.operand, metric)
+        return None if m is None else -m
+    if not isinstance(node, Cmp) or metric not in _metrics_in(node.left) | _metrics_in(node.right):
+        return None
+    sign = {">=": 1, ">": 1, "<=": -1, "<": -1}.get(node.op, 0)
+    if _bare(node.left, metric) and metric not in _metrics_in(node.right):
+        return sign
+    if _bare(node.right, metric) and metric not in _metrics_in(node.left):
+        return -sign
+    return 0  # inside arithmetic, on both sides, or == / !=
+
+
+def _bare(node: Node, metric: str) -> bool:
+    return isinstance(node, MetricRef) and node.name == metric
+
+
 class Condition:
     """A checked condition compiled for evaluation, with a member's exit margins: its truth, and when
-    time alone can change it."""
+    time alone can change it (``exact``: at the instant a comparison of exact figures with a clock metric
+    changes; else slightly early, re-judged there, as the tests' reference does)."""
 
-    def __init__(self, node: Node, margins: dict[str, Fraction] | None = None) -> None:
+    def __init__(self, node: Node, margins: dict[str, Fraction] | None = None, exact: bool = True) -> None:
         self.node = node
         self._holds = _generated(node, margins or {})
-        self._crossings = _crossings(node, margins or {}) if _clocked(node) else None
+        self._crossings = _crossings(node, margins or {}, exact) if _clocked(node) else None
 
     @property
     def clocked(self) -> bool:

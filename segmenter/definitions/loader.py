@@ -91,12 +91,12 @@ class Definition:
     margin_rules: dict[str, str] = field(default_factory=dict)  # metric -> threshold giving its exit margin
     rules: tuple[str, ...] = ()  # the thresholds the reason shows ({rules.<name>})
 
-    def compiled(self, rules: Rules) -> expr.Condition:
+    def compiled(self, rules: Rules, exact: bool = True) -> expr.Condition:
         """``when`` compiled for evaluation under ``rules`` (its ``rules.<name>`` read there), with the exit
-        margins."""
+        margins (``exact``: see :class:`~segmenter.definitions.expr.Condition`)."""
         margins = dict(self.exit_margin)
         margins.update({m: Fraction(expr.rule_value(rules, name)) for m, name in self.margin_rules.items()})
-        return expr.Condition(expr.bind(self.when, rules), margins)
+        return expr.Condition(expr.bind(self.when, rules), margins, exact)
 
     @property
     def ref(self) -> dict[str, Any]:

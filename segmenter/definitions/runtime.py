@@ -31,7 +31,7 @@ from segmenter.config import Rules
 from segmenter.definitions import expr
 from segmenter.definitions.loader import MOMENT, TRAIT, Definition, fill, order
 from segmenter.exact import Fraction
-from segmenter.metrics.registry import BY_NAME, MOVED_BY, WINDOW, reader
+from segmenter.metrics.registry import BY_NAME, FALLS, MOVED_BY, WINDOW, reader
 from segmenter.rules.context import Ctx
 from segmenter.state import CustomerState
 
@@ -58,6 +58,19 @@ def _evidence(value: float | int | Fraction | str | None) -> float | int | str |
     return value
 
 
+def _stepped(readers: tuple[tuple[str, int, bool], ...], members: dict[str, int]) -> bool:
+    """Whether a step of a windowed metric can change one of the traits reading it: a member can stop holding
+    unless a fall only makes it more true; a non-member can start unless a fall only makes it less true, or
+    it is entered only at events (time passing is no reason to enter)."""
+    for name, way, enter_on in readers:
+        if name in members:
+            if way != -1:
+                return True
+        elif way != 1 and not enter_on:
+            return True
+    return False
+
+
 def _moves(kind: str, metric: str) -> bool:
     moved = MOVED_BY[metric]
     return moved is None or kind in moved
@@ -70,8 +83,9 @@ class Definitions:
         self.rules = rules if rules is not None else Rules()
         self.incremental = incremental  # False: every trait judged at every event (the tests' reference)
         self.all = tuple(order(list(definitions)))
-        # each condition compiled under the rules in force (its rules.<name> read there)
-        self._conditions = {d.name: d.compiled(self.rules) for d in self.all}
+        # each condition compiled under the rules in force (its rules.<name> read there); the reference judges
+        # clocked comparisons slightly early, as the general way does, and re-judges there
+        self._conditions = {d.name: d.compiled(self.rules, exact=incremental) for d in self.all}
         self._shown_rules = {
             d.name: {f"rules.{r}": _shown(expr.rule_value(self.rules, r)) for r in d.rules} for d in self.all
         }
@@ -81,8 +95,15 @@ class Definitions:
         self.versions: dict[str, int] = {d.name: d.version for d in self.traits}
         # what time alone moves: the traits' windowed metrics (their next steps) and clocked comparisons
         # (one metric per distinct step function: the order metrics of a year step together)
-        steps = {m: BY_NAME[m] for d in self.traits for m in d.metrics if BY_NAME[m].time == WINDOW}
-        self.steps = tuple({metric.next_step: name for name, metric in steps.items()}.values())
+        groups: dict[Any, list[str]] = {}
+        for d in self.traits:
+            for m in d.metrics:
+                step = BY_NAME[m].next_step
+                if BY_NAME[m].time == WINDOW and m not in groups.setdefault(step, []):
+                    groups[step].append(m)
+        self.steps: tuple[tuple[str, tuple[tuple[str, int, bool], ...] | None], ...] = tuple(
+            (names[0], self._readers(names) if incremental else None) for names in groups.values()
+        )
         self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
         # per event type, the traits an event of it can move: one reading a metric the type changes, a
         # membership of another segment or the event, or entered only at that type (its condition may hold
@@ -99,6 +120,20 @@ class Definitions:
         # the values the last evaluation read, for the deadlines asked right after it of the same state (the
         # engine asks them before anything changes it): taken once, by that state at that instant only
         self._judged: tuple[CustomerState, int, expr.Env] | None = None
+
+    def _readers(self, names: list[str]) -> tuple[tuple[str, int, bool], ...]:
+        """The traits whose condition reads a metric of one step function: (name, how its truth goes with
+        them, entered only at events). How: 1 a fall of them can only make it less true, -1 only more true,
+        0 either (a metric time may raise, or no such simple shape)."""
+        out: list[tuple[str, int, bool]] = []
+        for d in self.traits:
+            found = (expr.monotone(self._conditions[d.name].node, m) for m in names if m in d.metrics)
+            ways = {w for w in found if w is not None}
+            if not ways:
+                continue  # read by its reason only
+            way = ways.pop() if len(ways) == 1 and all(m in FALLS for m in names if m in d.metrics) else 0
+            out.append((d.name, way, bool(d.enter_on)))
+        return tuple(out)
 
     def bound(self, rules: Rules) -> Definitions:
         """These definitions under ``rules`` (themselves when those are the rules they were built with)."""
@@ -203,7 +238,10 @@ class Definitions:
         after = after or self._env(s, t + 1, c, None)
         for d in self.clocked:
             times.extend(self._conditions[d.name].crossings(env, after, t, d.name in s.members))
-        for m in self.steps:
+        members = s.members
+        for m, readers in self.steps:
+            if readers is not None and not _stepped(readers, members):
+                continue
             at = BY_NAME[m].next_change(s, t, c)
             if at is not None:
                 times.append(at)

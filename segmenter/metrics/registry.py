@@ -619,6 +619,22 @@ Beside these, only time (the metric's ``next_change``, a deadline), a merged his
 value; the definitions judge a trait at an event only when the event can move what it reads
 (:class:`~segmenter.definitions.runtime.Definitions`)."""
 
+FALLS: frozenset[str] = frozenset(
+    (
+        "orders_365d",
+        "cart_adds_30d",
+        "cart_removes_30d",
+        "abandoned_carts_30d",
+        "returns_90d",
+        "researcher_products_14d",
+        "products_compared_14d",
+    )
+)
+"""The windowed counts that time alone never raises: between two evaluations their records only leave
+the window (a cart is abandoned at a deadline, which judges every trait again). A trait that a fall can only
+make less true needs their steps only while it is a member (:class:`~segmenter.definitions.runtime.Definitions`).
+Sums net of refunds, shares and averages can go either way."""
+
 TIME_TEXT = {
     EVENTS: "changes only with an event",
     WINDOW: "steps when a record leaves its window (next_change: that instant)",

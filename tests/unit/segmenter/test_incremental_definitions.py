@@ -1,8 +1,13 @@
 """Judging at an event only the traits it can move (``MOVED_BY``) gives every change judging all of them gives.
 
-The reference is the same definitions with ``incremental=False``; the definitions are the shipped ones plus a
-trait on every metric, a trait entered only at each event type, a membership and an exit margin, over the
-generated traffic (logins, referrals, returns, carts left), the edge journeys, other thresholds and the samples.
+So do the deadlines computed the short way: a clocked comparison of exact figures at the instant it changes,
+and the steps of a windowed count that time only lowers left out where a fall cannot change the trait.
+
+The reference is the same definitions with ``incremental=False`` (every trait judged at every event, every step
+a deadline, clocked comparisons slightly early and judged again); the definitions are the shipped ones plus a
+trait above and one below a threshold on every metric, a trait entered only at each event type, a membership,
+an exit margin and counts beside a clock, over the generated traffic (logins, referrals, returns, carts left),
+the edge journeys, other thresholds and the samples.
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ def _trait(name: str, when: str, extra: str = "") -> str:
 
 def _definitions(tmp: Path) -> tuple[Definition, ...]:
     texts = {f"m_{m.name}": _trait(f"m_{m.name}", f"{m.name} >= {AT.get(m.unit, 1)}") for m in METRICS}
+    # below a threshold: a fall of a count makes these more true (a member keeps it; a non-member may enter)
+    texts.update({f"u_{m.name}": _trait(f"u_{m.name}", f"{m.name} < {AT.get(m.unit, 1)}") for m in METRICS})
+    # a count beside a clock: the count's part pins the conjunction until one of its steps frees it
+    texts["few_and_quiet"] = _trait("few_and_quiet", "orders_365d < 2 and days_since_last_order > 10")
+    quiet = "not (products_compared_14d >= 2) and days_since_last_event > 2"
+    texts["views_and_quiet"] = _trait("views_and_quiet", quiet)
+    texts["compared_or_new"] = _trait("compared_or_new", "products_compared_14d >= 2 or days_since_last_event < 1")
     for kind in EVENT_TYPES:
         texts[f"on_{kind}"] = _trait(f"on_{kind}", "orders_total >= 1 or product_views >= 3", f"enter_on: [{kind}]\n")
     texts["browsing_researcher"] = _trait("browsing_researcher", "in_segment('researcher') and orders_total == 0")
@@ -84,7 +96,20 @@ def test_judging_the_moved_traits_gives_the_changes_of_judging_all(
     assert runs[0] == runs[1]
     mine = Counter(json.loads(c)["segment"] for c in runs[0])
     if source == "loadgen":  # not vacuous: the traits that a skipped event could have missed change here
-        for name in ("m_orders_365d", "m_spend_365d", "m_cart_adds_30d", "m_returns_90d", "on_page_view", "spender"):
+        for name in (
+            "m_orders_365d",
+            "m_spend_365d",
+            "m_cart_adds_30d",
+            "m_returns_90d",
+            "on_page_view",
+            "spender",
+            "u_orders_365d",
+            "u_cart_adds_30d",
+            "m_products_compared_14d",
+            "few_and_quiet",
+            "views_and_quiet",
+            "compared_or_new",
+        ):
             assert mine[name] >= 2, name
 
 

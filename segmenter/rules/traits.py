@@ -437,6 +437,16 @@ def _fan_evidence(cat: str, vshare: float, nv: int, ushare: float, nu: int) -> d
     }
 
 
+def _may_turn_hesitant(s: CustomerState, t: int, c: Ctx) -> bool:
+    """Whether time alone may make a customer hesitant: its records only leave the window, so its counts only
+    fall (an abandonment comes at a deadline, which judges and asks again); under both minimums, it cannot."""
+    r = c.rules
+    start = t - c.hesitant_ms  # every kept record after it: what any later instant can count, and more
+    if sum(1 for a in s.abandoned if a > start) >= r.hesitant_min_abandoned:
+        return True
+    return sum(e[1] for e in s.cart_events if e[0] > start) >= r.hesitant_min_adds
+
+
 def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
     """Times at which a window slides past a record that a trait counts."""
     members = s.members
@@ -467,7 +477,7 @@ def deadlines(s: CustomerState, t: int, c: Ctx, out: list[int]) -> None:
             if v[V_T] + c.researcher_ms > t:
                 out.append(v[V_T] + c.researcher_ms)
                 break
-    if s.cart_events or s.abandoned:
+    if (s.cart_events or s.abandoned) and ("hesitant" in members or _may_turn_hesitant(s, t, c)):
         for e in s.cart_events:
             if e[0] + c.hesitant_ms > t:
                 out.append(e[0] + c.hesitant_ms)

@@ -231,13 +231,18 @@ class Definitions:
             return
         # after an event at t the engine asks from t - 1, after a deadline at t from t: the values judged
         env = after = None
+        t0 = t
         if judged is not None and judged[0] is s:
             env = judged[2] if judged[1] == t else None
             after = judged[2] if judged[1] == t + 1 else None
+            if after is not None and self.incremental:
+                # the values of the event's own instant, judged with it: what changes after it (those of
+                # t - 1 would leave out the event's own records; the reference reads them, slightly early)
+                env, t0 = after, t + 1
         env = env or self._env(s, t, c, None)
         after = after or self._env(s, t + 1, c, None)
         for d in self.clocked:
-            times.extend(self._conditions[d.name].crossings(env, after, t, d.name in s.members))
+            times.extend(self._conditions[d.name].crossings(env, after, t0, d.name in s.members))
         members = s.members
         for m, readers in self.steps:
             if readers is not None and not _stepped(readers, members):

@@ -635,6 +635,7 @@ the window (a cart is abandoned at a deadline, which judges every trait again). 
 make less true needs their steps only while it is a member (:class:`~segmenter.definitions.runtime.Definitions`).
 Sums net of refunds, shares and averages can go either way."""
 
+FALLS_TEXT = "; time alone only lowers it (a trait above a threshold is left by time, never entered)"
 TIME_TEXT = {
     EVENTS: "changes only with an event",
     WINDOW: "steps when a record leaves its window (next_change: that instant)",
@@ -668,7 +669,7 @@ def describe(rules: Rules) -> list[dict[str, str]]:
             "name": m.name,
             "unit": m.unit,
             "bound": m.bound(rules),
-            "time": TIME_TEXT[m.time],
+            "time": TIME_TEXT[m.time] + (FALLS_TEXT if m.name in FALLS else ""),
             "changed_by": moved_by_text(m.name),
             "description": m.description,
         }

@@ -20,15 +20,18 @@ def register(sub: Any) -> None:
 
 # the README's "changes with" column: the events that change it, and what time does
 _IN_TIME = {"events": "", "window": "; a record leaving the window", "clock": "; time itself"}
+_FALLS = ", which only lowers it"
 
 
 def markdown() -> str:
     """The metric list as the README's table: name, unit, what changes it, description."""
-    from segmenter.metrics.registry import METRICS, moved_by_text
+    from segmenter.metrics.registry import FALLS, METRICS, moved_by_text
 
     rows = ["| metric | unit | changes with | what it is |", "|---|---|---|---|"]
     rows += [
-        f"| `{m.name}` | {m.unit} | {moved_by_text(m.name)}{_IN_TIME[m.time]} | {m.description} |" for m in METRICS
+        f"| `{m.name}` | {m.unit} | {moved_by_text(m.name)}{_IN_TIME[m.time]}{_FALLS if m.name in FALLS else ''} "
+        f"| {m.description} |"
+        for m in METRICS
     ]
     return "\n".join(rows) + "\n"
 

@@ -161,3 +161,11 @@ def test_what_falls_never_rises_with_time_alone() -> None:
                 seen += before is not None and now is not None and now < before
                 before, t = now, nxt
     assert seen > 100  # not vacuous: counts do fall at their steps
+
+
+def test_segmenter_metrics_says_which_counts_only_fall() -> None:
+    from segmenter.config import Rules
+    from segmenter.metrics.registry import describe
+
+    said = {m["name"] for m in describe(Rules()) if "only lowers" in m["time"]}
+    assert said == FALLS

@@ -32,7 +32,7 @@ from typing import Any
 
 from segmenter.config import Rules
 from segmenter.exact import Fraction
-from segmenter.metrics.registry import BY_NAME, CLOCK, DAY, EVENTS, FALLS, Value
+from segmenter.metrics.registry import BY_NAME, CLOCK, DAY, Value
 
 NUM, STR, BOOL = "number", "text", "condition"
 
@@ -884,60 +884,6 @@ def monotone(node: Node, metric: str) -> int | None:
     if _bare(node.right, metric) and metric not in _metrics_in(node.left):
         return -sign
     return 0  # inside arithmetic, on both sides, or == / !=
-
-
-FutureFn = Callable[[Env], bool | None]
-
-
-def future(node: Node) -> FutureFn:
-    """A condition's truth at any later instant with no event, from the values now: ``True`` or ``False``
-    when time alone cannot change it, ``None`` when it may (for a non-member: can time alone make it hold?).
-
-    What only an event changes keeps its value; a count of :data:`~segmenter.metrics.registry.FALLS` only
-    falls (``count >= n`` false now stays false, ``count < n`` true now stays true); anything else time moves
-    (a clock, a share, another window, a membership) may take any value.
-    """
-    if isinstance(node, BoolOp):
-        items = tuple(future(x) for x in node.items)
-        fixed = node.op == "or"  # an item of this value fixes the whole: true for or, false for and
-
-        def either(env: Env) -> bool | None:
-            unknown = False
-            for f in items:
-                v = f(env)
-                if v is None:
-                    unknown = True
-                elif v == fixed:
-                    return fixed
-            return None if unknown else not fixed
-
-        return either
-    if isinstance(node, Not):
-        operand = future(node.operand)
-
-        def negated(env: Env) -> bool | None:
-            v = operand(env)
-            return None if v is None else not v
-
-        return negated
-    if not isinstance(node, Cmp):
-        return lambda env: None  # a membership: another trait, which time may move
-    moving = {m for m in _metrics_in(node.left) | _metrics_in(node.right) if BY_NAME[m].time != EVENTS}
-    now = _compare(node)
-    if not moving:
-        return now  # only events change it
-    if len(moving) == 1:
-        (m,) = moving
-        way = monotone(node, m)
-        if m in FALLS and way in (1, -1):
-            # a falling count against what only events change: false stays false (>=), true stays true (<)
-            keeps = way == -1
-
-            def falling(env: Env) -> bool | None:
-                return keeps if now(env) == keeps else None
-
-            return falling
-    return lambda env: None
 
 
 def _bare(node: Node, metric: str) -> bool:

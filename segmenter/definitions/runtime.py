@@ -58,21 +58,15 @@ def _evidence(value: float | int | Fraction | str | None) -> float | int | str |
     return value
 
 
-def _stepped(
-    readers: tuple[tuple[str, int, bool], ...],
-    members: dict[str, int],
-    futures: dict[str, expr.FutureFn],
-    env: expr.Env,
-) -> bool:
+def _stepped(readers: tuple[tuple[str, int, bool], ...], members: dict[str, int]) -> bool:
     """Whether a step of a windowed metric can change one of the traits reading it: a member can stop holding
-    unless a fall only makes it more true; a non-member can start unless a fall only makes it less true, it
-    is entered only at events (time passing is no reason to enter), or nothing time moves can make its
-    condition hold (:func:`~segmenter.definitions.expr.future`: ``count >= 4 and share >= 0.5`` under 4)."""
+    unless a fall only makes it more true; a non-member can start unless a fall only makes it less true, or
+    it is entered only at events (time passing is no reason to enter)."""
     for name, way, enter_on in readers:
         if name in members:
             if way != -1:
                 return True
-        elif way != 1 and not enter_on and futures[name](env) is not False:
+        elif way != 1 and not enter_on:
             return True
     return False
 
@@ -111,8 +105,6 @@ class Definitions:
             (names[0], self._readers(names) if incremental else None) for names in groups.values()
         )
         self.clocked = tuple(d for d in self.traits if self._conditions[d.name].clocked)
-        # whether time alone can make a non-member's condition hold, from the values now
-        self._futures = {d.name: expr.future(self._conditions[d.name].node) for d in self.traits}
         # per event type, the traits an event of it can move: one reading a metric the type changes, a
         # membership of another segment or the event, or entered only at that type (its condition may hold
         # already); at any other trait the event changes nothing it reads
@@ -253,7 +245,7 @@ class Definitions:
             times.extend(self._conditions[d.name].crossings(env, after, t0, d.name in s.members))
         members = s.members
         for m, readers in self.steps:
-            if readers is not None and not _stepped(readers, members, self._futures, env):
+            if readers is not None and not _stepped(readers, members):
                 continue
             at = BY_NAME[m].next_change(s, t, c)
             if at is not None:
